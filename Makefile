@@ -1,0 +1,30 @@
+# Set-up and checks. `make quickstart` installs everything and runs the quickstart suite;
+# `make test` installs everything and runs the tests. TORCH pins the wheels that lie on the
+# reference machines' disk; on a GPU node keep its own torch with `make quickstart TORCH=`.
+PYTHON ?= python3
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: install data quickstart test lint bench
+
+install:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check $(TORCH) -e '.[test]'
+
+# Debian/Ubuntu ship Fashion-MNIST as a package; elsewhere `protobench run` downloads it with torchvision.
+data:
+	@if [ ! -e $(FMNIST) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		|| echo "apt could not install dataset-fashion-mnist; protobench will try torchvision's download"; \
+	fi
+
+quickstart: install data
+	$(PYTHON) -m protobench run quickstart
+
+test: install
+	$(PYTHON) -m pytest
+
+lint:
+	$(PYTHON) -m ruff check protobench tests
+
+bench:
+	$(PYTHON) -m protobench.bench prototypes

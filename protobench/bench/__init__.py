@@ -1,0 +1,1 @@
+"""Micro-benchmarks of protobench's building blocks: ``python -m protobench.bench NAME``."""

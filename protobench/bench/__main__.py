@@ -1,0 +1,24 @@
+"""Dispatch ``python -m protobench.bench NAME`` to the benchmark registered under NAME."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# name -> "module:function"; add a benchmark by adding a line.
+BENCHMARKS: dict[str, str] = {
+    "prototypes": "protobench.bench.prototypes:run",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the benchmark name and run it."""
+    parser = argparse.ArgumentParser(prog="python -m protobench.bench", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    args = parser.parse_args(argv)
+    module_name, func_name = BENCHMARKS[args.name].split(":")
+    getattr(importlib.import_module(module_name), func_name)()
+
+
+if __name__ == "__main__":
+    main()

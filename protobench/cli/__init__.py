@@ -1,0 +1,1 @@
+"""The protobench command line (Typer): ``protobench --help``."""

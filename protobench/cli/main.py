@@ -1,0 +1,216 @@
+"""``protobench``: list suites, run them, report results, work with prototypes and data.
+
+Heavy modules (torch) are imported inside the commands so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from protobench import __version__
+from protobench.errors import UserError
+
+app = typer.Typer(
+    help="Benchmark hyperspherical prototype classifiers: DL2PA against PSC, ETF, HPN, EBV and DNC.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"protobench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """protobench: run suites of (method x dim x seed) cells on one engine and compare them with the paper."""
+
+
+def parse_list(text: str | None, kind: type, flag: str) -> list | None:
+    """``"2,3,16"`` -> [2, 3, 16]; a bad item is a UserError naming the flag."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{flag} is empty; give a comma-separated list, e.g. {flag} 2,3")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise UserError(f"{flag} '{text}' is not a comma-separated list of {kind.__name__}s") from None
+
+
+@app.command("suites")
+def suites_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the suites as JSON for scripts.")] = False,
+) -> None:
+    """List every suite: dataset, balance, classes, dims, methods, backbone, epochs, seeds."""
+    from protobench.suites import available_suites, load_suite
+
+    rows = []
+    for name in available_suites():
+        suite = load_suite(name)
+        ratios = [r for r in suite.imbalance_ratios if r is not None]
+        rows.append(
+            {
+                "name": suite.name,
+                "dataset": suite.dataset,
+                "balance": "long-tailed " + "/".join(f"{r:g}" for r in ratios) if ratios else "balanced",
+                "classes": DATASET_CLASSES.get(suite.dataset),
+                "dims": list(suite.dims),
+                "methods": list(suite.methods),
+                "backbone": suite.backbone,
+                "epochs": suite.train.epochs,
+                "seeds": list(suite.seeds),
+                "description": suite.description,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="protobench suites")
+    for column in ("suite", "dataset", "balanced / LT (ratio)", "classes", "dims", "methods", "backbone", "epochs", "seeds"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["name"], r["dataset"], r["balance"], str(r["classes"] or "?"),
+            ",".join(map(str, r["dims"])), ", ".join(r["methods"]), r["backbone"],
+            str(r["epochs"]), ",".join(map(str, r["seeds"])),
+        )  # fmt: skip
+    Console().print(table)
+
+
+# Class counts of the registered datasets, for the suites table (no data needs to be present).
+DATASET_CLASSES = {
+    "fashion-mnist": 10,
+    "cifar10": 10,
+    "cifar100": 100,
+    "svhn": 10,
+    "stl10": 10,
+    "imagenet": 1000,
+    "imagenet-lt": 1000,
+    "imagenet200": 200,
+}
+
+
+@app.command("run")
+def run_command(
+    suite: Annotated[str, typer.Argument(help="A suite name (see `protobench suites`) or a path to a suite YAML.")],
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to run instead of the suite's.")] = None,
+    dims: Annotated[Optional[str], typer.Option(help="Comma-separated embedding dims, e.g. 2,8 (2..4096).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the suite's epochs (quick runs); >= 1.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda or cuda:N.")] = "auto",
+    results: Annotated[Path, typer.Option(help="Results store; finished cells there are skipped.")] = Path("results"),
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Where datasets are looked for first (then $PROTOBENCH_DATA, the cache).")
+    ] = None,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Ask torch for deterministic kernels (slower on GPU).")
+    ] = False,
+) -> None:
+    """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
+    from protobench.cli.progress import make_reporter
+    from protobench.engine import resolve_device
+    from protobench.runner import run_suite
+    from protobench.suites import load_suite
+
+    loaded = load_suite(suite).with_overrides(
+        methods=parse_list(methods, str, "--methods"),
+        dims=parse_list(dims, int, "--dims"),
+        seeds=parse_list(seeds, int, "--seeds"),
+        epochs=epochs,
+    )
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
+    summary = run_suite(
+        loaded,
+        results_dir=results,
+        data_dir=data_dir,
+        device=resolve_device(device),
+        deterministic=deterministic,
+        reporter=make_reporter(),
+    )
+    print_report([loaded.name], results, "md", None, {loaded.name: loaded})
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def print_report(names: list[str], results: Path, fmt: str, out: Path | None, known: dict | None = None) -> None:
+    """Build the tables of ``names`` from ``results`` and print or write them."""
+    from protobench.report import build_tables, render
+    from protobench.results import iter_records
+    from protobench.suites import available_suites, load_suite
+
+    records = list(iter_records(results, names or None))
+    if not names:
+        names = sorted({r["suite"] for r in records})
+    suites = {}
+    for name in names:
+        if known and name in known:
+            suites[name] = known[name]
+        else:
+            suites[name] = load_suite(name) if name in available_suites() else None
+    tables = build_tables(records, suites)
+    if not tables:
+        raise UserError(f"no finished results for {', '.join(names) or 'any suite'} under {results}; run a suite first")
+    text = render(tables, fmt)
+    if out is None:
+        typer.echo(text)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot write ({error.strerror})") from None
+    typer.echo(f"wrote {out}")
+
+
+@app.command("report")
+def report_command(
+    suites: Annotated[Optional[list[str]], typer.Argument(help="Suites to report (default: all in the store).")] = None,
+    results: Annotated[Path, typer.Option(help="The results store to read.")] = Path("results"),
+    fmt: Annotated[str, typer.Option("--format", help="md, csv or latex.")] = "md",
+    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of printing.")] = None,
+) -> None:
+    """Tables of finished results: rows = methods, columns = dims, cells = mean +- std over seeds (n)."""
+    from protobench.report import FORMATS
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
+    if not results.is_dir():
+        raise UserError(f"--results {results} does not exist; run a suite first or point at a results folder")
+    print_report(list(suites or []), results, fmt, out)
+
+
+def mount_subcommands() -> None:
+    """Attach the prototypes and data command groups."""
+    from protobench.cli.data import app as data_app
+    from protobench.cli.prototypes import app as prototypes_app
+
+    app.add_typer(prototypes_app, name="prototypes", help="Generate, measure and plot prototype sets.")
+    app.add_typer(data_app, name="data", help="Where datasets are, their checksums and per-class counts.")
+
+
+def main() -> None:
+    """Console entry point: UserError becomes one line on stderr and exit code 2."""
+    try:
+        mount_subcommands()
+        app()
+    except UserError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,138 @@
+"""The data types every dataset produces, and the search path for dataset files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from protobench.errors import UserError
+from protobench.paths import user_data_dir
+from protobench.registry import Registry
+
+
+@dataclass
+class ImageSplit:
+    """Images as one uint8 tensor (N x C x H x W) and labels as int64 (N)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must be one per image")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor) -> ImageSplit:
+        """The images at ``index`` (a LongTensor of positions)."""
+        return ImageSplit(self.images[index], self.labels[index])
+
+    def class_counts(self, num_classes: int) -> torch.Tensor:
+        """Images per class, length ``num_classes``."""
+        return torch.bincount(self.labels.cpu(), minlength=num_classes)
+
+
+@dataclass
+class InMemoryDataset:
+    """A dataset small enough to live on the device: train and test splits plus normalisation."""
+
+    name: str
+    num_classes: int
+    train: ImageSplit
+    test: ImageSplit
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str = ""
+    class_names: list[str] | None = None
+
+
+class BatchLoader(Protocol):
+    """What the engine iterates: normalised float batches and labels, already on the run's device."""
+
+    num_samples: int
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass
+class Augment:
+    """Training augmentation of a suite; every field is applied batch-wise on the device."""
+
+    crop_padding: int = 0
+    flip: bool = False
+    # Streaming (ImageNet-style) loaders read these instead of the two above.
+    random_resized_crop: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class StreamingDataset(Protocol):
+    """A dataset too large for the device (ImageNet): it builds its own loaders."""
+
+    name: str
+    num_classes: int
+    source: str
+
+    def class_counts(self, split: str) -> torch.Tensor: ...
+
+    def loader(
+        self, split: str, *, batch_size: int, device: torch.device, train: bool, seed: int, augment: Augment
+    ) -> BatchLoader: ...
+
+
+Dataset = InMemoryDataset | StreamingDataset
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What a dataset builder needs.
+
+    ``data_dir`` is --data-dir (or None); ``download`` whether it may download; ``options`` the
+    suite's ``dataset_options`` (e.g. ImageNet-LT split files, ``val_size`` and ``data_seed``
+    for streaming datasets that hold out their own validation split).
+    """
+
+    data_dir: Path | None = None
+    download: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+DatasetBuilder = Callable[[DataRequest], Dataset]
+DATASETS: Registry[DatasetBuilder] = Registry("dataset")
+register_dataset = DATASETS.register
+
+
+def search_dirs(request: DataRequest, *system_dirs: str | Path) -> list[Path]:
+    """Candidate folders in search order: --data-dir, $PROTOBENCH_DATA, the user data dir, system dirs."""
+    dirs: list[Path] = []
+    if request.data_dir is not None:
+        dirs.append(Path(request.data_dir))
+    if env := os.environ.get("PROTOBENCH_DATA"):
+        dirs.append(Path(env))
+    dirs.append(user_data_dir())
+    dirs.extend(Path(d) for d in system_dirs)
+    return dirs
+
+
+def download_dir(request: DataRequest) -> Path:
+    """Where a download goes: --data-dir if given, else the user data dir."""
+    return Path(request.data_dir) if request.data_dir is not None else user_data_dir()
+
+
+def missing_data(name: str, looked: list[Path], how: str, reason: str = "") -> UserError:
+    """The one-line error for a dataset that was found nowhere."""
+    places = ", ".join(str(p) for p in looked)
+    why = f" ({reason})" if reason else ""
+    return UserError(f"{name} data not found{why}; looked in: {places}. {how}")

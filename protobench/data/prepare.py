@@ -1,0 +1,131 @@
+"""From a suite's data settings to the three loaders of one cell: subsample, hold out validation, batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from protobench.data.base import (
+    DATASETS,
+    Augment,
+    BatchLoader,
+    DataRequest,
+    Dataset,
+    ImageSplit,
+    InMemoryDataset,
+)
+from protobench.data.loader import DeviceLoader
+from protobench.errors import UserError
+from protobench.suites import Suite
+
+_LOADED: dict[tuple[str, str, str], Dataset] = {}
+
+
+def load_dataset(suite: Suite, data_dir: Path | None, download: bool = True) -> Dataset:
+    """The suite's dataset, loaded once per process (every cell of a grid shares it)."""
+    options = {**suite.dataset_options, "val_size": suite.val_size, "data_seed": suite.data_seed}
+    key = (suite.dataset, str(data_dir), repr(sorted(options.items())))
+    if key not in _LOADED:
+        builder = DATASETS.get(suite.dataset)
+        _LOADED[key] = builder(DataRequest(data_dir=data_dir, download=download, options=options))
+    return _LOADED[key]
+
+
+def holdout(split: ImageSplit, val_size: int, seed: int) -> tuple[ImageSplit, ImageSplit | None]:
+    """Hold ``val_size`` random images (fixed ``seed``) out of ``split``: (train, validation)."""
+    if val_size == 0:
+        return split, None
+    if val_size >= len(split):
+        raise UserError(f"val_size {val_size} leaves no training images (the train split has {len(split)})")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(split), generator=generator)
+    val_index, train_index = order[:val_size].sort().values, order[val_size:].sort().values
+    return split.subset(train_index), split.subset(val_index)
+
+
+@dataclass
+class CellData:
+    """The data of one grid cell: class counts per split and a way to build its loaders."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    source: str
+    counts: dict[str, list[int]]
+    dataset: Dataset
+    train: ImageSplit | None = None
+    val: ImageSplit | None = None
+
+    def loaders(
+        self,
+        *,
+        batch_size: int,
+        eval_batch_size: int,
+        device: torch.device,
+        seed: int,
+        augment: Augment,
+        channels_last: bool = False,
+    ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
+        """(train, validation or None, test) loaders on ``device``."""
+        ds = self.dataset
+        if isinstance(ds, InMemoryDataset):
+            assert self.train is not None
+
+            def make(split: ImageSplit, train: bool) -> DeviceLoader:
+                return DeviceLoader(
+                    split,
+                    batch_size=batch_size if train else eval_batch_size,
+                    mean=ds.mean,
+                    std=ds.std,
+                    device=device,
+                    train=train,
+                    crop_padding=augment.crop_padding,
+                    flip=augment.flip,
+                    seed=seed,
+                    channels_last=channels_last,
+                )
+
+            val = make(self.val, False) if self.val is not None else None
+            return make(self.train, True), val, make(ds.test, False)
+
+        def stream(split: str, train: bool) -> BatchLoader:
+            size = batch_size if train else eval_batch_size
+            return ds.loader(split, batch_size=size, device=device, train=train, seed=seed, augment=augment)
+
+        val = stream("val", False) if self.counts.get("val") and sum(self.counts["val"]) else None
+        return stream("train", True), val, stream("test", False)
+
+
+def prepare_cell_data(
+    suite: Suite, data_dir: Path | None, ratio: float | None, download: bool = True
+) -> CellData:
+    """Load the suite's dataset, apply its long-tailed subsampling (``ratio``) and hold out validation."""
+    ds = load_dataset(suite, data_dir, download)
+    if not isinstance(ds, InMemoryDataset):
+        if ratio is not None:
+            raise UserError(
+                f"{suite.path}: imbalance ratios apply to in-memory datasets; {suite.dataset} brings its own splits"
+            )
+        counts = {s: ds.class_counts(s).tolist() for s in ("train", "val", "test")}
+        return CellData(ds.name, ds.num_classes, 3, ds.source, counts, ds)
+    train = ds.train
+    if ratio is not None:
+        from protobench.data.longtail import long_tail_subsample
+
+        train = long_tail_subsample(train, ds.num_classes, ratio, suite.imbalance_profile, suite.data_seed)
+    train, val = holdout(train, suite.val_size, suite.data_seed)
+    k = ds.num_classes
+    counts: dict[str, Any] = {
+        "train": train.class_counts(k).tolist(),
+        "val": val.class_counts(k).tolist() if val is not None else [0] * k,
+        "test": ds.test.class_counts(k).tolist(),
+    }
+    return CellData(ds.name, k, int(train.images.shape[1]), ds.source, counts, ds, train, val)
+
+
+def prepare_counts(suite: Suite, request: DataRequest, ratio: float | None) -> dict[str, list[int]]:
+    """Per-class train/val/test counts of a suite's cell after its subsampling (``protobench data stats``)."""
+    return prepare_cell_data(suite, request.data_dir, ratio, request.download).counts

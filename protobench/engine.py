@@ -1,0 +1,316 @@
+"""The one training engine: device, precision and seeding, and a loop that knows no method by name.
+
+A cell (suite x method x dim x seed x ratio) is trained by ``train_cell``: build the backbone and the
+method head, then per epoch one pass of SGD/AdamW over the training loader and an evaluation of the
+validation and test splits. Metrics are accumulated on the device and read once per epoch, so the
+step itself never waits for the host.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from protobench.backbones import create_backbone
+from protobench.data.base import Augment, BatchLoader
+from protobench.data.prepare import CellData
+from protobench.errors import UserError
+from protobench.methods import Method, create_method
+from protobench.suites import Suite, TrainRecipe
+
+# ---------------------------------------------------------------- device, precision, seeding
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:i``; anything else is a UserError."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec}: no CUDA device is available here; use --device cpu or auto")
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0..")
+        return device
+    raise UserError(f"--device '{spec}' is not a device; use auto, cpu, cuda or cuda:N")
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of the device (the GPU model, or the CPU with its thread count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` means bf16 autocast on CUDA and fp32 on CPU (CPU bf16 is slower than fp32 here)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; optionally ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+
+
+# ---------------------------------------------------------------- optimiser and schedule
+
+
+def build_optimizer(params: list[nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
+    """SGD (momentum, nesterov) or AdamW with the recipe's learning rate and weight decay."""
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov and recipe.momentum > 0,
+            weight_decay=recipe.weight_decay,
+        )
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:
+    """The learning-rate multiplier at optimiser step ``step``: a pure function of the step.
+
+    Linear warm-up over ``warmup_epochs``, then ``cosine`` decay to zero, ``step`` decay by ``gamma``
+    at each milestone epoch, or ``constant``.
+    """
+    epoch = step / steps_per_epoch
+    if recipe.warmup_epochs and epoch < recipe.warmup_epochs:
+        return (step + 1) / (recipe.warmup_epochs * steps_per_epoch)
+    if recipe.schedule == "cosine":
+        total = recipe.epochs * steps_per_epoch
+        start = recipe.warmup_epochs * steps_per_epoch
+        progress = (step - start) / max(1, total - start)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if recipe.schedule == "step":
+        passed = sum(1 for m in recipe.milestones if step // steps_per_epoch >= m)
+        return recipe.gamma**passed
+    return 1.0
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress(Protocol):
+    """Where the engine reports progress; the CLI shows it with rich or as plain log lines."""
+
+    def start_cell_epochs(self, epochs: int, batches: int) -> None: ...
+
+    def batch(self, epoch: int, index: int) -> None: ...
+
+    def end_epoch(self, epoch: int, stats: dict[str, float]) -> None: ...
+
+
+class SilentProgress:
+    """Reports nothing (tests, benchmarks)."""
+
+    def start_cell_epochs(self, epochs: int, batches: int) -> None:
+        pass
+
+    def batch(self, epoch: int, index: int) -> None:
+        pass
+
+    def end_epoch(self, epoch: int, stats: dict[str, float]) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Evaluation:
+    """Accuracy of one split, overall and per class (in %)."""
+
+    accuracy: float
+    per_class: list[float]
+
+
+@torch.no_grad()
+def evaluate(
+    backbone: nn.Module, method: Method, loader: BatchLoader, num_classes: int, autocast: Callable[[], Any]
+) -> Evaluation:
+    """Top-1 accuracy of ``method.predict`` over ``loader``, overall and per class."""
+    backbone.eval()
+    method.eval()
+    device = next(backbone.parameters()).device
+    correct = torch.zeros(num_classes, device=device)
+    total = torch.zeros(num_classes, device=device)
+    for images, labels in loader:
+        with autocast():
+            z = backbone(images)
+        predictions = method.predict(method(z.float()))
+        total += torch.bincount(labels, minlength=num_classes)
+        correct += torch.bincount(labels[predictions == labels], minlength=num_classes)
+    per_class = (100 * correct / total.clamp(min=1)).tolist()
+    return Evaluation(float(100 * correct.sum() / total.sum().clamp(min=1)), per_class)
+
+
+# ---------------------------------------------------------------- one cell
+
+
+@dataclass
+class CellOutcome:
+    """What training one cell produced (the results store adds identity and provenance)."""
+
+    metrics: dict[str, float | int | None]
+    per_class_accuracy: list[float]
+    history: list[dict[str, float]]
+    method_hyperparameters: dict[str, Any]
+    timings: dict[str, float]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def train_cell(
+    suite: Suite,
+    data: CellData,
+    method_name: str,
+    dim: int,
+    seed: int,
+    *,
+    device: torch.device,
+    deterministic: bool = False,
+    progress: Progress | None = None,
+) -> CellOutcome:
+    """Train one method at one dim and seed on ``data`` and evaluate it every epoch."""
+    progress = progress or SilentProgress()
+    recipe = suite.train
+    seed_everything(seed, deterministic)
+    precision = resolve_precision(recipe.precision, device)
+    channels_last = device.type == "cuda"
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    backbone = create_backbone(suite.backbone, in_channels=data.in_channels, dim=dim, **suite.backbone_options)
+    backbone = backbone.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    method = create_method(
+        method_name,
+        data.num_classes,
+        dim,
+        seed=seed,
+        loss_family=suite.loss,
+        **suite.method_options.get(method_name, {}),
+    ).to(device)
+    params = [p for p in (*backbone.parameters(), *method.parameters()) if p.requires_grad]
+    optimizer = build_optimizer(params, recipe)
+    augment = Augment(recipe.crop_padding, recipe.flip, recipe.random_resized_crop, dict(recipe.augment_extra))
+    train_loader, val_loader, test_loader = data.loaders(
+        batch_size=recipe.batch_size,
+        eval_batch_size=recipe.eval_batch_size,
+        device=device,
+        seed=seed,
+        augment=augment,
+        channels_last=channels_last,
+    )
+    steps_per_epoch = len(train_loader)
+    mixup = np.random.default_rng(seed)  # lambda is drawn on the host: no device round trip
+    history: list[dict[str, float]] = []
+    best_val, test_at_best_val, best_epoch = -1.0, None, None
+    train_seconds, train_images = 0.0, 0
+    progress.start_cell_epochs(recipe.epochs, steps_per_epoch)
+    start = time.perf_counter()
+    step = 0
+    for epoch in range(recipe.epochs):
+        backbone.train()
+        method.train()
+        train_loader.set_epoch(epoch)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        synchronize(device)
+        epoch_start = time.perf_counter()
+        for index, (images, labels) in enumerate(train_loader):
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * lr_factor(step, steps_per_epoch, recipe)
+            if recipe.mixup_alpha > 0:
+                lam = float(mixup.beta(recipe.mixup_alpha, recipe.mixup_alpha))
+                partner = torch.randperm(images.shape[0], device=device)
+                images = torch.lerp(images[partner], images, lam)
+                with autocast():
+                    z = backbone(images)
+                h = method(z.float())
+                loss = lam * method.loss(h, labels) + (1 - lam) * method.loss(h, labels[partner])
+                # The dominant label is what the head's bookkeeping sees.
+                step_labels = labels if lam >= 0.5 else labels[partner]
+            else:
+                with autocast():
+                    z = backbone(images)
+                h = method(z.float())
+                loss = method.loss(h, labels)
+                step_labels = labels
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                method.after_step(h.detach(), step_labels)
+                loss_sum += loss.detach() * labels.shape[0]
+                correct += (method.predict(h.detach()) == step_labels).sum()
+            seen += labels.shape[0]
+            step += 1
+            progress.batch(epoch, index)
+        synchronize(device)
+        epoch_seconds = time.perf_counter() - epoch_start
+        train_seconds += epoch_seconds
+        train_images += seen
+        diagnostics = method.after_epoch()
+        row: dict[str, float] = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": float(loss_sum) / max(1, seen),
+            "train_accuracy": 100 * float(correct) / max(1, seen),
+            "images_per_second": seen / epoch_seconds,
+            **{k: float(v) for k, v in diagnostics.items()},
+        }
+        if not math.isfinite(row["train_loss"]):
+            raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
+        if val_loader is not None:
+            row["val_accuracy"] = evaluate(backbone, method, val_loader, data.num_classes, autocast).accuracy
+        test = evaluate(backbone, method, test_loader, data.num_classes, autocast)
+        row["test_accuracy"] = test.accuracy
+        if val_loader is not None and row["val_accuracy"] > best_val:
+            best_val, test_at_best_val, best_epoch = row["val_accuracy"], test.accuracy, epoch + 1
+        history.append(row)
+        progress.end_epoch(epoch, row)
+    wall = time.perf_counter() - start
+    metrics: dict[str, float | int | None] = {
+        "test_accuracy": history[-1]["test_accuracy"],
+        "val_accuracy": history[-1].get("val_accuracy"),
+        "test_accuracy_at_best_val": test_at_best_val,
+        "best_val_accuracy": best_val if val_loader is not None else None,
+        "best_val_epoch": best_epoch,
+        "train_accuracy": history[-1]["train_accuracy"],
+        "train_loss": history[-1]["train_loss"],
+        "train_images_per_second": train_images / train_seconds,
+    }
+    return CellOutcome(
+        metrics=metrics,
+        per_class_accuracy=test.per_class,
+        history=history,
+        method_hyperparameters=method.hyperparameters(),
+        timings={"wall_seconds": wall, "train_seconds": train_seconds},
+        state={"backbone": backbone.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict()},
+    )
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work (timing only; never inside the step)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,62 @@
+"""EBV: Equiangular Basis Vectors (Shen et al., CVPR 2023) as a fixed cosine classifier.
+
+Method.md section 3.4: K near-orthogonal unit vectors fixed before training; logits are cosines
+divided by a temperature, trained with label-smoothed cross-entropy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from protobench.errors import UserError
+from protobench.methods.base import Method, register_method
+from protobench.methods.losses import check_loss_family
+from protobench.prototypes import generate
+
+
+@register_method("ebv")
+class EBV(Method):
+    """Fixed EBV vectors (buffer ``prototypes``, K x d); scores cos(z, v_c) / temperature.
+
+    Hyperparameters (``defaults``):
+      - ``temperature`` (0.07): divides the cosines, as in the EBV paper.
+      - ``label_smoothing`` (0.1): of the cross-entropy, as in the EBV paper.
+      - ``tau`` (None): the generator's max |cos| target; None = its default (0.002, loosened
+        automatically when d < K, where so small a value is impossible).
+    The same loss is used for both loss families.
+    """
+
+    defaults = {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        temperature: float = 0.07,
+        label_smoothing: float = 0.1,
+        tau: float | None = None,
+        **base: Any,
+    ) -> None:
+        super().__init__(num_classes, dim, **base)
+        check_loss_family("ebv", self.loss_family)
+        if not float(temperature) > 0:
+            raise UserError(f"method 'ebv': temperature must be positive, got {temperature}")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise UserError(f"method 'ebv': label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.temperature = float(temperature)
+        self.label_smoothing = float(label_smoothing)
+        self.tau = None if tau is None else float(tau)
+        self.register_buffer("prototypes", generate("ebv", num_classes, dim, self.seed, tau=self.tau))
+
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(h.float(), dim=1) @ self.prototypes.T / self.temperature
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "label_smoothing": self.label_smoothing, "tau": self.tau}

@@ -1,0 +1,49 @@
+"""ETF: a fixed simplex equiangular tight frame classifier with the dot-regression loss.
+
+Method.md section 3.2 (Yang et al., NeurIPS 2022). The K class vectors form a regular simplex
+(pairwise cosine -1/(K-1)), which exists only when d >= K-1: below that the method is reported
+as not applicable rather than faked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from protobench.methods.base import Method, NotApplicable, register_method
+from protobench.methods.losses import check_loss_family, dot_regression_loss
+from protobench.prototypes import generate
+
+
+@register_method("etf")
+class ETF(Method):
+    """Fixed simplex ETF M (buffer ``prototypes``, K x d, never trained).
+
+    Features h = L2norm(BatchNorm1d(z)); scores h M^T; loss = dot-regression with per-batch
+    target scaling, whatever the loss family (it is the method's own loss). No hyperparameters.
+    """
+
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, num_classes: int, dim: int, **base: Any) -> None:
+        super().__init__(num_classes, dim, **base)
+        check_loss_family("etf", self.loss_family)
+        if dim < num_classes - 1:
+            raise NotApplicable(f"ETF needs d >= K-1 (K={num_classes}, d={dim})")
+        self.bn = nn.BatchNorm1d(dim)
+        self.register_buffer("prototypes", generate("etf", num_classes, dim, self.seed))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.bn(z), dim=1)
+
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        return h.float() @ self.prototypes.T
+
+    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return dot_regression_loss(h, self.prototypes, y)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {}

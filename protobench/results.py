@@ -1,0 +1,132 @@
+"""The results store: one JSON record per finished cell, written atomically.
+
+Layout: ``<results>/<suite>/<method>/d<dim>_s<seed>[_r<ratio>]_<hash10>.json``. The hash is over the
+cell's resolved configuration (everything that changes its numbers, not the device), so a cell with
+the same hash is never rerun, and a changed recipe gets a new file instead of overwriting.
+
+Record keys (``RECORD_KEYS`` documents them): identity (suite, dataset, method, dim, seed,
+imbalance_ratio, column), status ("ok", "n/a" with a reason, or "error" with the error), config and
+config_hash, setting_hash (the hash without the seed: the seeds of one setting are aggregated),
+metrics, per_class_accuracy, shot_groups (long-tailed), history (per epoch), timings, versions,
+git_commit, device, finished_at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RECORD_KEYS = {
+    "suite": "suite name",
+    "dataset": "dataset name",
+    "method": "method name",
+    "dim": "embedding dimension d",
+    "seed": "training seed",
+    "imbalance_ratio": "n_max / n_min of the long-tailed training set, or null when balanced",
+    "column": "the report column of the cell (dim, or ratio)",
+    "status": "ok | n/a | error",
+    "reason": "why a cell is n/a or failed",
+    "config": "the resolved configuration of the cell",
+    "config_hash": "sha256 of config",
+    "setting_hash": "sha256 of config without the seed",
+    "metrics": "final-epoch and validation-selected accuracies, train loss, images/s",
+    "per_class_accuracy": "final-epoch test accuracy per class (%)",
+    "shot_groups": "long-tailed only: accuracy of many/medium/few-shot classes (two groupings)",
+    "history": "one row per epoch: losses, accuracies, lr, images/s, method diagnostics",
+    "timings": "wall and training seconds",
+    "versions": "python, torch, torchvision, protobench",
+    "git_commit": "the protobench checkout's commit, if any",
+    "device": "the device the cell ran on",
+    "finished_at": "UTC time the record was written",
+}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``config``."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cell_path(root: Path, suite: str, method: str, dim: int, seed: int, ratio: float | None, digest: str) -> Path:
+    """Where a cell's record lives."""
+    ratio_part = f"_r{ratio:g}" if ratio is not None else ""
+    return Path(root) / suite / method / f"d{dim}_s{seed}{ratio_part}_{digest[:10]}.json"
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as JSON atomically: a temp file in the same folder, fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when it is missing or unreadable (a record is never half-written)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_finished(path: Path) -> bool:
+    """True when the cell at ``path`` finished (ok or n/a); failed cells are retried."""
+    record = read_record(path)
+    return record is not None and record.get("status") in ("ok", "n/a")
+
+
+def iter_records(root: Path, suites: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every readable record under ``root`` (optionally only of ``suites``)."""
+    root = Path(root)
+    folders = [root / s for s in suites] if suites else [p for p in sorted(root.glob("*")) if p.is_dir()]
+    for folder in folders:
+        for path in sorted(folder.glob("*/*.json")):
+            if (record := read_record(path)) is not None:
+                yield record
+
+
+def versions() -> dict[str, str]:
+    """Versions of python, torch, torchvision and protobench."""
+    import torch
+    import torchvision
+
+    from protobench import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "protobench": __version__,
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the protobench checkout (None outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,356 @@
+"""Suites: plain-data YAML files (``yaml.safe_load``) validated into frozen dataclasses.
+
+Precedence, in one place: dataclass defaults < the suite file (and the files it ``include:``s,
+the including file winning) < CLI flags (``Suite.with_overrides``). An unknown key, a wrong type,
+an unknown method, dataset or backbone is a ``UserError`` naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from protobench.errors import UserError
+
+MIN_DIM, MAX_DIM = 2, 4096
+LOSS_FAMILIES = ("balanced", "long-tailed")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+PROFILES = ("exp", "step")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """Optimisation and augmentation of every cell of a suite."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    mixup_alpha: float = 0.0
+    crop_padding: int = 0
+    flip: bool = False
+    random_resized_crop: int | None = None
+    augment_extra: dict[str, Any] = field(default_factory=dict)
+    precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark: one dataset and recipe, a grid of method x dim x seed (x imbalance ratio)."""
+
+    name: str
+    dataset: str
+    dims: tuple[int, ...]
+    methods: tuple[str, ...]
+    description: str = ""
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    val_size: int = 0
+    data_seed: int = 0
+    imbalance_ratios: tuple[float | None, ...] = (None,)
+    imbalance_profile: str = "exp"
+    loss: str = "balanced"
+    backbone: str = "smallcnn"
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)
+    paper_source: str = ""
+    path: str = ""
+
+    @property
+    def long_tailed(self) -> bool:
+        """True when any grid cell subsamples the training set."""
+        return any(r is not None for r in self.imbalance_ratios)
+
+    def with_overrides(
+        self,
+        *,
+        methods: list[str] | None = None,
+        dims: list[int] | None = None,
+        seeds: list[int] | None = None,
+        epochs: int | None = None,
+    ) -> Suite:
+        """The suite with CLI flags applied (the last step of the precedence), validated again."""
+        changes: dict[str, Any] = {}
+        if methods is not None:
+            changes["methods"] = tuple(methods)
+        if dims is not None:
+            changes["dims"] = tuple(dims)
+        if seeds is not None:
+            changes["seeds"] = tuple(seeds)
+        if epochs is not None:
+            changes["train"] = dataclasses.replace(self.train, epochs=epochs)
+        suite = dataclasses.replace(self, **changes)
+        validate(suite, source="command line")
+        return suite
+
+    def column(self, dim: int, ratio: float | None) -> str:
+        """The report column of a cell: the dim, or the imbalance ratio (and dim when several)."""
+        if ratio is None:
+            return str(dim)
+        return f"r{ratio:g}" if len(self.dims) == 1 else f"r{ratio:g}/d{dim}"
+
+    def columns(self) -> list[str]:
+        """Report columns in grid order."""
+        return [self.column(d, r) for r in self.imbalance_ratios for d in self.dims]
+
+
+# ---------------------------------------------------------------- finding and reading files
+
+
+def suites_dirs() -> list[Path]:
+    """Where suite names are looked up: $PROTOBENCH_SUITES, ./suites, then the suites/ shipped beside the package."""
+    dirs = []
+    if env := os.environ.get("PROTOBENCH_SUITES"):
+        dirs.append(Path(env))
+    dirs.append(Path.cwd() / "suites")
+    dirs.append(Path(__file__).resolve().parent.parent / "suites")
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [s.resolve() for s in seen]:
+            seen.append(d)
+    return seen
+
+
+def available_suites() -> dict[str, Path]:
+    """Every suite name found, mapped to its file (the first dir wins)."""
+    found: dict[str, Path] = {}
+    for d in suites_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    """A suite name or a YAML path -> the file; an unknown name lists the known ones."""
+    as_path = Path(name_or_path)
+    if as_path.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if not as_path.is_file():
+            raise UserError(f"suite file {name_or_path} does not exist")
+        return as_path
+    known = available_suites()
+    if name_or_path not in known:
+        import difflib
+
+        close = difflib.get_close_matches(name_or_path, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UserError(
+            f"unknown suite '{name_or_path}'{hint}; known: {', '.join(known) or 'none'} "
+            "(or pass a path to a .yaml file)"
+        )
+    return known[name_or_path]
+
+
+def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a suite file and merge the files it ``include:``s under it (cycles are errors)."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise UserError(f"{path}: include cycle {cycle}; remove one include")
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UserError(f"cannot read suite file {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a suite file must be a mapping of keys, got {type(data).__name__}")
+    include = data.pop("include", None)
+    if include is None:
+        return data
+    if not isinstance(include, str):
+        raise UserError(f"{path}: key 'include' must be a file name or suite name, got {include!r}")
+    target = path.parent / include if include.endswith((".yaml", ".yml")) else resolve_suite_path(include)
+    if not target.is_file():
+        raise UserError(f"{path}: key 'include': {target} does not exist")
+    return deep_merge(read_yaml(target, (*chain, path)), data)
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``; nested mappings merge, everything else is replaced."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# ---------------------------------------------------------------- typed conversion
+
+
+def convert(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert lists to tuples; ``where`` names it in errors."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return convert(value, arg, where)
+            except UserError as error:
+                errors.append(str(error))
+        raise UserError(errors[0])
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            value = [value]  # a single value where a list is expected: `dims: 16`
+        item = args[0]
+        return tuple(convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping, got {value!r}")
+        key_type, value_type = args
+        return {str(k): convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            # PyYAML reads `5e-4` (no dot) as a string; accept what float() accepts.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported type {hint}")
+
+
+def build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Construct dataclass ``cls`` from ``data``; unknown keys are errors listing the allowed ones."""
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in fields(cls) if f.name != "path"]
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UserError(f"{where}: unknown key '{unknown[0]}'{hint}; allowed: {', '.join(allowed)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if cls is Suite and name == "train":
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: key 'train' must be a mapping of recipe keys")
+            kwargs[name] = build(TrainRecipe, value, f"{where}: train")
+        else:
+            kwargs[name] = convert(value, hints[name], f"{where}: key '{name}'")
+    missing = [f.name for f in fields(cls) if f.name in ("name", "dataset", "dims", "methods") and f.name not in kwargs]
+    if missing:
+        raise UserError(f"{where}: missing key '{missing[0]}'")
+    return cls(**kwargs)
+
+
+def check_choice(value: str, allowed: tuple[str, ...] | list[str], where: str) -> None:
+    """A UserError unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise UserError(f"{where} is '{value}'; allowed: {', '.join(allowed)}")
+
+
+def validate(suite: Suite, source: str) -> None:
+    """Check values and names against the registries; ``source`` (a file) is named in every error."""
+    from protobench.backbones import BACKBONES
+    from protobench.data import DATASETS
+    from protobench.methods import METHODS
+
+    if suite.dataset not in DATASETS:
+        raise UserError(f"{source}: key 'dataset': {DATASETS.unknown_message(suite.dataset)}")
+    if suite.backbone not in BACKBONES:
+        raise UserError(f"{source}: key 'backbone': {BACKBONES.unknown_message(suite.backbone)}")
+    if not suite.methods:
+        raise UserError(f"{source}: key 'methods' is empty; name at least one of: {', '.join(METHODS.names())}")
+    for method in suite.methods:
+        if method not in METHODS:
+            raise UserError(f"{source}: key 'methods': {METHODS.unknown_message(method)}")
+    for method, options in suite.method_options.items():
+        if method not in METHODS:
+            raise UserError(f"{source}: key 'method_options': {METHODS.unknown_message(method)}")
+        cls = METHODS.get(method)
+        for key in options:
+            if key not in cls.defaults:
+                allowed = ", ".join(sorted(cls.defaults)) or "none"
+                raise UserError(f"{source}: key 'method_options.{method}.{key}' is unknown; allowed: {allowed}")
+    if not suite.dims:
+        raise UserError(f"{source}: key 'dims' is empty")
+    for dim in suite.dims:
+        if not MIN_DIM <= dim <= MAX_DIM:
+            raise UserError(f"{source}: dim {dim} is out of range; use {MIN_DIM} <= dim <= {MAX_DIM}")
+    if not suite.seeds:
+        raise UserError(f"{source}: key 'seeds' is empty")
+    if any(s < 0 for s in suite.seeds):
+        raise UserError(f"{source}: seeds must be >= 0")
+    for ratio in suite.imbalance_ratios:
+        if ratio is not None and ratio < 1:
+            raise UserError(f"{source}: imbalance ratio {ratio:g} must be >= 1 (n_max / n_min), e.g. 100")
+    check_choice(suite.loss, LOSS_FAMILIES, f"{source}: key 'loss'")
+    check_choice(suite.imbalance_profile, PROFILES, f"{source}: key 'imbalance_profile'")
+    if suite.val_size < 0:
+        raise UserError(f"{source}: key 'val_size' must be >= 0")
+    t = suite.train
+    if t.epochs < 1:
+        raise UserError(f"{source}: epochs is {t.epochs}; use epochs >= 1")
+    if t.batch_size < 1 or t.eval_batch_size < 1:
+        raise UserError(f"{source}: train.batch_size and train.eval_batch_size must be >= 1")
+    check_choice(t.optimizer, OPTIMIZERS, f"{source}: key 'train.optimizer'")
+    check_choice(t.schedule, SCHEDULES, f"{source}: key 'train.schedule'")
+    check_choice(t.precision, PRECISIONS, f"{source}: key 'train.precision'")
+    if t.lr <= 0:
+        raise UserError(f"{source}: key 'train.lr' must be > 0")
+    if t.warmup_epochs < 0 or t.warmup_epochs > t.epochs:
+        raise UserError(f"{source}: key 'train.warmup_epochs' must be between 0 and epochs ({t.epochs})")
+    if t.mixup_alpha < 0:
+        raise UserError(f"{source}: key 'train.mixup_alpha' must be >= 0 (0 = no mixup)")
+    for method in suite.paper:
+        if method not in METHODS:
+            raise UserError(f"{source}: key 'paper': {METHODS.unknown_message(method)}")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load, merge includes, type-check and validate a suite by name or path."""
+    path = resolve_suite_path(name_or_path)
+    data = read_yaml(path)
+    data.setdefault("name", path.stem)
+    suite = build(Suite, data, str(path))
+    suite = dataclasses.replace(suite, path=str(path))
+    validate(suite, str(path))
+    return suite

@@ -1,0 +1,175 @@
+"""DL2PA and its fixed-assignment ablation: loss, prediction, representatives, matching, state."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from protobench.assignment import hungarian
+from protobench.methods import create_method
+from protobench.methods.dl2pa import DL2PA, DL2PAStatic
+from protobench.prototypes import generate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROTOBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def _hand_head(loss_family: str = "balanced", momentum: float = 0.9) -> DL2PA:
+    """K = 3, d = 2 with hand-set prototypes and the non-identity assignment 0->2, 1->0, 2->1."""
+    method = DL2PA(3, 2, seed=0, loss_family=loss_family, momentum=momentum)
+    method.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    method.assignment.copy_(torch.tensor([2, 0, 1]))
+    return method
+
+
+def test_defaults_and_hyperparameters() -> None:
+    method = create_method("dl2pa", 4, 3, seed=0)
+    assert DL2PA.defaults == {"t": 2.0, "momentum": 0.9}
+    assert method.hyperparameters() == {"t": 2.0, "momentum": 0.9}
+    assert create_method("dl2pa", 4, 3, seed=0, t=5.0, momentum=0.5).hyperparameters() == {
+        "t": 5.0,
+        "momentum": 0.5,
+    }
+
+
+def test_prototypes_are_the_uniform_generator_and_assignment_is_hungarian_on_q() -> None:
+    method = create_method("dl2pa", 10, 4, seed=3, t=3.0)
+    assert torch.equal(method.prototypes, generate("uniform", 10, 4, 3, t=3.0))
+    assert torch.equal(method.assignment, hungarian(method.representatives, method.prototypes))
+    assert sorted(method.assignment.tolist()) == list(range(10))
+    assert torch.allclose(method.representatives.norm(dim=1), torch.ones(10))
+    other = create_method("dl2pa", 10, 4, seed=4)
+    assert not torch.equal(method.assignment, other.assignment)  # seeded: a different permutation
+
+
+def test_balanced_loss_uses_assigned_prototype() -> None:
+    method = _hand_head()
+    z = torch.tensor([[-1.0, 0.0], [1.0, 1.0]])
+    y = torch.tensor([0, 1])
+    # class 0 -> p_2 = [-1, 0]: cos 1, loss 0; class 1 -> p_0 = [1, 0]: cos 1/sqrt(2), (1-0.7071)^2.
+    assert method.loss(method(z), y).item() == pytest.approx(0.08578644, abs=1e-6)
+
+
+def test_long_tailed_loss_is_dot_regression_on_bn_features() -> None:
+    method = _hand_head("long-tailed")
+    assert method.bn is not None
+    h = torch.tensor([[0.0, 1.0], [-1.0, 0.0]])  # already normalised head features
+    y = torch.tensor([2, 0])
+    # One sample each: gamma = 1, scales 1. class 2 -> p_1 = [0, 1]: 0; class 0 -> p_2: 0.
+    assert method.loss(h, y).item() == pytest.approx(0.0, abs=1e-7)
+    # class 1 -> p_0 = [1, 0], feature [0, 1]: 0.5 * mean((0 - 1)^2, 0) = 0.25
+    assert method.loss(h, torch.tensor([1, 0])).item() == pytest.approx(0.25, abs=1e-6)
+    out = method(torch.randn(8, 2))
+    assert torch.allclose(out.norm(dim=1), torch.ones(8), atol=1e-5)
+
+
+def test_prediction_follows_the_assignment() -> None:
+    method = _hand_head().eval()
+    # Feature equal to class c's assigned prototype P[A[c]] is predicted as c.
+    z = method.prototypes[method.assignment] * 3.0
+    assert method.predict(method(z)).tolist() == [0, 1, 2]
+    assert method.predict(method(torch.tensor([[1.0, 0.0]]))).tolist() == [1]
+
+
+@pytest.mark.parametrize("loss_family", ["balanced", "long-tailed"])
+def test_gradients_reach_only_what_learns(loss_family: str) -> None:
+    method = create_method("dl2pa", 5, 4, seed=0, loss_family=loss_family)
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    z = torch.randn(16, 4, requires_grad=True)
+    y = torch.arange(16) % 5
+    params = list(method.parameters())
+    assert len(params) == (2 if loss_family == "long-tailed" else 0)  # BN weight and bias only
+    opt = torch.optim.SGD([z, *params], lr=0.5)
+    method.loss(method(z), y).backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    opt.step()
+    for name in ("prototypes", "assignment", "representatives"):
+        assert not method._buffers[name].requires_grad
+        assert torch.equal(method.state_dict()[name], before[name])
+
+
+def test_representative_update_is_ema_of_class_means_with_duplicates() -> None:
+    method = _hand_head(momentum=0.5)
+    method.representatives.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    h = torch.tensor([[0.0, 2.0], [1.0, 0.0], [-3.0, 0.0]])
+    y = torch.tensor([0, 0, 1])
+    method.after_step(h, y)
+    # class 0: normalised features [0,1], [1,0], mean [0.5, 0.5];
+    #   q_0 = normalise(0.5 [1,0] + 0.5 [0.5,0.5]) = normalise([0.75, 0.25]) = [0.9486833, 0.3162278]
+    #   (one sample per class, as in the authors' code, would give [0.7071, 0.7071] or [1, 0]).
+    # class 1: q_1 = normalise(0.5 [0,1] + 0.5 [-1,0]) = [-0.7071068, 0.7071068]
+    # class 2: absent, unchanged.
+    expected = torch.tensor([[0.9486833, 0.3162278], [-0.7071068, 0.7071068], [1.0, 0.0]])
+    assert torch.allclose(method.representatives, expected, atol=1e-6)
+
+
+def test_after_epoch_is_the_hungarian_and_brute_force_optimum() -> None:
+    torch.manual_seed(0)
+    method = create_method("dl2pa", 5, 3, seed=1)
+    reps = torch.nn.functional.normalize(torch.randn(5, 3), dim=1)
+    method.representatives.copy_(reps)
+    previous = method.assignment.clone()
+    diag = method.after_epoch()
+    assert torch.equal(method.assignment, hungarian(reps, method.prototypes))
+    cos = reps @ method.prototypes.T
+    best = max(itertools.permutations(range(5)), key=lambda p: float(sum(cos[c, p[c]] for c in range(5))))
+    assert method.assignment.tolist() == list(best)
+    assert diag["assignment_changed"] == int((method.assignment != previous).sum())
+    expected_cos = float(sum(cos[c, best[c]] for c in range(5)) / 5)
+    assert diag["rep_proto_cosine"] == pytest.approx(expected_cos, abs=1e-5)
+    # Matching again without new features changes nothing.
+    assert method.after_epoch()["assignment_changed"] == 0
+
+
+def test_training_features_drive_the_matching() -> None:
+    # Features of class c sit exactly on prototype c: after enough steps the matching is c -> c.
+    method = create_method("dl2pa", 6, 3, seed=2, momentum=0.5)
+    y = torch.arange(6).repeat(3)
+    for _ in range(30):
+        method.after_step(method.prototypes[y] + 0.01 * torch.randn(18, 3), y)
+    method.after_epoch()
+    assert method.assignment.tolist() == list(range(6))
+
+
+def test_static_ablation_never_rematches() -> None:
+    method = create_method("dl2pa-static", 6, 3, seed=2)
+    dynamic = create_method("dl2pa", 6, 3, seed=2)
+    assert isinstance(method, DL2PAStatic)
+    assert torch.equal(method.assignment, dynamic.assignment)  # same start as dl2pa
+    start = method.assignment.clone()
+    y = torch.arange(6).repeat(2)
+    for epoch in range(4):
+        method.after_step(torch.randn(12, 3) + epoch, y)
+        diag = method.after_epoch()
+        assert diag["assignment_changed"] == 0
+        assert torch.equal(method.assignment, start)
+
+
+def test_state_dict_round_trip() -> None:
+    method = create_method("dl2pa", 6, 3, seed=5, loss_family="long-tailed")
+    method.after_step(torch.randn(12, 3), torch.arange(12) % 6)
+    method.representatives.copy_(torch.nn.functional.normalize(torch.randn(6, 3), dim=1))
+    method.after_epoch()
+    method(torch.randn(12, 3))  # moves BN running stats
+    restored = create_method("dl2pa", 6, 3, seed=9, loss_family="long-tailed")
+    restored.load_state_dict(method.state_dict())
+    for name in ("prototypes", "assignment", "representatives", "bn.running_mean"):
+        assert torch.equal(restored.state_dict()[name], method.state_dict()[name])
+    assert restored.assignment.dtype == torch.long
+
+
+def test_bad_momentum_is_a_user_error() -> None:
+    from protobench.errors import UserError
+
+    with pytest.raises(UserError, match="momentum"):
+        create_method("dl2pa", 4, 3, momentum=1.0)
+    with pytest.raises(UserError, match="loss family"):
+        create_method("dl2pa", 4, 3, loss_family="lt")

@@ -1,0 +1,84 @@
+"""Hand-computed cases for the shared losses and batch helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from protobench.errors import UserError
+from protobench.methods.losses import (
+    check_loss_family,
+    class_counts,
+    class_sums,
+    dot_regression_loss,
+    random_unit_rows,
+    squared_cosine_loss,
+)
+
+
+def test_squared_cosine_is_a_sum_over_the_batch() -> None:
+    h = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # cosines 1, 0, 1/sqrt(2): (1-1)^2 + (1-0)^2 + (1-0.70710678)^2 = 0 + 1 + 0.08578644
+    assert squared_cosine_loss(h, targets).item() == pytest.approx(1.08578644, abs=1e-6)
+
+
+def test_squared_cosine_ignores_lengths() -> None:
+    h = torch.tensor([[3.0, 0.0]])
+    assert squared_cosine_loss(h, torch.tensor([[0.5, 0.0]])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_dot_regression_per_batch_scaling() -> None:
+    w_all = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # K = 3, class 2 absent
+    h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.6, 0.8]])
+    y = torch.tensor([0, 0, 0, 1])
+    # n_0 = 3, n_1 = 1, two distinct classes: gamma = 4 / 2 = 2 (not 4 / K = 4/3).
+    # Targets lengths sqrt(2/3) (class 0) and sqrt(2) (class 1); ||h|| = 1 for every row.
+    # Residuals h.w - ||w||: 0; -sqrt(2/3); (0.6-1) sqrt(2/3); (0.8-1) sqrt(2)
+    # Squares: 0, 2/3, 0.16*2/3 = 0.1066667, 0.04*2 = 0.08; mean 0.2133333; times 0.5:
+    assert dot_regression_loss(h, w_all, y).item() == pytest.approx(0.10666667, abs=1e-6)
+
+
+def test_dot_regression_divides_by_feature_length_and_detaches_norms() -> None:
+    w_all = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    h = torch.tensor([[0.0, 2.0]], requires_grad=True)
+    loss = dot_regression_loss(h, w_all, torch.tensor([0]))
+    # One class, one sample: scale 1. (0 - 1*2)^2 / 2 = 2, times 0.5 = 1.
+    assert loss.item() == pytest.approx(1.0, abs=1e-6)
+    loss.backward()
+    # With ||w|| ||h|| detached the gradient is (h.w - ||w|| ||h||) / ||h|| * w = -1 * [1, 0];
+    # differentiating the norms too would add a component along h = [0, 1].
+    assert torch.allclose(h.grad, torch.tensor([[-1.0, 0.0]]), atol=1e-6)
+
+
+def test_dot_regression_is_zero_on_target() -> None:
+    w_all = torch.eye(3)
+    y = torch.tensor([2, 0, 2])
+    assert dot_regression_loss(w_all[y], w_all, y).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_class_counts_and_sums() -> None:
+    y = torch.tensor([2, 0, 2, 2])
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+    assert class_counts(y, 4).tolist() == [1.0, 0.0, 3.0, 0.0]
+    assert class_sums(x, y, 4).tolist() == [[0.0, 1.0], [0.0, 0.0], [3.0, 3.0], [0.0, 0.0]]
+
+
+def test_random_unit_rows_reproducible_and_purpose_specific() -> None:
+    a = random_unit_rows(5, 3, seed=1, purpose="x")
+    assert torch.equal(a, random_unit_rows(5, 3, seed=1, purpose="x"))
+    assert not torch.allclose(a, random_unit_rows(5, 3, seed=1, purpose="y"))
+    assert torch.allclose(a.norm(dim=1), torch.ones(5))
+    # Not the bare-seed stream the prototype generators start from.
+    bare = torch.nn.functional.normalize(torch.randn(5, 3, generator=torch.Generator().manual_seed(1)), dim=1)
+    assert not torch.allclose(a, bare)
+    assert math.isclose(float(a.norm(dim=1)[0]), 1.0, rel_tol=1e-6)
+
+
+def test_check_loss_family() -> None:
+    check_loss_family("m", "balanced")
+    check_loss_family("m", "long-tailed")
+    with pytest.raises(UserError, match="long-tailed"):
+        check_loss_family("m", "longtail")

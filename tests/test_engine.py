@@ -1,0 +1,74 @@
+import math
+
+import pytest
+import torch
+
+from protobench.data.prepare import prepare_cell_data
+from protobench.engine import lr_factor, resolve_device, train_cell
+from protobench.errors import UserError
+from protobench.suites import TrainRecipe, load_suite
+from tests.conftest import tiny_suite
+
+
+def test_cosine_schedule_with_warmup():
+    recipe = TrainRecipe(epochs=10, warmup_epochs=2, schedule="cosine")
+    assert lr_factor(0, 10, recipe) == pytest.approx(1 / 20)
+    assert lr_factor(19, 10, recipe) == pytest.approx(1.0)
+    assert lr_factor(20, 10, recipe) == pytest.approx(1.0)
+    assert lr_factor(60, 10, recipe) == pytest.approx(0.5)
+    assert lr_factor(100, 10, recipe) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_step_schedule():
+    recipe = TrainRecipe(epochs=250, schedule="step", milestones=(100, 200), gamma=0.1)
+    assert lr_factor(99 * 5, 5, recipe) == 1.0
+    assert lr_factor(100 * 5, 5, recipe) == pytest.approx(0.1)
+    assert lr_factor(200 * 5, 5, recipe) == pytest.approx(0.01)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(UserError, match="--device 'tpu' is not a device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA device"):
+            resolve_device("cuda:0")
+
+
+def run_tiny(tmp_path, fmnist_dir, **overrides):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", **overrides)))
+    data = prepare_cell_data(suite, fmnist_dir, None)
+    return data, train_cell(suite, data, "softmax", 4, 0, device=torch.device("cpu"))
+
+
+def test_train_cell_records_everything(tmp_path, fmnist_dir):
+    data, outcome = run_tiny(tmp_path, fmnist_dir, train={"epochs": 3, "batch_size": 32, "lr": 0.05})
+    assert data.counts["train"] and sum(data.counts["train"]) == 160 and sum(data.counts["val"]) == 40
+    assert [row["epoch"] for row in outcome.history] == [1, 2, 3]
+    for row in outcome.history:
+        assert {"train_loss", "train_accuracy", "val_accuracy", "test_accuracy", "images_per_second", "lr"} <= set(row)
+    m = outcome.metrics
+    assert m["test_accuracy"] == outcome.history[-1]["test_accuracy"]
+    best = max(outcome.history, key=lambda r: r["val_accuracy"])
+    assert m["best_val_epoch"] == best["epoch"] and m["test_accuracy_at_best_val"] == best["test_accuracy"]
+    assert len(outcome.per_class_accuracy) == 10 and m["train_images_per_second"] > 0
+    # 160 images in batches of 32: the cosine schedule ends at zero.
+    assert outcome.history[-1]["lr"] == pytest.approx(0.05 * lr_factor(14, 5, TrainRecipe(epochs=3)))
+    assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"]
+    assert set(outcome.state) == {"backbone", "method", "optimizer"}
+
+
+def test_same_seed_same_result(tmp_path, fmnist_dir):
+    _, a = run_tiny(tmp_path, fmnist_dir)
+    _, b = run_tiny(tmp_path, fmnist_dir)
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    assert a.per_class_accuracy == b.per_class_accuracy
+
+
+def test_mixup_and_adamw_step_schedule_run(tmp_path, fmnist_dir):
+    train = {"epochs": 2, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "schedule": "step",
+             "milestones": [1], "mixup_alpha": 1.0, "warmup_epochs": 1, "crop_padding": 2, "flip": True}  # fmt: skip
+    _, outcome = run_tiny(tmp_path, fmnist_dir, train=train)
+    assert all(math.isfinite(r["train_loss"]) for r in outcome.history)
+    assert outcome.history[-1]["lr"] == pytest.approx(1e-4)

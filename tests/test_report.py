@@ -1,0 +1,77 @@
+import pandas as pd
+import pytest
+
+from protobench.report import build_tables, render
+from protobench.suites import load_suite
+from tests.conftest import tiny_suite
+
+
+def record(method, dim, seed, acc, status="ok", setting="s1", finished="2026-01-01T00:00:00", best=None, **extra):
+    return {
+        "suite": "s", "method": method, "dim": dim, "seed": seed, "column": str(dim), "status": status,
+        "setting_hash": setting, "finished_at": finished, "config": {"train": {"epochs": 3}},
+        "metrics": {"test_accuracy": acc, "test_accuracy_at_best_val": best}, **extra,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def suite(tmp_path):
+    return load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"], dims=[2, 4])))
+
+
+def test_mean_std_n_per_method_and_dim(suite):
+    records = [record("softmax", 2, s, a) for s, a in enumerate([80.0, 82.0, 84.0])]
+    records.append(record("softmax", 4, 0, 90.0))
+    (table,) = build_tables(records, {"s": suite})
+    text = render([table], "md")
+    assert "| method | d=2 | d=4 |" in text
+    assert "| softmax | 82.00 +- 2.00 (3) | 90.00 +- 0.00 (1) |" in text
+    assert "| dl2pa | - | - |" in text
+
+
+def test_validation_selected_table_when_present(suite):
+    records = [record("softmax", 2, 0, 80.0, best=81.0), record("softmax", 2, 1, 82.0, best=83.0)]
+    tables = build_tables(records, {"s": suite})
+    assert [t.metric for t in tables] == ["test_accuracy", "test_accuracy_at_best_val"]
+    assert "82.00 +- 1.41 (2)" in render(tables[1:], "md")
+
+
+def test_na_and_error_cells(suite):
+    records = [
+        record("softmax", 2, 0, 80.0),
+        record("dl2pa", 2, 0, None, status="n/a", reason="ETF needs d >= K-1 (K=10, d=2)"),
+        record("dl2pa", 4, 0, None, status="error", reason="boom"),
+    ]
+    text = render(build_tables(records, {"s": suite}), "md")
+    assert "| dl2pa | n/a | error |" in text
+    assert "n/a: dl2pa at 2: ETF needs d >= K-1" in text
+
+
+def test_only_the_latest_setting_is_aggregated(suite):
+    records = [
+        record("softmax", 2, 0, 50.0, setting="old", finished="2026-01-01"),
+        record("softmax", 2, 0, 80.0, setting="new", finished="2026-02-01"),
+        record("softmax", 2, 1, 82.0, setting="new", finished="2026-02-02"),
+    ]
+    text = render(build_tables(records, {"s": suite}), "md")
+    assert "81.00 +- 1.41 (2)" in text and "1 record(s) of older settings" in text
+
+
+def test_paper_column_and_delta(tmp_path):
+    path = tiny_suite(tmp_path / "p.yaml", methods=["softmax"], dims=[2], paper={"softmax": {2: 81.5}})
+    suite = load_suite(str(path))
+    records = [dict(record("softmax", 2, 0, 80.0), suite="p")]
+    text = render(build_tables(records, {"p": suite}), "md")
+    assert "| method | d=2 | d=2 paper | d=2 delta |" in text and "| 81.50 | -1.50 |" in text
+
+
+def test_csv_and_latex(suite, tmp_path):
+    records = [record("softmax", 2, 0, 80.0), record("softmax", 2, 1, 82.0)]
+    tables = build_tables(records, {"s": suite})
+    csv = tmp_path / "t.csv"
+    csv.write_text(render(tables, "csv"))
+    frame = pd.read_csv(csv)
+    row = frame[(frame.metric == "test_accuracy") & (frame.method == "softmax") & (frame.column == 2)].iloc[0]
+    assert row["mean"] == pytest.approx(81.0) and row["n"] == 2
+    latex = render(tables, "latex")
+    assert "\\begin{tabular}{lrr}" in latex and "81.00 $\\pm$ 1.41 (2)" in latex and "\\bottomrule" in latex

@@ -1,0 +1,54 @@
+import json
+import os
+
+import pytest
+
+from protobench import results
+
+
+def test_config_hash_is_canonical():
+    assert results.config_hash({"a": 1, "b": [1, 2]}) == results.config_hash({"b": [1, 2], "a": 1})
+    assert results.config_hash({"a": 1}) != results.config_hash({"a": 2})
+
+
+def test_cell_path_layout(tmp_path):
+    path = results.cell_path(tmp_path, "cifar10-lt", "dl2pa", 64, 2, 100.0, "abcdef0123456789")
+    assert path == tmp_path / "cifar10-lt" / "dl2pa" / "d64_s2_r100_abcdef0123.json"
+    assert results.cell_path(tmp_path, "q", "softmax", 2, 0, None, "ff" * 8).name == "d2_s0_ffffffffff.json"
+
+
+def test_atomic_write_leaves_old_record_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "s" / "m" / "d2_s0_x.json"
+    results.write_record(path, {"status": "ok", "value": 1})
+    assert json.loads(path.read_text())["value"] == 1
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_record(path, {"status": "ok", "value": 2})
+    assert json.loads(path.read_text())["value"] == 1  # the finished record is intact
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_is_finished_only_for_ok_and_na(tmp_path):
+    ok, na, err, half = (tmp_path / f"{n}.json" for n in ("ok", "na", "err", "half"))
+    results.write_record(ok, {"status": "ok"})
+    results.write_record(na, {"status": "n/a"})
+    results.write_record(err, {"status": "error"})
+    half.write_text('{"status": "o')
+    assert results.is_finished(ok) and results.is_finished(na)
+    assert not results.is_finished(err) and not results.is_finished(half)
+    assert not results.is_finished(tmp_path / "missing.json")
+
+
+def test_iter_records_by_suite(tmp_path):
+    results.write_record(tmp_path / "a" / "m" / "r.json", {"suite": "a"})
+    results.write_record(tmp_path / "b" / "m" / "r.json", {"suite": "b"})
+    assert [r["suite"] for r in results.iter_records(tmp_path)] == ["a", "b"]
+    assert [r["suite"] for r in results.iter_records(tmp_path, ["b"])] == ["b"]
+
+
+def test_versions_name_everything():
+    assert set(results.versions()) == {"python", "torch", "torchvision", "protobench"}

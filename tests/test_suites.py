@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from protobench.errors import UserError
+from protobench.suites import available_suites, load_suite
+from tests.conftest import tiny_suite
+
+
+def test_every_shipped_suite_loads():
+    names = available_suites()
+    assert {"quickstart", "fashion-mnist"} <= set(names)
+    for name in names:
+        suite = load_suite(name)
+        assert suite.name == name and suite.dims and suite.methods and suite.seeds
+
+
+def test_include_merges_and_including_file_wins():
+    suite = load_suite("fashion-mnist")
+    quick = load_suite("quickstart")
+    assert suite.dims == (2, 3, 8, 16, 32, 64) and suite.seeds == (0, 1, 2)
+    assert suite.methods == quick.methods  # inherited
+    assert suite.train.epochs == 5 and suite.train.lr == quick.train.lr  # nested merge
+
+
+def test_scientific_notation_is_a_number(tmp_path):
+    path = tiny_suite(tmp_path / "s.yaml", train={"weight_decay": "5e-4"})
+    assert load_suite(str(path)).train.weight_decay == pytest.approx(5e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"colour": 1}, r"s\.yaml: unknown key 'colour'; allowed: name, dataset"),
+        ({"dims": ["x"]}, r"s\.yaml: key 'dims'\[0\] must be an integer, got 'x'"),
+        ({"methods": ["softmx"]}, r"s\.yaml: key 'methods': unknown method 'softmx' \(did you mean 'softmax'\?\)"),
+        ({"dataset": "mnist"}, r"s\.yaml: key 'dataset': unknown dataset 'mnist'.*allowed: .*fashion-mnist"),
+        ({"backbone": "vit"}, r"s\.yaml: key 'backbone': unknown backbone 'vit'; allowed: smallcnn"),
+        ({"dims": [1]}, r"dim 1 is out of range; use 2 <= dim <= 4096"),
+        ({"train": {"epochs": 0}}, r"epochs is 0; use epochs >= 1"),
+        ({"train": {"optimiser": "sgd"}}, r"train: unknown key 'optimiser' \(did you mean 'optimizer'\?\)"),
+        ({"train": {"schedule": "linear"}}, r"key 'train.schedule' is 'linear'; allowed: cosine, step, constant"),
+        ({"method_options": {"softmax": {"temp": 1}}}, r"'method_options.softmax.temp' is unknown; allowed"),
+        ({"loss": "focal"}, r"key 'loss' is 'focal'; allowed: balanced, long-tailed"),
+    ],
+)
+def test_validation_errors_name_file_key_and_allowed(tmp_path, overrides, message):
+    path = tiny_suite(tmp_path / "s.yaml", **overrides)
+    with pytest.raises(UserError, match=message):
+        load_suite(str(path))
+
+
+def test_unreadable_yaml_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("dims: [2, 3\nmethods: softmax\n")
+    with pytest.raises(UserError, match=r"bad\.yaml: line \d+: .*fix the YAML syntax") as info:
+        load_suite(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_tags_that_run_code_are_refused(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(UserError, match="evil.yaml"):
+        load_suite(str(path))
+
+
+def test_include_cycle_is_detected(tmp_path):
+    (tmp_path / "a.yaml").write_text("include: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
+    with pytest.raises(UserError, match="include cycle a.yaml -> b.yaml -> a.yaml"):
+        load_suite(str(tmp_path / "a.yaml"))
+
+
+def test_unknown_suite_name_lists_known():
+    with pytest.raises(UserError, match=r"unknown suite 'quickstrat' \(did you mean 'quickstart'\?\); known: "):
+        load_suite("quickstrat")
+
+
+def test_cli_overrides_are_validated(tmp_path):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml")))
+    changed = suite.with_overrides(methods=["softmax"], dims=[8], seeds=[3, 4], epochs=1)
+    assert (changed.dims, changed.seeds, changed.train.epochs) == ((8,), (3, 4), 1)
+    with pytest.raises(UserError, match="dim 5000 is out of range"):
+        suite.with_overrides(dims=[5000])
+    with pytest.raises(UserError, match="use epochs >= 1"):
+        suite.with_overrides(epochs=0)
+
+
+def test_columns_for_long_tailed_suites(tmp_path):
+    suite = load_suite(str(tiny_suite(Path(tmp_path / "s.yaml"), imbalance_ratios=[100, 10], dims=[16])))
+    assert suite.long_tailed and suite.columns() == ["r100", "r10"]
