@@ -54,7 +54,7 @@ def hungarian(representatives: torch.Tensor, prototypes: torch.Tensor) -> torch.
 def match(
     representatives: torch.Tensor, prototypes: torch.Tensor, previous: torch.Tensor | None = None
 ) -> AssignmentResult:
-    """Hungarian matching, with the number of classes whose prototype changed since ``previous`` (0 if None)."""
+    """Hungarian matching; ``changed`` counts classes whose prototype differs from ``previous``."""
     assignment, total = _solve(_cosine_matrix(representatives, prototypes))
     changed = 0
     if previous is not None:

@@ -43,7 +43,11 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int, dim: int, width: int, depth: int, patch: int) -> None:
         super().__init__()
-        stem = [nn.Conv2d(in_channels, width, patch, stride=patch, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)]
+        stem = [
+            nn.Conv2d(in_channels, width, patch, stride=patch, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+        ]
         blocks = [conv_bn(width, width) for _ in range(depth)]
         self.features = nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(width, dim)
@@ -100,7 +104,11 @@ class CifarResNet(nn.Module):
 
 @register_backbone("resnet32")
 def resnet32(
-    in_channels: int, dim: int, widths: list[int] | tuple[int, ...] = (16, 32, 64), blocks: int = 5, fc: bool = True
+    in_channels: int,
+    dim: int,
+    widths: list[int] | tuple[int, ...] = (16, 32, 64),
+    blocks: int = 5,
+    fc: bool = True,
 ) -> nn.Module:
     """HPN's ResNet-32 (widths 16/32/64, 5 blocks a stage, fc 64 -> d; 0.46 M parameters).
 
@@ -110,7 +118,9 @@ def resnet32(
     if len(widths) != 3:
         raise UserError("backbone 'resnet32': widths needs three numbers, e.g. [16, 32, 64]")
     if not fc and dim != widths[-1]:
-        raise UserError(f"backbone 'resnet32' with fc: false embeds in d = {widths[-1]} (its last width), not d = {dim}")
+        raise UserError(
+            f"backbone 'resnet32' with fc: false embeds in d = {widths[-1]} (its last width), not d = {dim}"
+        )
     return CifarResNet(in_channels, dim, (widths[0], widths[1], widths[2]), blocks, fc)
 
 

@@ -306,7 +306,11 @@ def train_cell(
         history=history,
         method_hyperparameters=method.hyperparameters(),
         timings={"wall_seconds": wall, "train_seconds": train_seconds},
-        state={"backbone": backbone.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict()},
+        state={
+            "backbone": backbone.state_dict(),
+            "method": method.state_dict(),
+            "optimizer": optimizer.state_dict(),
+        },
     )
 
 

@@ -107,9 +107,7 @@ def generate(
     **params: Any,
 ) -> torch.Tensor:
     """K x d float32 CPU tensor of unit prototypes from generator ``kind``, deterministic per seed."""
-    prototypes, _ = generate_with_info(
-        kind, num_classes, dim, seed, use_cache=use_cache, device=device, **params
-    )
+    prototypes, _ = generate_with_info(kind, num_classes, dim, seed, use_cache=use_cache, device=device, **params)
     return prototypes
 
 
@@ -461,7 +459,7 @@ def _build_etf(
 
 def _welch_bound(K: int, d: int) -> float:
     """Lower bound on max |cos| of K unit vectors in R^d (Welch; zero when d >= K)."""
-    return math.sqrt((K - d) / (d * (K - 1))) if K > d else 0.0
+    return math.sqrt((K - d) / (d * (K - 1))) if d < K else 0.0
 
 
 def _build_ebv(

@@ -72,6 +72,32 @@ class RunSummary:
     failed: int = 0
 
 
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell still to run, with its resolved config and where its record goes."""
+
+    cell: Cell
+    config: dict[str, Any]
+    digest: str
+    path: Path
+
+
+def plan_suite(
+    suite: Suite, results_dir: Path, *, deterministic: bool, precision: str
+) -> tuple[list[PlannedCell], int]:
+    """The unfinished cells of ``suite`` and how many are already finished in ``results_dir``."""
+    plan, finished = [], 0
+    for cell in expand(suite):
+        config = cell_config(suite, cell, deterministic=deterministic, precision=precision)
+        digest = results.config_hash(config)
+        path = results.cell_path(results_dir, suite.name, cell.method, cell.dim, cell.seed, cell.ratio, digest)
+        if results.is_finished(path):
+            finished += 1
+        else:
+            plan.append(PlannedCell(cell, config, digest, path))
+    return plan, finished
+
+
 def run_suite(
     suite: Suite,
     *,
@@ -80,29 +106,75 @@ def run_suite(
     device: torch.device,
     deterministic: bool = False,
     reporter: Any = None,
+    jobs: int = 1,
 ) -> RunSummary:
-    """Run every unfinished cell of ``suite``; each finished cell is on disk before the next starts."""
-    from protobench.data.prepare import prepare_cell_data
-    from protobench.engine import device_name, resolve_precision, train_cell
+    """Run every unfinished cell of ``suite``; each finished cell is on disk before the next starts.
 
+    ``jobs`` > 1 runs that many cells at once in worker processes sharing the device: small
+    models cannot fill a large GPU alone (speed.md, point 5), and on a CPU each worker gets
+    an equal share of the cores.
+    """
     from protobench.cli.progress import PlainReporter
+    from protobench.engine import device_name, resolve_precision
 
     reporter = reporter or PlainReporter()
     precision = resolve_precision(suite.train.precision, device)
-    cells = expand(suite)
-    summary = RunSummary(total=len(cells))
-    plan = []
-    for cell in cells:
-        config = cell_config(suite, cell, deterministic=deterministic, precision=precision)
-        digest = results.config_hash(config)
-        path = results.cell_path(results_dir, suite.name, cell.method, cell.dim, cell.seed, cell.ratio, digest)
-        if results.is_finished(path):
-            summary.skipped += 1
-        else:
-            plan.append((cell, config, digest, path))
-    reporter.start_run(suite, len(cells), summary.skipped, device_name(device))
+    plan, finished = plan_suite(suite, results_dir, deterministic=deterministic, precision=precision)
+    summary = RunSummary(total=len(plan) + finished, skipped=finished)
+    reporter.start_run(suite, summary.total, summary.skipped, device_name(device))
+    if jobs <= 1 or len(plan) <= 1:
+        run_cells(suite, plan, data_dir, device, deterministic, reporter, summary)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        shards = [plan[k::jobs] for k in range(min(jobs, len(plan)))]
+        threads = max(1, torch.get_num_threads() // len(shards)) if device.type == "cpu" else 0
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
+            futures = [
+                pool.submit(run_shard, suite, shard, data_dir, str(device), deterministic, k, threads)
+                for k, shard in enumerate(shards)
+            ]
+            for future in futures:
+                part = future.result()
+                summary.trained += part.trained
+                summary.not_applicable += part.not_applicable
+                summary.failed += part.failed
+    reporter.end_run(summary)
+    return summary
+
+
+def run_shard(
+    suite: Suite, plan: list[PlannedCell], data_dir: Path | None, device: str, deterministic: bool, worker: int,
+    threads: int,
+) -> RunSummary:  # fmt: skip
+    """A worker process's share of a parallel run (plain progress lines, prefixed by the worker)."""
+    from protobench.cli.progress import PlainReporter
+
+    if threads:
+        torch.set_num_threads(threads)
+    summary = RunSummary(total=len(plan))
+    reporter = PlainReporter(tag=f"w{worker}")
+    run_cells(suite, plan, data_dir, torch.device(device), deterministic, reporter, summary)
+    return summary
+
+
+def run_cells(
+    suite: Suite,
+    plan: list[PlannedCell],
+    data_dir: Path | None,
+    device: torch.device,
+    deterministic: bool,
+    reporter: Any,
+    summary: RunSummary,
+) -> None:
+    """Train the planned cells one after another, writing each record as soon as it is finished."""
+    from protobench import engine
+    from protobench.data.prepare import prepare_cell_data
+
     data_by_ratio: dict[float | None, Any] = {}
-    for index, (cell, config, digest, path) in enumerate(plan, start=1):
+    for index, (cell, config, digest, path) in enumerate(((p.cell, p.config, p.digest, p.path) for p in plan), start=1):
         if cell.ratio not in data_by_ratio:
             # Missing data is a UserError: it stops the run before any cell claims to have failed.
             data_by_ratio[cell.ratio] = prepare_cell_data(suite, data_dir, cell.ratio)
@@ -122,11 +194,11 @@ def run_suite(
             "data": {"source": data.source, "counts": data.counts},
             "versions": results.versions(),
             "git_commit": results.git_commit(),
-            "device": device_name(device),
+            "device": engine.device_name(device),
         }
         reporter.start_cell(index, len(plan), cell.label())
         try:
-            outcome = train_cell(
+            outcome = engine.train_cell(
                 suite, data, cell.method, cell.dim, cell.seed,
                 device=device, deterministic=deterministic, progress=reporter,
             )  # fmt: skip
@@ -153,8 +225,6 @@ def run_suite(
         record["finished_at"] = results.now()
         results.write_record(path, record)
         reporter.end_cell(record)
-    reporter.end_run(summary)
-    return summary
 
 
 def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict[str, dict[str, float]]:

@@ -47,7 +47,14 @@ def test_train_cell_records_everything(tmp_path, fmnist_dir):
     assert data.counts["train"] and sum(data.counts["train"]) == 160 and sum(data.counts["val"]) == 40
     assert [row["epoch"] for row in outcome.history] == [1, 2, 3]
     for row in outcome.history:
-        assert {"train_loss", "train_accuracy", "val_accuracy", "test_accuracy", "images_per_second", "lr"} <= set(row)
+        assert {
+            "train_loss",
+            "train_accuracy",
+            "val_accuracy",
+            "test_accuracy",
+            "images_per_second",
+            "lr",
+        } <= set(row)
     m = outcome.metrics
     assert m["test_accuracy"] == outcome.history[-1]["test_accuracy"]
     best = max(outcome.history, key=lambda r: r["val_accuracy"])

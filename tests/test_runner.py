@@ -19,7 +19,8 @@ def test_grid_order_and_config_identity(tmp_path):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"], seeds=[0, 1])))
     cells = expand(suite)
     assert len(cells) == 2 * 2 * 2 and cells[0].dim == 2 and cells[-1].dim == 4
-    config = cell_config(suite, cells[0], deterministic=False, precision="fp32")
+    assert [c.method for c in cells[:4]] == ["softmax", "softmax", "dl2pa", "dl2pa"]
+    config = cell_config(suite, cells[2], deterministic=False, precision="fp32")
     assert config["method_options"]["momentum"] == 0.9  # documented defaults are resolved into the record
     assert "device" not in config
 
@@ -33,7 +34,7 @@ def test_run_writes_records_skips_finished_and_records_na(tmp_path, fmnist_dir):
     na = [r for r in stored if r["status"] == "n/a"]
     assert len(na) == 1 and na[0]["method"] == "etf" and na[0]["dim"] == 2
     assert "ETF needs d >= K-1 (K=10, d=2)" in na[0]["reason"]
-    ok = stored[0]
+    ok = next(r for r in stored if r["status"] == "ok")
     for key in ("config", "config_hash", "setting_hash", "metrics", "per_class_accuracy", "history", "timings",
                 "versions", "device", "finished_at", "method_hyperparameters"):  # fmt: skip
         assert key in ok

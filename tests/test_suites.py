@@ -33,13 +33,19 @@ def test_scientific_notation_is_a_number(tmp_path):
     [
         ({"colour": 1}, r"s\.yaml: unknown key 'colour'; allowed: name, dataset"),
         ({"dims": ["x"]}, r"s\.yaml: key 'dims'\[0\] must be an integer, got 'x'"),
-        ({"methods": ["softmx"]}, r"s\.yaml: key 'methods': unknown method 'softmx' \(did you mean 'softmax'\?\)"),
+        (
+            {"methods": ["softmx"]},
+            r"s\.yaml: key 'methods': unknown method 'softmx' \(did you mean 'softmax'\?\)",
+        ),
         ({"dataset": "mnist"}, r"s\.yaml: key 'dataset': unknown dataset 'mnist'.*allowed: .*fashion-mnist"),
         ({"backbone": "vit"}, r"s\.yaml: key 'backbone': unknown backbone 'vit'; allowed: smallcnn"),
         ({"dims": [1]}, r"dim 1 is out of range; use 2 <= dim <= 4096"),
         ({"train": {"epochs": 0}}, r"epochs is 0; use epochs >= 1"),
         ({"train": {"optimiser": "sgd"}}, r"train: unknown key 'optimiser' \(did you mean 'optimizer'\?\)"),
-        ({"train": {"schedule": "linear"}}, r"key 'train.schedule' is 'linear'; allowed: cosine, step, constant"),
+        (
+            {"train": {"schedule": "linear"}},
+            r"key 'train.schedule' is 'linear'; allowed: cosine, step, constant",
+        ),
         ({"method_options": {"softmax": {"temp": 1}}}, r"'method_options.softmax.temp' is unknown; allowed"),
         ({"loss": "focal"}, r"key 'loss' is 'focal'; allowed: balanced, long-tailed"),
     ],

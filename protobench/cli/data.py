@@ -14,9 +14,7 @@ import typer
 
 from protobench.errors import UserError
 
-app = typer.Typer(
-    help="Find, verify and prepare datasets; show per-class counts of a suite.", no_args_is_help=True
-)
+app = typer.Typer(help="Find, verify and prepare datasets; show per-class counts of a suite.", no_args_is_help=True)
 
 DataDir = Annotated[
     Path | None,

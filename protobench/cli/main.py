@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -32,7 +32,8 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[
-        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """protobench: run suites of (method x dim x seed) cells on one engine and compare them with the paper."""
@@ -83,7 +84,17 @@ def suites_command(
     from rich.table import Table
 
     table = Table(title="protobench suites")
-    for column in ("suite", "dataset", "balanced / LT (ratio)", "classes", "dims", "methods", "backbone", "epochs", "seeds"):
+    for column in (
+        "suite",
+        "dataset",
+        "balanced / LT (ratio)",
+        "classes",
+        "dims",
+        "methods",
+        "backbone",
+        "epochs",
+        "seeds",
+    ):
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
@@ -91,7 +102,8 @@ def suites_command(
             ",".join(map(str, r["dims"])), ", ".join(r["methods"]), r["backbone"],
             str(r["epochs"]), ",".join(map(str, r["seeds"])),
         )  # fmt: skip
-    Console().print(table)
+    # Off a terminal (pipes, CI logs) rich assumes 80 columns; a wider page keeps names unbroken.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 # Class counts of the registered datasets, for the suites table (no data needs to be present).
@@ -110,21 +122,26 @@ DATASET_CLASSES = {
 @app.command("run")
 def run_command(
     suite: Annotated[str, typer.Argument(help="A suite name (see `protobench suites`) or a path to a suite YAML.")],
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to run instead of the suite's.")] = None,
-    dims: Annotated[Optional[str], typer.Option(help="Comma-separated embedding dims, e.g. 2,8 (2..4096).")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Override the suite's epochs (quick runs); >= 1.")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated methods to run instead of the suite's.")] = None,
+    dims: Annotated[str | None, typer.Option(help="Comma-separated embedding dims, e.g. 2,8 (2..4096).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the suite's epochs (quick runs); >= 1.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda or cuda:N.")] = "auto",
     results: Annotated[Path, typer.Option(help="Results store; finished cells there are skipped.")] = Path("results"),
     data_dir: Annotated[
-        Optional[Path], typer.Option(help="Where datasets are looked for first (then $PROTOBENCH_DATA, the cache).")
+        Path | None,
+        typer.Option(help="Where datasets are looked for first (then $PROTOBENCH_DATA, the cache)."),
     ] = None,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Ask torch for deterministic kernels (slower on GPU).")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(help="Cells run at once in worker processes sharing the device (small models, big GPU)."),
+    ] = 1,
 ) -> None:
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
-    from protobench.cli.progress import make_reporter
+    from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.engine import resolve_device
     from protobench.runner import run_suite
     from protobench.suites import load_suite
@@ -135,6 +152,8 @@ def run_command(
         seeds=parse_list(seeds, int, "--seeds"),
         epochs=epochs,
     )
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: use 1 or more")
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
     summary = run_suite(
@@ -143,7 +162,8 @@ def run_command(
         data_dir=data_dir,
         device=resolve_device(device),
         deterministic=deterministic,
-        reporter=make_reporter(),
+        reporter=make_reporter() if jobs == 1 else PlainReporter(),
+        jobs=jobs,
     )
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})
     if summary.failed:
@@ -182,10 +202,10 @@ def print_report(names: list[str], results: Path, fmt: str, out: Path | None, kn
 
 @app.command("report")
 def report_command(
-    suites: Annotated[Optional[list[str]], typer.Argument(help="Suites to report (default: all in the store).")] = None,
+    suites: Annotated[list[str] | None, typer.Argument(help="Suites to report (default: all in the store).")] = None,
     results: Annotated[Path, typer.Option(help="The results store to read.")] = Path("results"),
     fmt: Annotated[str, typer.Option("--format", help="md, csv or latex.")] = "md",
-    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of printing.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
 ) -> None:
     """Tables of finished results: rows = methods, columns = dims, cells = mean +- std over seeds (n)."""
     from protobench.report import FORMATS

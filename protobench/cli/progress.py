@@ -27,8 +27,9 @@ def describe_record(record: dict[str, Any]) -> str:
 class PlainReporter:
     """One line per epoch and per cell: quiet enough for a CI log."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, tag: str = "") -> None:
         self.stream = stream or sys.stdout
+        self.tag = f"{tag} " if tag else ""
         self.prefix = ""
         self.epochs = 0
 
@@ -39,7 +40,7 @@ class PlainReporter:
         self.say(f"suite {suite.name}: {total} cells, {skipped} already finished, on {device}")
 
     def start_cell(self, index: int, count: int, label: str) -> None:
-        self.prefix = f"[{index}/{count}] {label}"
+        self.prefix = f"{self.tag}[{index}/{count}] {label}"
         self.started = time.perf_counter()
 
     # engine.Progress

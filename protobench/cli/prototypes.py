@@ -113,7 +113,8 @@ def show_command(
     method: Annotated[str, typer.Option("--method", "-m", help=METHOD_HELP)] = "uniform",
     seed: Annotated[int, typer.Option("--seed", help="Random seed when generating.")] = 0,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG: circle (d=2), sphere (d=3), else cosine histogram.")
+        Path | None,
+        typer.Option("--plot", help="Write a PNG: circle (d=2), sphere (d=3), else cosine histogram."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:

@@ -28,7 +28,18 @@ FILES = {
 }
 # Sub-folders in which the four files may sit below a search dir (torchvision uses FashionMNIST/raw).
 LAYOUTS = ("", "fashion-mnist", "FashionMNIST/raw")
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+CLASS_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Boot",
+]
 HOW_TO_GET = (
     "Get it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or on a machine with internet "
     "let protobench download it, or pass --data-dir DIR holding train-images-idx3-ubyte(.gz) and the other IDX files."

@@ -275,9 +275,7 @@ class FolderStreamingDataset:
         samples = ImageSamples(self.root, self.samples[split][0], self._labels(split))
         samples.transform, samples.draft = build_transform(train, augment, self.options)
         workers = int(self.options.get("workers", default_workers()))
-        return StreamingLoader(
-            samples, batch_size=batch_size, device=device, train=train, seed=seed, workers=workers
-        )
+        return StreamingLoader(samples, batch_size=batch_size, device=device, train=train, seed=seed, workers=workers)
 
 
 def _hold_out(
@@ -359,8 +357,16 @@ def imagenet_lt(request: DataRequest) -> FolderStreamingDataset:
     missing = [k for k in keys.values() if not request.options.get(k)]
     if missing:
         raise UserError(f"imagenet-lt needs dataset_options {', '.join(missing)} (ImageNet_LT_*.txt paths)")
-    splits = {s: read_split_list(Path(request.options[k]).expanduser()) for s, k in keys.items()}
     looked = search_dirs(request)
+
+    def list_path(name: str) -> Path:
+        # A relative list name (as the shipped suite gives) is looked for here, then in each data folder.
+        path = Path(name).expanduser()
+        if path.is_absolute() or path.is_file():
+            return path
+        return next((f / lay / path for f in looked for lay in LAYOUTS if (f / lay / path).is_file()), path)
+
+    splits = {s: read_split_list(list_path(request.options[k])) for s, k in keys.items()}
     first = splits["train"][0][0]
     root = next((f / lay for f in looked for lay in LAYOUTS if (f / lay / first).is_file()), None)
     if root is None:

@@ -26,9 +26,7 @@ def long_tail_counts(n_max: int, num_classes: int, ratio: float, profile: str = 
     if profile not in PROFILES:
         raise UserError(f"unknown long-tail profile '{profile}'; allowed: {', '.join(PROFILES)}")
     if ratio < 1:
-        raise UserError(
-            f"imbalance ratio must be >= 1 (n_max / n_min, e.g. 100 for factor 0.01), got {ratio}"
-        )
+        raise UserError(f"imbalance ratio must be >= 1 (n_max / n_min, e.g. 100 for factor 0.01), got {ratio}")
     if num_classes < 1 or n_max < 1:
         raise UserError(f"long-tail counts need n_max >= 1 and a class, got {n_max}, {num_classes} classes")
     # Cao et al. multiply by the factor (e.g. 0.01), not divide by the ratio: the same floats, same ints.

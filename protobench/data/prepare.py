@@ -99,9 +99,7 @@ class CellData:
         return stream("train", True), val, stream("test", False)
 
 
-def prepare_cell_data(
-    suite: Suite, data_dir: Path | None, ratio: float | None, download: bool = True
-) -> CellData:
+def prepare_cell_data(suite: Suite, data_dir: Path | None, ratio: float | None, download: bool = True) -> CellData:
     """Load the suite's dataset, apply its long-tailed subsampling (``ratio``) and hold out validation."""
     ds = load_dataset(suite, data_dir, download)
     if not isinstance(ds, InMemoryDataset):

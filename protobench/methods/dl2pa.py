@@ -89,9 +89,7 @@ class DL2PA(PrototypeHead):
     method_name = "dl2pa"
     prototype_kind = "uniform"
 
-    def __init__(
-        self, num_classes: int, dim: int, *, t: float = 2.0, momentum: float = 0.9, **base: Any
-    ) -> None:
+    def __init__(self, num_classes: int, dim: int, *, t: float = 2.0, momentum: float = 0.9, **base: Any) -> None:
         super().__init__(num_classes, dim, **base)
         momentum = float(momentum)
         if not 0.0 <= momentum < 1.0:

@@ -93,8 +93,7 @@ def test_stats_counts_after_long_tail(tmp_path, monkeypatch):
     fakefiles.write_cifar10(tmp_path / "d", n_train=200, n_test=30)
     suite = tmp_path / "lt.yaml"
     suite.write_text(
-        "name: tiny-lt\ndataset: cifar10\ndims: [8]\nmethods: [softmax]\nval_size: 10\n"
-        "imbalance_ratios: [10]\n"
+        "name: tiny-lt\ndataset: cifar10\ndims: [8]\nmethods: [softmax]\nval_size: 10\nimbalance_ratios: [10]\n"
     )
     try:
         from protobench.suites import load_suite

@@ -16,7 +16,16 @@ def test_version_and_help(run_cli):
 
 def test_run_help_explains_every_option(run_cli):
     _, out, _ = run_cli("run", "--help")
-    for flag in ("--methods", "--dims", "--seeds", "--epochs", "--device", "--results", "--data-dir", "--deterministic"):
+    for flag in (
+        "--methods",
+        "--dims",
+        "--seeds",
+        "--epochs",
+        "--device",
+        "--results",
+        "--data-dir",
+        "--deterministic",
+    ):
         assert flag in out
 
 

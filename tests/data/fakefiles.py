@@ -67,9 +67,7 @@ def _write_pickle(path: Path, obj: object, py2: bool) -> None:
     path.write_bytes(py2_pickle(obj) if py2 else pickle.dumps(obj, protocol=2))
 
 
-def write_cifar10(
-    root: Path, n_train: int = 100, n_test: int = 50, *, seed: int = 0, py2: bool = True
-) -> Path:
+def write_cifar10(root: Path, n_train: int = 100, n_test: int = 50, *, seed: int = 0, py2: bool = True) -> Path:
     """``root/cifar-10-batches-py`` with data_batch_1..5, test_batch and batches.meta; returns that folder.
 
     The train images are spread over the five batches as in the real files. ``py2=False`` writes the
@@ -104,9 +102,7 @@ def write_cifar10(
     return folder
 
 
-def write_cifar100(
-    root: Path, n_train: int = 300, n_test: int = 100, *, seed: int = 0, py2: bool = True
-) -> Path:
+def write_cifar100(root: Path, n_train: int = 300, n_test: int = 100, *, seed: int = 0, py2: bool = True) -> Path:
     """``root/cifar-100-python`` with train, test and meta; returns that folder."""
     folder = Path(root) / "cifar-100-python"
     folder.mkdir(parents=True, exist_ok=True)

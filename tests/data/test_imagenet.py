@@ -148,9 +148,7 @@ def test_prepare_imagenet200_and_load(tmp_path, tree):
     classes = fakefiles.write_classes_file(tmp_path / "classes.txt", chosen)
     out = inet.prepare_imagenet200(tree, tmp_path / "prepared", classes, size=16, workers=2)
     assert out == tmp_path / "prepared" / "imagenet200_16.pt"
-    ds = DATASETS.get("imagenet200")(
-        DataRequest(data_dir=out.parent, download=False, options={"image_size": 16})
-    )
+    ds = DATASETS.get("imagenet200")(DataRequest(data_dir=out.parent, download=False, options={"image_size": 16}))
     assert ds.num_classes == 3 and ds.class_names == chosen and ds.source == str(out)
     assert ds.train.images.shape == (18, 3, 16, 16) and ds.train.images.dtype == torch.uint8
     assert ds.test.images.shape == (6, 3, 16, 16)

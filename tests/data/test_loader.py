@@ -31,12 +31,12 @@ def test_same_seed_same_batches_other_seed_or_epoch_differs():
     split = numbered_split()
     a = [x for x, _ in loader(split, crop_padding=2, flip=True)]
     b = [x for x, _ in loader(split, crop_padding=2, flip=True)]
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     c = [x for x, _ in loader(split, crop_padding=2, flip=True, seed=4)]
-    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
     next_epoch = loader(split, crop_padding=2, flip=True)
     next_epoch.set_epoch(1)
-    assert not all(torch.equal(x, y) for x, (y, _) in zip(a, next_epoch))
+    assert not all(torch.equal(x, y) for x, (y, _) in zip(a, next_epoch, strict=True))
 
 
 def test_epoch_visits_each_image_once_and_crops_shift():

@@ -111,6 +111,17 @@ def test_representative_update_is_ema_of_class_means_with_duplicates() -> None:
     assert torch.allclose(method.representatives, expected, atol=1e-6)
 
 
+def test_momentum_zero_replaces_present_and_keeps_absent() -> None:
+    method = _hand_head(momentum=0.0)
+    method.representatives.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    method.after_step(torch.tensor([[0.0, 2.0], [0.0, 5.0]]), torch.tensor([1, 1]))
+    expected = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert torch.equal(method.representatives, expected)
+    method.after_step(torch.tensor([[0.0, -2.0]]), torch.tensor([0]))
+    expected = torch.tensor([[0.0, -1.0], [0.0, 1.0], [1.0, 0.0]])
+    assert torch.allclose(method.representatives, expected)
+
+
 def test_after_epoch_is_the_hungarian_and_brute_force_optimum() -> None:
     torch.manual_seed(0)
     method = create_method("dl2pa", 5, 3, seed=1)
@@ -140,17 +151,21 @@ def test_training_features_drive_the_matching() -> None:
 
 
 def test_static_ablation_never_rematches() -> None:
-    method = create_method("dl2pa-static", 6, 3, seed=2)
-    dynamic = create_method("dl2pa", 6, 3, seed=2)
+    method = create_method("dl2pa-static", 6, 3, seed=2, momentum=0.0)
+    dynamic = create_method("dl2pa", 6, 3, seed=2, momentum=0.0)
     assert isinstance(method, DL2PAStatic)
     assert torch.equal(method.assignment, dynamic.assignment)  # same start as dl2pa
     start = method.assignment.clone()
     y = torch.arange(6).repeat(2)
-    for epoch in range(4):
-        method.after_step(torch.randn(12, 3) + epoch, y)
-        diag = method.after_epoch()
-        assert diag["assignment_changed"] == 0
+    for shift in range(1, 4):
+        # Features of class c sit on prototype (A(c) + shift) mod K: matching would move every class.
+        feats = method.prototypes[(start[y] + shift) % 6]
+        for m in (method, dynamic):
+            m.after_step(feats, y)
+        assert dynamic.after_epoch()["assignment_changed"] == 6
+        assert method.after_epoch()["assignment_changed"] == 0
         assert torch.equal(method.assignment, start)
+        assert not torch.equal(dynamic.assignment, start)
 
 
 def test_state_dict_round_trip() -> None:

@@ -26,14 +26,18 @@ def _unit(deg: float) -> list[float]:
 
 def test_defaults_and_layout() -> None:
     method = create_method("dnc", 5, 3, seed=0)
-    assert method.hyperparameters() == DNC.defaults == {
-        "sub_centroids": 4,
-        "temperature": 0.1,
-        "momentum": 0.999,
-        "compactness_weight": 0.01,
-        "sinkhorn_iterations": 10,
-        "sinkhorn_epsilon": 0.05,
-    }
+    assert (
+        method.hyperparameters()
+        == DNC.defaults
+        == {
+            "sub_centroids": 4,
+            "temperature": 0.1,
+            "momentum": 0.999,
+            "compactness_weight": 0.01,
+            "sinkhorn_iterations": 10,
+            "sinkhorn_epsilon": 0.05,
+        }
+    )
     assert method.centroids.shape == (20, 3)
     assert torch.allclose(method.centroids.norm(dim=1), torch.ones(20))
     assert not torch.equal(method.centroids, create_method("dnc", 5, 3, seed=1).centroids)

@@ -27,18 +27,18 @@ def test_defaults_and_vectors() -> None:
 
 
 def _hand_ebv(label_smoothing: float) -> EBV:
-    method = create_method("ebv", 2, 2, seed=0, temperature=0.5, label_smoothing=label_smoothing)
-    method.prototypes.copy_(torch.eye(2))
+    method = create_method("ebv", 3, 4, seed=0, temperature=0.5, label_smoothing=label_smoothing)
+    method.prototypes.copy_(torch.eye(4)[:3])
     return method
 
 
 def test_loss_hand_case() -> None:
-    z = torch.tensor([[3.0, 0.0]])  # cosines (1, 0) whatever the length; logits (2, 0)
+    z = torch.tensor([[3.0, 0.0, 0.0, 0.0]])  # cosines (1, 0, 0) whatever the length; logits (2, 0, 0)
     y = torch.tensor([0])
-    # -log p_0 = log(1 + e^-2) = 0.1269280, -log p_1 = 2.1269280
-    assert _hand_ebv(0.0).loss(z, y).item() == pytest.approx(0.1269280, abs=1e-6)
-    # smoothing 0.1: 0.9 * 0.1269280 + 0.1 * mean(0.1269280, 2.1269280) = 0.2269280
-    assert _hand_ebv(0.1).loss(z, y).item() == pytest.approx(0.2269280, abs=1e-6)
+    # -log p_0 = log(1 + 2 e^-2) = 0.2395448, -log p_1 = -log p_2 = 2.2395448
+    assert _hand_ebv(0.0).loss(z, y).item() == pytest.approx(0.2395448, abs=1e-6)
+    # smoothing 0.1: 0.9 * 0.2395448 + 0.1 * mean(0.2395448, 2.2395448, 2.2395448) = 0.3728781
+    assert _hand_ebv(0.1).loss(z, y).item() == pytest.approx(0.3728781, abs=1e-6)
 
 
 def test_prediction_and_scores() -> None:
