@@ -97,7 +97,9 @@ class Suite:
         if seeds is not None:
             changes["seeds"] = tuple(seeds)
         if epochs is not None:
-            changes["train"] = dataclasses.replace(self.train, epochs=epochs)
+            # A quick run shorter than the warm-up keeps a warm-up that leaves it at least one full-lr epoch.
+            warmup = min(self.train.warmup_epochs, max(0, epochs - 1))
+            changes["train"] = dataclasses.replace(self.train, epochs=epochs, warmup_epochs=warmup)
         suite = dataclasses.replace(self, **changes)
         validate(suite, source="command line")
         return suite

@@ -8,6 +8,7 @@ import importlib
 # name -> "module:function"; add a benchmark by adding a line.
 BENCHMARKS: dict[str, str] = {
     "prototypes": "protobench.bench.prototypes:run",
+    "methods": "protobench.bench.methods:run",
 }
 
 
@@ -15,9 +16,10 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the benchmark name and run it."""
     parser = argparse.ArgumentParser(prog="python -m protobench.bench", description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options (see NAME --help)")
     args = parser.parse_args(argv)
     module_name, func_name = BENCHMARKS[args.name].split(":")
-    getattr(importlib.import_module(module_name), func_name)()
+    getattr(importlib.import_module(module_name), func_name)(args.options)
 
 
 if __name__ == "__main__":

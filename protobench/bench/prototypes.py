@@ -18,8 +18,8 @@ MATCHING_CASES: tuple[tuple[int, float], ...] = ((100, 5.0), (1000, 100.0))
 MATCHING_REPEATS = 7
 
 
-def run() -> None:
-    """Print goal and measured side by side for prototype generation and matching."""
+def run(argv: list[str] | None = None) -> None:
+    """Print goal and measured side by side for prototype generation and matching (no options)."""
     from rich.console import Console
     from rich.table import Table
 

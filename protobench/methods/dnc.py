@@ -81,6 +81,7 @@ class DNC(Method):
         self.sinkhorn_epsilon = float(sinkhorn_epsilon)
         centroids = random_unit_rows(num_classes * sub_centroids, dim, self.seed, "dnc-centroids")
         self.register_buffer("centroids", centroids)
+        self._last_assignment: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _cosines(self, h: torch.Tensor) -> torch.Tensor:
         """N x K x m cosines between the features and every sub-centroid."""
@@ -126,6 +127,9 @@ class DNC(Method):
         ce = F.cross_entropy(cos.amax(dim=2) / self.temperature, y)
         own = self._own(cos, y)
         assigned = self.sinkhorn_assign(own.detach(), y)
+        if self.training:
+            # after_step sees the same features, labels and centroids: it reuses this clustering.
+            self._last_assignment = (y, assigned)
         nearest = own.gather(1, assigned.unsqueeze(1)).squeeze(1)
         return ce + self.compactness_weight * (1.0 - nearest).pow(2).mean()
 
@@ -134,8 +138,13 @@ class DNC(Method):
         """Momentum update of each sub-centroid towards the mean direction of its assigned features."""
         c = self.centroids
         feats = F.normalize(h.to(c.dtype), dim=1)
-        own = self._own((feats @ c.T).view(-1, self.num_classes, self.sub_centroids), y)
-        slot = y * self.sub_centroids + self.sinkhorn_assign(own, y)
+        cached, self._last_assignment = self._last_assignment, None
+        if cached is not None and cached[0] is y:
+            assigned = cached[1]
+        else:  # with mixup the step's labels are not the ones the last loss call clustered
+            own = self._own((feats @ c.T).view(-1, self.num_classes, self.sub_centroids), y)
+            assigned = self.sinkhorn_assign(own, y)
+        slot = y * self.sub_centroids + assigned
         total = c.shape[0]
         # The normalised sum is the mean direction (as the authors normalise before the EMA).
         mean_dir = F.normalize(class_sums(feats, slot, total), dim=1)

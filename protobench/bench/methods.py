@@ -1,0 +1,87 @@
+"""Benchmark: each method's training images/s relative to softmax, same backbone, batch and data, one run.
+
+Every method trains through the real engine (``train_cell``) on the suite's real data; the figure is
+the engine's own training throughput of the last epoch (the GPU is synchronised at the start and end
+of each epoch only; evaluation is not timed). Methods are measured in interleaved rounds and the
+median per method is reported, so drift of the machine hits every method alike.
+
+    python -m protobench.bench methods --suite quickstart --dim 16 --rounds 3 --device auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+from pathlib import Path
+
+GOAL = 0.95  # every prototype method within 5% of softmax
+
+
+def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, epochs: int, device_spec: str,
+            data_dir: Path | None, train_subset: int | None) -> dict[str, list[float]]:  # fmt: skip
+    """images/s of the last epoch of each method, ``rounds`` times, interleaved."""
+    import torch
+
+    from protobench.data.prepare import prepare_cell_data
+    from protobench.engine import resolve_device, train_cell
+    from protobench.suites import load_suite
+
+    suite = load_suite(suite_name)
+    names = methods or [m for m in suite.methods]
+    if "softmax" not in names:
+        names.insert(0, "softmax")
+    suite = suite.with_overrides(methods=names, dims=[dim], epochs=epochs)
+    suite = dataclasses.replace(suite, val_size=0)
+    device = resolve_device(device_spec)
+    data = prepare_cell_data(suite, data_dir, None)
+    if train_subset and data.train is not None and train_subset < len(data.train):
+        data.train = data.train.subset(torch.arange(train_subset))
+    speeds: dict[str, list[float]] = {m: [] for m in names}
+    for round_index in range(rounds):
+        for method in names:
+            try:
+                outcome = train_cell(suite, data, method, dim, round_index, device=device)
+            except Exception as error:  # n/a at this dim (ETF) or a failure: say so and go on
+                print(f"{method}: skipped ({type(error).__name__}: {error})")
+                speeds.pop(method, None)
+                continue
+            if method in speeds:
+                speeds[method].append(outcome.history[-1]["images_per_second"])
+    return speeds
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Print images/s per method and the ratio to softmax, with the 5% goal."""
+    parser = argparse.ArgumentParser(prog="python -m protobench.bench methods", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--suite", default="quickstart", help="suite whose data, backbone and batch are used")
+    parser.add_argument("--dim", type=int, default=16, help="embedding dimension (ETF needs d >= K-1)")
+    parser.add_argument("--methods", default=None, help="comma-separated methods (default: the suite's)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement; the last one is timed")
+    parser.add_argument("--train-subset", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the suite's dataset is")
+    args = parser.parse_args(argv)
+    import torch
+
+    from protobench.engine import device_name, resolve_device
+
+    methods = args.methods.split(",") if args.methods else None
+    speeds = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,
+                     args.train_subset)  # fmt: skip
+    base = statistics.median(speeds["softmax"])
+    device = device_name(resolve_device(args.device))
+    print(f"training images/s, suite {args.suite}, d={args.dim}, median of {args.rounds} interleaved rounds, "
+          f"last of {args.epochs} epochs each; torch {torch.__version__}; {device}")  # fmt: skip
+    print(f"{'method':<14}{'images/s':>12}{'vs softmax':>12}  goal >= {GOAL:.2f}")
+    for method, values in speeds.items():
+        median = statistics.median(values)
+        ratio = median / base
+        verdict = "" if method == "softmax" else ("ok" if ratio >= GOAL else "SLOWER")
+        print(f"{method:<14}{median:>12,.0f}{ratio:>12.3f}  {verdict}")
+
+
+if __name__ == "__main__":
+    run()
