@@ -78,6 +78,10 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             rows.append(row)
     if ignored:
         notes.append(f"{ignored} record(s) of older settings of the same cells are not shown")
+    shown = [r for r in records if r.get("status") == "ok"]
+    devices = sorted({f"{r.get('device', '?')} ({r['config'].get('precision', '?')})" for r in shown})
+    if devices:
+        notes.append(f"ran on: {'; '.join(devices)}")
     cells = pd.DataFrame(rows)
     if not (cells["status"] == "ok").any():
         return None

@@ -98,13 +98,21 @@ def plan_suite(
     return plan, finished
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How cells run: where the data is, on which device, and what is saved beside each record."""
+
+    data_dir: Path | None
+    device: str
+    deterministic: bool = False
+    save_checkpoints: bool = False
+
+
 def run_suite(
     suite: Suite,
     *,
     results_dir: Path,
-    data_dir: Path | None,
-    device: torch.device,
-    deterministic: bool = False,
+    options: RunOptions,
     reporter: Any = None,
     jobs: int = 1,
 ) -> RunSummary:
@@ -117,13 +125,14 @@ def run_suite(
     from protobench.cli.progress import PlainReporter
     from protobench.engine import device_name, resolve_precision
 
+    device = torch.device(options.device)
     reporter = reporter or PlainReporter()
     precision = resolve_precision(suite.train.precision, device)
-    plan, finished = plan_suite(suite, results_dir, deterministic=deterministic, precision=precision)
+    plan, finished = plan_suite(suite, results_dir, deterministic=options.deterministic, precision=precision)
     summary = RunSummary(total=len(plan) + finished, skipped=finished)
     reporter.start_run(suite, summary.total, summary.skipped, device_name(device))
     if jobs <= 1 or len(plan) <= 1:
-        run_cells(suite, plan, data_dir, device, deterministic, reporter, summary)
+        run_cells(suite, plan, options, reporter, summary)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -132,10 +141,7 @@ def run_suite(
         threads = max(1, torch.get_num_threads() // len(shards)) if device.type == "cpu" else 0
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-            futures = [
-                pool.submit(run_shard, suite, shard, data_dir, str(device), deterministic, k, threads)
-                for k, shard in enumerate(shards)
-            ]
+            futures = [pool.submit(run_shard, suite, shard, options, k, threads) for k, shard in enumerate(shards)]
             for future in futures:
                 part = future.result()
                 summary.trained += part.trained
@@ -145,39 +151,28 @@ def run_suite(
     return summary
 
 
-def run_shard(
-    suite: Suite, plan: list[PlannedCell], data_dir: Path | None, device: str, deterministic: bool, worker: int,
-    threads: int,
-) -> RunSummary:  # fmt: skip
+def run_shard(suite: Suite, plan: list[PlannedCell], options: RunOptions, worker: int, threads: int) -> RunSummary:
     """A worker process's share of a parallel run (plain progress lines, prefixed by the worker)."""
     from protobench.cli.progress import PlainReporter
 
     if threads:
         torch.set_num_threads(threads)
     summary = RunSummary(total=len(plan))
-    reporter = PlainReporter(tag=f"w{worker}")
-    run_cells(suite, plan, data_dir, torch.device(device), deterministic, reporter, summary)
+    run_cells(suite, plan, options, PlainReporter(tag=f"w{worker}"), summary)
     return summary
 
 
-def run_cells(
-    suite: Suite,
-    plan: list[PlannedCell],
-    data_dir: Path | None,
-    device: torch.device,
-    deterministic: bool,
-    reporter: Any,
-    summary: RunSummary,
-) -> None:
+def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, reporter: Any, summary: RunSummary) -> None:
     """Train the planned cells one after another, writing each record as soon as it is finished."""
     from protobench import engine
     from protobench.data.prepare import prepare_cell_data
 
+    device = torch.device(options.device)
     data_by_ratio: dict[float | None, Any] = {}
     for index, (cell, config, digest, path) in enumerate(((p.cell, p.config, p.digest, p.path) for p in plan), start=1):
         if cell.ratio not in data_by_ratio:
             # Missing data is a UserError: it stops the run before any cell claims to have failed.
-            data_by_ratio[cell.ratio] = prepare_cell_data(suite, data_dir, cell.ratio)
+            data_by_ratio[cell.ratio] = prepare_cell_data(suite, options.data_dir, cell.ratio)
         data = data_by_ratio[cell.ratio]
         setting = {k: v for k, v in config.items() if k != "seed"}
         record: dict[str, Any] = {
@@ -200,7 +195,7 @@ def run_cells(
         try:
             outcome = engine.train_cell(
                 suite, data, cell.method, cell.dim, cell.seed,
-                device=device, deterministic=deterministic, progress=reporter,
+                device=device, deterministic=options.deterministic, progress=reporter,
             )  # fmt: skip
         except NotApplicable as reason:
             record.update(status="n/a", reason=str(reason))
@@ -221,10 +216,30 @@ def run_cells(
             )
             if cell.ratio is not None:
                 record["shot_groups"] = shot_group_accuracy(data.counts["train"], outcome.per_class_accuracy)
+            if options.save_checkpoints:
+                # Written before the record: a record on disk always has its checkpoint beside it.
+                record["checkpoint"] = save_checkpoint(path.with_suffix(".pt"), outcome.state, config)
             summary.trained += 1
         record["finished_at"] = results.now()
         results.write_record(path, record)
         reporter.end_cell(record)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> str:
+    """Save backbone, method (prototypes, assignment, representatives, centroids) and optimiser state atomically."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({**state, "config": config}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path.name
 
 
 def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict[str, dict[str, float]]:

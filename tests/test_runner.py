@@ -3,7 +3,7 @@ import json
 import torch
 
 from protobench import engine
-from protobench.runner import cell_config, expand, run_suite
+from protobench.runner import RunOptions, cell_config, expand, run_suite
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
 
@@ -27,7 +27,7 @@ def test_grid_order_and_config_identity(tmp_path):
 
 def test_run_writes_records_skips_finished_and_records_na(tmp_path, fmnist_dir):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "etf"], dims=[2, 9])))
-    kwargs = dict(results_dir=tmp_path / "res", data_dir=fmnist_dir, device=torch.device("cpu"))
+    kwargs = dict(results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, "cpu"))
     summary = run_suite(suite, **kwargs)
     assert (summary.total, summary.trained, summary.not_applicable, summary.failed) == (4, 3, 1, 0)
     stored = records(tmp_path / "res")
@@ -56,10 +56,22 @@ def test_failing_cell_is_recorded_and_grid_goes_on(tmp_path, fmnist_dir, monkeyp
         return real(suite, data, method, dim, seed, **kw)
 
     monkeypatch.setattr(engine, "train_cell", flaky)
-    summary = run_suite(suite, results_dir=tmp_path / "res", data_dir=fmnist_dir, device=torch.device("cpu"))
+    options = RunOptions(fmnist_dir, "cpu")
+    summary = run_suite(suite, results_dir=tmp_path / "res", options=options)
     assert (summary.failed, summary.trained) == (1, 1)
     failed = [r for r in records(tmp_path / "res") if r["status"] == "error"]
     assert failed[0]["reason"] == "FloatingPointError: training loss became nan in epoch 1"
     monkeypatch.setattr(engine, "train_cell", real)
-    retry = run_suite(suite, results_dir=tmp_path / "res", data_dir=fmnist_dir, device=torch.device("cpu"))
+    retry = run_suite(suite, results_dir=tmp_path / "res", options=options)
     assert (retry.skipped, retry.trained) == (1, 1)  # the failed cell is retried
+
+
+def test_checkpoints_hold_the_method_state(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 1})))
+    options = RunOptions(fmnist_dir, "cpu", save_checkpoints=True)
+    assert run_suite(suite, results_dir=tmp_path / "res", options=options).trained == 1
+    (record,) = records(tmp_path / "res")
+    state = torch.load(tmp_path / "res" / suite.name / "dl2pa" / record["checkpoint"], weights_only=False)
+    assert {"prototypes", "assignment", "representatives"} <= set(state["method"])
+    assert state["method"]["prototypes"].shape == (10, 3) and state["config"]["method"] == "dl2pa"
+    assert {"backbone", "optimizer"} <= set(state)

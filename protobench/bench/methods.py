@@ -19,7 +19,8 @@ GOAL = 0.95  # every prototype method within 5% of softmax
 
 
 def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, epochs: int, device_spec: str,
-            data_dir: Path | None, train_subset: int | None) -> dict[str, list[float]]:  # fmt: skip
+            data_dir: Path | None, train_subset: int | None, backbone: str | None = None,
+            batch_size: int | None = None) -> dict[str, list[float]]:  # fmt: skip
     """images/s of the last epoch of each method, ``rounds`` times, interleaved."""
     import torch
 
@@ -33,6 +34,10 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
         names.insert(0, "softmax")
     suite = suite.with_overrides(methods=names, dims=[dim], epochs=epochs)
     suite = dataclasses.replace(suite, val_size=0)
+    if backbone is not None:  # e.g. the paper's ResNet-32 on the suite's data
+        suite = dataclasses.replace(suite, backbone=backbone, backbone_options={})
+    if batch_size is not None:
+        suite = dataclasses.replace(suite, train=dataclasses.replace(suite.train, batch_size=batch_size))
     device = resolve_device(device_spec)
     data = prepare_cell_data(suite, data_dir, None)
     if train_subset and data.train is not None and train_subset < len(data.train):
@@ -48,6 +53,8 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
                 continue
             if method in speeds:
                 speeds[method].append(outcome.history[-1]["images_per_second"])
+                # A line per measurement as it lands, so a run cut short still shows what it measured.
+                print(f"round {round_index + 1} {method}: {speeds[method][-1]:,.0f} images/s", flush=True)
     return speeds
 
 
@@ -62,6 +69,8 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement; the last one is timed")
     parser.add_argument("--train-subset", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backbone", default=None, help="another registered backbone (default: the suite's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="another batch size (default: the suite's)")
     parser.add_argument("--data-dir", type=Path, default=None, help="where the suite's dataset is")
     args = parser.parse_args(argv)
     import torch
@@ -70,11 +79,12 @@ def run(argv: list[str] | None = None) -> None:
 
     methods = args.methods.split(",") if args.methods else None
     speeds = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,
-                     args.train_subset)  # fmt: skip
+                     args.train_subset, args.backbone, args.batch_size)  # fmt: skip
     base = statistics.median(speeds["softmax"])
     device = device_name(resolve_device(args.device))
-    print(f"training images/s, suite {args.suite}, d={args.dim}, median of {args.rounds} interleaved rounds, "
-          f"last of {args.epochs} epochs each; torch {torch.__version__}; {device}")  # fmt: skip
+    backbone = args.backbone or "suite's backbone"
+    print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, median of {args.rounds} "
+          f"interleaved rounds, last of {args.epochs} epochs each; torch {torch.__version__}; {device}")  # fmt: skip
     print(f"{'method':<14}{'images/s':>12}{'vs softmax':>12}  goal >= {GOAL:.2f}")
     for method, values in speeds.items():
         median = statistics.median(values)

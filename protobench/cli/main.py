@@ -106,6 +106,32 @@ def suites_command(
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
+@app.command("methods")
+def methods_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the methods as JSON for scripts.")] = False,
+) -> None:
+    """List every method with its hyperparameters and their defaults (override them in a suite's method_options)."""
+    from protobench.methods import METHODS
+
+    rows = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        rows.append({"name": name, "defaults": dict(cls.defaults), "summary": summary})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="protobench methods (defaults; a suite's method_options override them)")
+    for column in ("method", "hyperparameters", "what"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], ", ".join(f"{k}={v}" for k, v in r["defaults"].items()) or "-", r["summary"])
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
 # Class counts of the registered datasets, for the suites table (no data needs to be present).
 DATASET_CLASSES = {
     "fashion-mnist": 10,
@@ -135,6 +161,12 @@ def run_command(
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Ask torch for deterministic kernels (slower on GPU).")
     ] = False,
+    save_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--save-checkpoints", help="Save each cell's final model and method state (.pt) beside its record."
+        ),
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(help="Cells run at once in worker processes sharing the device (small models, big GPU)."),
@@ -143,7 +175,7 @@ def run_command(
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.engine import resolve_device
-    from protobench.runner import run_suite
+    from protobench.runner import RunOptions, run_suite
     from protobench.suites import load_suite
 
     loaded = load_suite(suite).with_overrides(
@@ -156,15 +188,9 @@ def run_command(
         raise UserError(f"--jobs {jobs}: use 1 or more")
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
-    summary = run_suite(
-        loaded,
-        results_dir=results,
-        data_dir=data_dir,
-        device=resolve_device(device),
-        deterministic=deterministic,
-        reporter=make_reporter() if jobs == 1 else PlainReporter(),
-        jobs=jobs,
-    )
+    options = RunOptions(data_dir, str(resolve_device(device)), deterministic, save_checkpoints)
+    reporter = make_reporter() if jobs == 1 else PlainReporter()
+    summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})
     if summary.failed:
         raise typer.Exit(1)

@@ -131,6 +131,17 @@ def download_dir(request: DataRequest) -> Path:
     return Path(request.data_dir) if request.data_dir is not None else user_data_dir()
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (at most 120 characters), or its type when it has none."""
+    text = str(error)
+    return text.splitlines()[0][:120] if text else type(error).__name__
+
+
+def download_failed(target: Path, error: BaseException) -> str:
+    """Why a download did not happen, for the one-line missing-data error."""
+    return f"download to {target} failed: {type(error).__name__}: {first_line(error)}"
+
+
 def missing_data(name: str, looked: list[Path], how: str, reason: str = "") -> UserError:
     """The one-line error for a dataset that was found nowhere."""
     places = ", ".join(str(p) for p in looked)

@@ -19,6 +19,8 @@ from protobench.data.base import (
     ImageSplit,
     InMemoryDataset,
     download_dir,
+    download_failed,
+    first_line,
     missing_data,
     register_dataset,
     search_dirs,
@@ -117,7 +119,7 @@ def read_pickle(path: Path) -> dict[str, Any]:
         with open(path, "rb") as f:
             obj = SafeUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"{path} is not a valid CIFAR pickle ({reason}); re-download it") from None
     if not isinstance(obj, dict):
         kind = type(obj).__name__
@@ -209,8 +211,7 @@ def _download(name: str, request: DataRequest) -> tuple[Path | None, str]:
         cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
         cls(root=str(target), train=True, download=True)
     except Exception as error:  # no network, no permission: reported in the one-line error
-        first_line = str(error).splitlines()[0][:120] if str(error) else ""
-        return None, f"download to {target} failed: {type(error).__name__}: {first_line}"
+        return None, download_failed(target, error)
     base = find_folder(name, target)
     if base is None:
         return None, f"download to {target} left no {SPECS[name]['folder']}"

@@ -13,6 +13,7 @@ from protobench.data.base import (
     ImageSplit,
     InMemoryDataset,
     download_dir,
+    download_failed,
     missing_data,
     register_dataset,
     search_dirs,
@@ -115,7 +116,7 @@ def fashion_mnist(request: DataRequest) -> InMemoryDataset:
             FashionMNIST(root=str(target), train=True, download=True)
             FashionMNIST(root=str(target), train=False, download=True)
         except Exception as error:  # no network, no permission: say so in the one line below
-            reason = f"download to {target} failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+            reason = download_failed(target, error)
         if files := find_idx_dir(target):
             return load_from(files, str(files["train_images"].parent))
     raise missing_data("fashion-mnist", looked, HOW_TO_GET, reason)

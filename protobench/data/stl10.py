@@ -12,6 +12,7 @@ from protobench.data.base import (
     ImageSplit,
     InMemoryDataset,
     download_dir,
+    download_failed,
     missing_data,
     register_dataset,
     search_dirs,
@@ -109,8 +110,7 @@ def _download(request: DataRequest) -> tuple[Path | None, str]:
 
         STL10(root=str(target), split="train", download=True)
     except Exception as error:  # no network, no permission: reported in the one-line error
-        first_line = str(error).splitlines()[0][:120] if str(error) else ""
-        return None, f"download to {target} failed: {type(error).__name__}: {first_line}"
+        return None, download_failed(target, error)
     base = find_folder(target)
     if base is None:
         return None, f"download to {target} left no {FOLDER}"

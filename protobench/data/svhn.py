@@ -12,6 +12,8 @@ from protobench.data.base import (
     ImageSplit,
     InMemoryDataset,
     download_dir,
+    download_failed,
+    first_line,
     missing_data,
     register_dataset,
     search_dirs,
@@ -69,7 +71,7 @@ def read_mat(path: Path) -> ImageSplit:
     try:
         mat = loadmat(str(path), variable_names=["X", "y"])
     except Exception as error:  # scipy raises several types for broken files
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"{path} is not a readable SVHN .mat file ({reason}); re-download it") from None
     x, y = mat.get("X"), mat.get("y")
     if x is None or y is None or x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.size != x.shape[3]:
@@ -126,8 +128,7 @@ def _download(request: DataRequest, parts: list[str]) -> tuple[Path | None, str]
         for part in parts:
             SVHN(root=str(target), split=part, download=True)  # torchvision checks the MD5 itself
     except Exception as error:  # no network, no permission: reported in the one-line error
-        first_line = str(error).splitlines()[0][:120] if str(error) else ""
-        return None, f"download to {target} failed: {type(error).__name__}: {first_line}"
+        return None, download_failed(target, error)
     bad = [Path(f).name for f, ok in verify_folder(target, parts) if not ok]
     if bad:
         failed = ", ".join(bad)

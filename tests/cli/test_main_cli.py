@@ -37,6 +37,13 @@ def test_suites_json(run_cli):
     assert code == 0 and "quickstart" in out and "fashion-mnist" in out
 
 
+def test_methods_lists_defaults(run_cli):
+    code, out, _ = run_cli("methods", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and set(rows) >= {"softmax", "etf", "hpn", "ebv", "dnc", "dl2pa", "dl2pa-static", "hpn-dynamic"}
+    assert rows["dl2pa"]["defaults"] == {"t": 2.0, "momentum": 0.9}
+
+
 def test_run_then_report(run_cli, tmp_path, fmnist_dir):
     suite = tiny_suite(tmp_path / "cli.yaml", dims=[2])
     code, out, err = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", "cpu")
