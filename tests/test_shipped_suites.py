@@ -68,10 +68,13 @@ def test_run_suite_one_epoch_on_format_exact_data(suite, tmp_path, run_cli):
     results = tmp_path / "results"
     # Two methods keep it quick: a parametric head and DL2PA, at the suite's first dim.
     dim = load_suite(suite).dims[0]
-    code, out, err = run_cli(
-        "run", suite, "--epochs", "1", "--seeds", "0", "--methods", "softmax,dl2pa", "--dims", dim,
-        "--data-dir", data, "--results", results, "--device", "cpu",
-    )  # fmt: skip
+    args = ["run", suite, "--epochs", "1", "--seeds", "0", "--methods", "softmax,dl2pa", "--dims", dim,
+            "--data-dir", data, "--results", results, "--device", "cpu"]  # fmt: skip
+    if suite == "imagenet-lt":  # tiny split files: the published sizes are checked and the mismatch reported
+        with pytest.warns(UserWarning, match="ImageNet-LT train has 8 images, not 115,846"):
+            code, out, err = run_cli(*args)
+    else:
+        code, out, err = run_cli(*args)
     assert code == 0, err + out
     records = [json.loads(p.read_text()) for p in results.glob(f"{suite}/*/*.json")]
     assert records and all(r["status"] == "ok" for r in records), [r.get("reason") for r in records]

@@ -57,6 +57,7 @@ def suites_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the suites as JSON for scripts.")] = False,
 ) -> None:
     """List every suite: dataset, balance, classes, dims, methods, backbone, epochs, seeds."""
+    from protobench.data.base import DATASET_CLASSES
     from protobench.suites import available_suites, load_suite
 
     rows = []
@@ -130,19 +131,6 @@ def methods_command(
     for r in rows:
         table.add_row(r["name"], ", ".join(f"{k}={v}" for k, v in r["defaults"].items()) or "-", r["summary"])
     Console(width=None if sys.stdout.isatty() else 200).print(table)
-
-
-# Class counts of the registered datasets, for the suites table (no data needs to be present).
-DATASET_CLASSES = {
-    "fashion-mnist": 10,
-    "cifar10": 10,
-    "cifar100": 100,
-    "svhn": 10,
-    "stl10": 10,
-    "imagenet": 1000,
-    "imagenet-lt": 1000,
-    "imagenet200": 200,
-}
 
 
 @app.command("run")

@@ -123,6 +123,4 @@ class RichReporter(PlainReporter):
 
 def make_reporter() -> PlainReporter:
     """Rich on an interactive terminal, plain lines otherwise."""
-    import sys
-
     return RichReporter() if sys.stdout.isatty() else PlainReporter()

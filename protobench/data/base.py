@@ -111,7 +111,14 @@ class DataRequest:
 
 DatasetBuilder = Callable[[DataRequest], Dataset]
 DATASETS: Registry[DatasetBuilder] = Registry("dataset")
-register_dataset = DATASETS.register
+#: Classes of each registered dataset, known without its files (for `protobench suites`).
+DATASET_CLASSES: dict[str, int] = {}
+
+
+def register_dataset(name: str, *, num_classes: int) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Register a dataset builder under ``name``, with its number of classes."""
+    DATASET_CLASSES[name] = num_classes
+    return DATASETS.register(name)
 
 
 def search_dirs(request: DataRequest, *system_dirs: str | Path) -> list[Path]:

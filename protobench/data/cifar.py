@@ -232,13 +232,13 @@ def _build(name: str, request: DataRequest) -> InMemoryDataset:
     return load_from(name, base)
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", num_classes=10)
 def cifar10(request: DataRequest) -> InMemoryDataset:
     """CIFAR-10: 50,000 train and 10,000 test 32x32 colour images of 10 classes."""
     return _build("cifar10", request)
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", num_classes=100)
 def cifar100(request: DataRequest) -> InMemoryDataset:
     """CIFAR-100: 50,000 train and 10,000 test 32x32 colour images of 100 (fine) classes."""
     return _build("cifar100", request)

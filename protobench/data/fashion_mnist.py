@@ -100,7 +100,7 @@ def load_from(files: dict[str, Path], source: str) -> InMemoryDataset:
     )
 
 
-@register_dataset("fashion-mnist")
+@register_dataset("fashion-mnist", num_classes=10)
 def fashion_mnist(request: DataRequest) -> InMemoryDataset:
     """Fashion-MNIST: 60,000 train and 10,000 test 28x28 grey images of 10 clothing classes."""
     looked = search_dirs(request, SYSTEM_DIR)

@@ -296,7 +296,7 @@ def _hold_out(
     return pick(False), pick(True)
 
 
-@register_dataset("imagenet")
+@register_dataset("imagenet", num_classes=1000)
 def imagenet(request: DataRequest) -> FolderStreamingDataset:
     """ImageNet-1K from train/<wnid>/ and val/<wnid>/; test = val/, options val_size and data_seed."""
     looked = search_dirs(request)
@@ -346,7 +346,7 @@ def read_split_list(path: Path) -> tuple[list[str], list[int]]:
     return paths, labels
 
 
-@register_dataset("imagenet-lt")
+@register_dataset("imagenet-lt", num_classes=1000)
 def imagenet_lt(request: DataRequest) -> FolderStreamingDataset:
     """ImageNet-LT: split files in options train_list, val_list, test_list; paths below the ImageNet dir.
 
@@ -481,7 +481,7 @@ def find_imagenet200(request: DataRequest, size: int) -> Path | None:
     return None
 
 
-@register_dataset("imagenet200")
+@register_dataset("imagenet200", num_classes=200)
 def imagenet200(request: DataRequest) -> InMemoryDataset:
     """ImageNet-200: 200 ImageNet classes at 64x64 from the file ``protobench data prepare`` writes."""
     size = int(request.options.get("image_size", 64))

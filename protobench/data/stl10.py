@@ -121,7 +121,7 @@ def _download(request: DataRequest) -> tuple[Path | None, str]:
     return base, ""
 
 
-@register_dataset("stl10")
+@register_dataset("stl10", num_classes=10)
 def stl10(request: DataRequest) -> InMemoryDataset:
     """STL-10: 5,000 train and 8,000 test labelled 96x96 colour images of 10 classes."""
     base = locate(request)

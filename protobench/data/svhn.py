@@ -136,7 +136,7 @@ def _download(request: DataRequest, parts: list[str]) -> tuple[Path | None, str]
     return target, ""
 
 
-@register_dataset("svhn")
+@register_dataset("svhn", num_classes=10)
 def svhn(request: DataRequest) -> InMemoryDataset:
     """SVHN: 73,257 train (+531,131 extra) and 26,032 test 32x32 digit crops; option train_split."""
     parts = _parts(request)
