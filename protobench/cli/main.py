@@ -184,13 +184,17 @@ def run_command(
         raise typer.Exit(1)
 
 
-def print_report(names: list[str], results: Path, fmt: str, out: Path | None, known: dict | None = None) -> None:
-    """Build the tables of ``names`` from ``results`` and print or write them."""
+def print_report(
+    names: list[str], results: Path, fmt: str, out: Path | None, known: dict | None = None, device: str | None = None
+) -> None:
+    """Build the tables of ``names`` from ``results`` (optionally only one device's) and print or write them."""
     from protobench.report import build_tables, render
     from protobench.results import iter_records
     from protobench.suites import available_suites, load_suite
 
     records = list(iter_records(results, names or None))
+    if device:
+        records = [r for r in records if device.lower() in str(r.get("device", "")).lower()]
     if not names:
         names = sorted({r["suite"] for r in records})
     suites = {}
@@ -220,6 +224,9 @@ def report_command(
     results: Annotated[Path, typer.Option(help="The results store to read.")] = Path("results"),
     fmt: Annotated[str, typer.Option("--format", help="md, csv or latex.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Only records whose device contains this text, e.g. H100 or cpu.")
+    ] = None,
 ) -> None:
     """Tables of finished results: rows = methods, columns = dims, cells = mean +- std over seeds (n)."""
     from protobench.report import FORMATS
@@ -228,7 +235,7 @@ def report_command(
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
     if not results.is_dir():
         raise UserError(f"--results {results} does not exist; run a suite first or point at a results folder")
-    print_report(list(suites or []), results, fmt, out)
+    print_report(list(suites or []), results, fmt, out, device=device)
 
 
 def mount_subcommands() -> None:

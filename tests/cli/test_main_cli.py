@@ -53,6 +53,10 @@ def test_run_then_report(run_cli, tmp_path, fmnist_dir):
     assert "1 already finished" in out and "0 trained, 1 skipped" in out
     code, out, _ = run_cli("report", "cli", "--results", tmp_path / "res", "--format", "csv")
     assert code == 0 and out.startswith("suite,metric,method,column,mean,std,n")
+    code, _, err = run_cli("report", "cli", "--results", tmp_path / "res", "--device", "H100")
+    assert code == 2 and "no finished results for cli" in err  # this run was on the CPU
+    code, out, _ = run_cli("report", "cli", "--results", tmp_path / "res", "--device", "cpu")
+    assert code == 0 and "ran on: cpu" in out
     target = tmp_path / "out" / "table.tex"
     code, out, _ = run_cli("report", "--results", tmp_path / "res", "--format", "latex", "--out", target)
     assert code == 0 and "\\begin{tabular}" in target.read_text()
