@@ -169,7 +169,8 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
 
     device = torch.device(options.device)
     data_by_ratio: dict[float | None, Any] = {}
-    for index, (cell, config, digest, path) in enumerate(((p.cell, p.config, p.digest, p.path) for p in plan), start=1):
+    for index, planned in enumerate(plan, start=1):
+        cell, config, path = planned.cell, planned.config, planned.path
         if cell.ratio not in data_by_ratio:
             # Missing data is a UserError: it stops the run before any cell claims to have failed.
             data_by_ratio[cell.ratio] = prepare_cell_data(suite, options.data_dir, cell.ratio)
@@ -184,7 +185,7 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
             "imbalance_ratio": cell.ratio,
             "column": suite.column(cell.dim, cell.ratio),
             "config": config,
-            "config_hash": digest,
+            "config_hash": planned.digest,
             "setting_hash": results.config_hash(setting),
             "data": {"source": data.source, "counts": data.counts},
             "versions": results.versions(),

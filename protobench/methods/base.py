@@ -68,8 +68,8 @@ class Method(nn.Module):
         return {}
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The resolved hyperparameters, recorded with every result."""
-        return {}
+        """The resolved hyperparameters (an attribute per key of ``defaults``), recorded with every result."""
+        return {name: getattr(self, name) for name in self.defaults}
 
 
 MethodBuilder = Callable[..., Method]

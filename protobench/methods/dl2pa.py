@@ -95,6 +95,7 @@ class DL2PA(PrototypeHead):
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"method '{self.method_name}': momentum must be in [0, 1), got {momentum}")
         self.momentum = momentum
+        self.t = float(t)
         self.prototype_params = self._prototype_params(t)
         prototypes = generate(self.prototype_kind, num_classes, dim, self.seed, **self.prototype_params)
         representatives = random_unit_rows(num_classes, dim, self.seed, "dl2pa-representatives")
@@ -126,9 +127,6 @@ class DL2PA(PrototypeHead):
     def _diagnostics(self, changed: int) -> dict[str, float]:
         cosine = (F.normalize(self.representatives, dim=1) * self.class_prototypes()).sum(dim=1).mean()
         return {"assignment_changed": changed, "rep_proto_cosine": float(cosine)}
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**self.prototype_params, "momentum": self.momentum}
 
 
 @register_method("dl2pa-static")

@@ -151,13 +151,3 @@ class DNC(Method):
         updated = F.normalize(self.momentum * c + (1.0 - self.momentum) * mean_dir, dim=1)
         present = class_counts(slot, total, dtype=c.dtype) > 0
         c.copy_(torch.where(present.unsqueeze(1), updated, c))
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "sub_centroids": self.sub_centroids,
-            "temperature": self.temperature,
-            "momentum": self.momentum,
-            "compactness_weight": self.compactness_weight,
-            "sinkhorn_iterations": self.sinkhorn_iterations,
-            "sinkhorn_epsilon": self.sinkhorn_epsilon,
-        }

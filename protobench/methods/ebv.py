@@ -57,6 +57,3 @@ class EBV(Method):
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "label_smoothing": self.label_smoothing, "tau": self.tau}

@@ -44,6 +44,3 @@ class ETF(Method):
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return dot_regression_loss(h, self.prototypes, y)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {}

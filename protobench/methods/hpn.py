@@ -32,9 +32,6 @@ class HPN(PrototypeHead):
         super().__init__(num_classes, dim, **base)
         self._install(generate("hpn", num_classes, dim, self.seed), torch.arange(num_classes))
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {}
-
 
 @register_method("hpn-dynamic")
 class HPNDynamic(DL2PA):

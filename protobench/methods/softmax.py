@@ -27,6 +27,3 @@ class Softmax(Method):
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"label_smoothing": self.label_smoothing}
