@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,6 +37,13 @@ def root(
     ] = False,
 ) -> None:
     """protobench: run suites of (method x dim x seed) cells on one engine and compare them with the paper."""
+
+
+def page_console() -> Any:
+    """A rich console for tables; off a terminal (pipes, CI logs) 200 columns instead of rich's 80."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def parse_list(text: str | None, kind: type, flag: str) -> list | None:
@@ -81,7 +88,6 @@ def suites_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="protobench suites")
@@ -103,8 +109,7 @@ def suites_command(
             ",".join(map(str, r["dims"])), ", ".join(r["methods"]), r["backbone"],
             str(r["epochs"]), ",".join(map(str, r["seeds"])),
         )  # fmt: skip
-    # Off a terminal (pipes, CI logs) rich assumes 80 columns; a wider page keeps names unbroken.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    page_console().print(table)
 
 
 @app.command("methods")
@@ -122,7 +127,6 @@ def methods_command(
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="protobench methods (defaults; a suite's method_options override them)")
@@ -130,7 +134,7 @@ def methods_command(
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(r["name"], ", ".join(f"{k}={v}" for k, v in r["defaults"].items()) or "-", r["summary"])
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    page_console().print(table)
 
 
 @app.command("run")
