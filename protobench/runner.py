@@ -168,6 +168,11 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
     from protobench.data.prepare import prepare_cell_data
 
     device = torch.device(options.device)
+    provenance = {
+        "versions": results.versions(),
+        "git_commit": results.git_commit(),
+        "device": engine.device_name(device),
+    }
     data_by_ratio: dict[float | None, Any] = {}
     for index, planned in enumerate(plan, start=1):
         cell, config, path = planned.cell, planned.config, planned.path
@@ -188,9 +193,7 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
             "config_hash": planned.digest,
             "setting_hash": results.config_hash(setting),
             "data": {"source": data.source, "counts": data.counts},
-            "versions": results.versions(),
-            "git_commit": results.git_commit(),
-            "device": engine.device_name(device),
+            **provenance,
         }
         reporter.start_cell(index, len(plan), cell.label())
         try:
