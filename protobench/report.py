@@ -47,6 +47,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
     extra = {r["column"] for r in records} - set(columns)
     columns += sorted(extra, key=lambda c: (len(c), c))
     rows = []
+    shown: list[dict[str, Any]] = []  # the records the table aggregates
     notes: list[str] = []
     ignored = 0
     for method in methods:
@@ -62,6 +63,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
                 ignored += len(group) - len(chosen)
                 ok = [r for r in chosen if r.get("status") == "ok" and r["metrics"].get(metric) is not None]
                 if ok:
+                    shown += ok
                     values = [float(r["metrics"][metric]) for r in ok]
                     row.update(status="ok", mean=sum(values) / len(values), n=len(values))
                     row["std"] = pd.Series(values).std(ddof=1) if len(values) > 1 else 0.0
@@ -78,7 +80,6 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             rows.append(row)
     if ignored:
         notes.append(f"{ignored} record(s) of older settings of the same cells are not shown")
-    shown = [r for r in records if r.get("status") == "ok"]
     devices = sorted({f"{r.get('device', '?')} ({r['config'].get('precision', '?')})" for r in shown})
     if devices:
         notes.append(f"ran on: {'; '.join(devices)}")

@@ -53,8 +53,10 @@ def test_only_the_latest_setting_is_aggregated(suite):
         record("softmax", 2, 0, 80.0, setting="new", finished="2026-02-01"),
         record("softmax", 2, 1, 82.0, setting="new", finished="2026-02-02"),
     ]
+    records[0]["device"], records[1]["device"], records[2]["device"] = "old-gpu", "cpu", "cpu"
     text = render(build_tables(records, {"s": suite}), "md")
     assert "81.00 +- 1.41 (2)" in text and "1 record(s) of older settings" in text
+    assert "ran on: cpu (?)" in text and "old-gpu" not in text  # only the devices of what is shown
 
 
 def test_paper_column_and_delta(tmp_path):

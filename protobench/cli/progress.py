@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, TextIO
 
 
@@ -41,7 +40,6 @@ class PlainReporter:
 
     def start_cell(self, index: int, count: int, label: str) -> None:
         self.prefix = f"{self.tag}[{index}/{count}] {label}"
-        self.started = time.perf_counter()
 
     # engine.Progress
     def start_cell_epochs(self, epochs: int, batches: int) -> None:
