@@ -74,7 +74,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def build_optimizer(params: list[nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov) or AdamW with the recipe's learning rate and weight decay."""
+    """SGD (momentum, nesterov) or AdamW with the recipe's learning rate and weight decay.
+
+    Multi-tensor (``foreach``) updates on every device, as torch picks on CUDA by default: one
+    operation per update term for all parameters instead of one per parameter.
+    """
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -82,8 +86,9 @@ def build_optimizer(params: list[nn.Parameter], recipe: TrainRecipe) -> torch.op
             momentum=recipe.momentum,
             nesterov=recipe.nesterov and recipe.momentum > 0,
             weight_decay=recipe.weight_decay,
+            foreach=True,
         )
-    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, foreach=True)
 
 
 def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:
@@ -178,22 +183,19 @@ class CellOutcome:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def train_cell(
-    suite: Suite,
-    data: CellData,
-    method_name: str,
-    dim: int,
-    seed: int,
-    *,
-    device: torch.device,
-    deterministic: bool = False,
-    progress: Progress | None = None,
-) -> CellOutcome:
-    """Train one method at one dim and seed on ``data`` and evaluate it every epoch."""
-    progress = progress or SilentProgress()
-    recipe = suite.train
-    seed_everything(seed, deterministic)
-    precision = resolve_precision(recipe.precision, device)
+@dataclass
+class Cell:
+    """The trainable parts of one cell: backbone, method head and optimiser, built on one device."""
+
+    backbone: nn.Module
+    method: Method
+    optimizer: torch.optim.Optimizer
+    autocast: Callable[[], Any]
+
+
+def build_cell(suite: Suite, data: CellData, method_name: str, dim: int, seed: int, device: torch.device) -> Cell:
+    """Backbone, head and optimiser for ``method_name`` at ``dim``/``seed``, on ``device`` (seeds nothing)."""
+    precision = resolve_precision(suite.train.precision, device)
     channels_last = device.type == "cuda"
 
     def autocast() -> Any:
@@ -210,16 +212,73 @@ def train_cell(
         **suite.method_options.get(method_name, {}),
     ).to(device)
     params = [p for p in (*backbone.parameters(), *method.parameters()) if p.requires_grad]
-    optimizer = build_optimizer(params, recipe)
+    return Cell(backbone, method, build_optimizer(params, suite.train), autocast)
+
+
+def cell_loaders(
+    recipe: TrainRecipe, data: CellData, device: torch.device, seed: int
+) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
+    """Train (augmented, shuffled per seed and epoch), validation (None when no split) and test loaders."""
     augment = Augment(recipe.crop_padding, recipe.flip, recipe.random_resized_crop, dict(recipe.augment_extra))
-    train_loader, val_loader, test_loader = data.loaders(
+    return data.loaders(
         batch_size=recipe.batch_size,
         eval_batch_size=recipe.eval_batch_size,
         device=device,
         seed=seed,
         augment=augment,
-        channels_last=channels_last,
+        channels_last=device.type == "cuda",
     )
+
+
+def train_step(
+    cell: Cell, images: torch.Tensor, labels: torch.Tensor, mix: tuple[float, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch; returns the loss and the number of correct predictions (device scalars).
+
+    ``mix`` = (lambda, partner permutation) trains on the mixup of the batch with its permutation
+    (the loss is lambda-weighted over both label sets; the head's bookkeeping sees the dominant one).
+    """
+    backbone, method = cell.backbone, cell.method
+    if mix is not None:
+        lam, partner = mix
+        images = torch.lerp(images[partner], images, lam)
+    with cell.autocast():
+        z = backbone(images)
+    h = method(z.float())
+    if mix is None:
+        loss = method.loss(h, labels)
+        step_labels = labels
+    else:
+        loss = lam * method.loss(h, labels) + (1 - lam) * method.loss(h, labels[partner])
+        step_labels = labels if lam >= 0.5 else labels[partner]
+    cell.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    cell.optimizer.step()
+    with torch.no_grad():
+        h = h.detach()
+        method.after_step(h, step_labels)
+        correct = (method.predict(h) == step_labels).sum()
+    return loss.detach(), correct
+
+
+def train_cell(
+    suite: Suite,
+    data: CellData,
+    method_name: str,
+    dim: int,
+    seed: int,
+    *,
+    device: torch.device,
+    deterministic: bool = False,
+    progress: Progress | None = None,
+) -> CellOutcome:
+    """Train one method at one dim and seed on ``data`` and evaluate it every epoch."""
+    progress = progress or SilentProgress()
+    recipe = suite.train
+    seed_everything(seed, deterministic)
+    cell = build_cell(suite, data, method_name, dim, seed, device)
+    backbone, method, optimizer = cell.backbone, cell.method, cell.optimizer
+    train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed)
     steps_per_epoch = len(train_loader)
     mixup = np.random.default_rng(seed)  # lambda is drawn on the host: no device round trip
     history: list[dict[str, float]] = []
@@ -240,29 +299,13 @@ def train_cell(
         for index, (images, labels) in enumerate(train_loader):
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * lr_factor(step, steps_per_epoch, recipe)
+            mix = None
             if recipe.mixup_alpha > 0:
                 lam = float(mixup.beta(recipe.mixup_alpha, recipe.mixup_alpha))
-                partner = torch.randperm(images.shape[0], device=device)
-                images = torch.lerp(images[partner], images, lam)
-                with autocast():
-                    z = backbone(images)
-                h = method(z.float())
-                loss = lam * method.loss(h, labels) + (1 - lam) * method.loss(h, labels[partner])
-                # The dominant label is what the head's bookkeeping sees.
-                step_labels = labels if lam >= 0.5 else labels[partner]
-            else:
-                with autocast():
-                    z = backbone(images)
-                h = method(z.float())
-                loss = method.loss(h, labels)
-                step_labels = labels
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                method.after_step(h.detach(), step_labels)
-                loss_sum += loss.detach() * labels.shape[0]
-                correct += (method.predict(h.detach()) == step_labels).sum()
+                mix = (lam, torch.randperm(images.shape[0], device=device))
+            loss, step_correct = train_step(cell, images, labels, mix)
+            loss_sum += loss * labels.shape[0]
+            correct += step_correct
             seen += labels.shape[0]
             step += 1
             progress.batch(epoch, index)
@@ -282,8 +325,8 @@ def train_cell(
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
         if val_loader is not None:
-            row["val_accuracy"] = evaluate(backbone, method, val_loader, data.num_classes, autocast).accuracy
-        test = evaluate(backbone, method, test_loader, data.num_classes, autocast)
+            row["val_accuracy"] = evaluate(backbone, method, val_loader, data.num_classes, cell.autocast).accuracy
+        test = evaluate(backbone, method, test_loader, data.num_classes, cell.autocast)
         row["test_accuracy"] = test.accuracy
         if val_loader is not None and row["val_accuracy"] > best_val:
             best_val, test_at_best_val, best_epoch = row["val_accuracy"], test.accuracy, epoch + 1

@@ -5,6 +5,10 @@ the engine's own training throughput of the last epoch (the GPU is synchronised 
 of each epoch only; evaluation is not timed). Methods are measured in interleaved rounds and the
 median per method is reported, so drift of the machine hits every method alike.
 
+Beside the timing it counts the kernels one training step runs (forward, backward, optimiser and
+the head's bookkeeping; aliasing views and allocations excluded), an exact and noise-free figure:
+when a small model leaves the GPU waiting on kernel launches, step time follows that count.
+
     python -m protobench.bench methods --suite quickstart --dim 16 --rounds 3 --device auto
 """
 
@@ -14,14 +18,46 @@ import argparse
 import dataclasses
 import statistics
 from pathlib import Path
+from typing import Any
 
 GOAL = 0.95  # every prototype method within 5% of softmax
+
+#: Dispatched operations that launch no kernel (besides views, which ``OpOverload.is_view`` marks).
+_NO_KERNEL = {"empty", "empty_strided", "_record_function_enter_new", "_record_function_exit"}
+
+
+def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) -> int:
+    """Kernel-running operations in one training step of ``method`` (the second step: the first
+    creates the optimiser state)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from protobench.engine import build_cell, cell_loaders, train_step
+
+    class KernelCounter(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if not func.is_view and func.overloadpacket.__name__ not in _NO_KERNEL:
+                self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    cell = build_cell(suite, data, method, dim, 0, device)
+    train_loader = cell_loaders(suite.train, data, device, 0)[0]
+    train_loader.set_epoch(0)
+    batches = iter(train_loader)
+    train_step(cell, *next(batches))
+    images, labels = next(batches)
+    with KernelCounter() as counter:
+        train_step(cell, images, labels)
+    return counter.count
 
 
 def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, epochs: int, device_spec: str,
             data_dir: Path | None, train_subset: int | None, backbone: str | None = None,
-            batch_size: int | None = None) -> dict[str, list[float]]:  # fmt: skip
-    """images/s of the last epoch of each method, ``rounds`` times, interleaved."""
+            batch_size: int | None = None) -> tuple[dict[str, list[float]], dict[str, int]]:  # fmt: skip
+    """images/s of the last epoch of each method, ``rounds`` times, interleaved; and kernels per step."""
     import torch
 
     from protobench.data.prepare import prepare_cell_data
@@ -43,6 +79,7 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
     if train_subset and data.train is not None and train_subset < len(data.train):
         data.train = data.train.subset(torch.arange(train_subset))
     speeds: dict[str, list[float]] = {m: [] for m in names}
+    kernels: dict[str, int] = {}
     for round_index in range(rounds):
         for method in names:
             try:
@@ -52,10 +89,12 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
                 speeds.pop(method, None)
                 continue
             if method in speeds:
+                if method not in kernels:
+                    kernels[method] = kernels_per_step(suite, data, method, dim, device)
                 speeds[method].append(outcome.history[-1]["images_per_second"])
                 # A line per measurement as it lands, so a run cut short still shows what it measured.
                 print(f"round {round_index + 1} {method}: {speeds[method][-1]:,.0f} images/s", flush=True)
-    return speeds
+    return speeds, kernels
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -78,19 +117,21 @@ def run(argv: list[str] | None = None) -> None:
     from protobench.engine import device_name, resolve_device
 
     methods = args.methods.split(",") if args.methods else None
-    speeds = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,
+    speeds, kernels = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,
                      args.train_subset, args.backbone, args.batch_size)  # fmt: skip
     base = statistics.median(speeds["softmax"])
     device = device_name(resolve_device(args.device))
     backbone = args.backbone or "suite's backbone"
     print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, median of {args.rounds} "
           f"interleaved rounds, last of {args.epochs} epochs each; torch {torch.__version__}; {device}")  # fmt: skip
-    print(f"{'method':<14}{'images/s':>12}{'vs softmax':>12}  goal >= {GOAL:.2f}")
+    goal = f"goal >= {GOAL:.2f}"
+    print(f"{'method':<14}{'images/s':>12}{'vs softmax':>12}  {goal:<13}{'kernels/step':>12}{'softmax/it':>12}")
     for method, values in speeds.items():
         median = statistics.median(values)
         ratio = median / base
         verdict = "" if method == "softmax" else ("ok" if ratio >= GOAL else "SLOWER")
-        print(f"{method:<14}{median:>12,.0f}{ratio:>12.3f}  {verdict}")
+        launch = kernels["softmax"] / kernels[method]
+        print(f"{method:<14}{median:>12,.0f}{ratio:>12.3f}  {verdict:<13}{kernels[method]:>12}{launch:>12.3f}")
 
 
 if __name__ == "__main__":

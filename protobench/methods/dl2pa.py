@@ -20,11 +20,10 @@ from protobench.errors import UserError
 from protobench.methods.base import Method, register_method
 from protobench.methods.losses import (
     check_loss_family,
-    class_counts,
-    class_sums,
     dot_regression_loss,
     random_unit_rows,
     squared_cosine_loss,
+    unit_rows,
 )
 from protobench.prototypes import generate
 
@@ -35,6 +34,8 @@ class PrototypeHead(Method):
     Loss families: ``balanced`` trains the raw embedding with the squared-cosine loss towards
     p_A(y); ``long-tailed`` maps it through BatchNorm1d and L2 normalisation and uses the
     dot-regression loss with targets P[A]. Prediction: argmax_c cos(h, p_A(c)).
+    ``class_targets`` = P[A] is kept as a derived buffer (refreshed whenever the assignment
+    changes or a checkpoint is loaded), so a step indexes it once instead of composing P[A][y].
     """
 
     #: The registered name, for error messages.
@@ -45,15 +46,25 @@ class PrototypeHead(Method):
         check_loss_family(self.method_name, self.loss_family)
         # Only the long-tailed head has learnable parameters; the balanced one is parameter-free.
         self.bn = nn.BatchNorm1d(dim) if self.loss_family == "long-tailed" else None
+        # The unit features the last training loss computed, for after_step: (features, unit rows).
+        self._unit_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh_class_targets())
 
     def _install(self, prototypes: torch.Tensor, assignment: torch.Tensor) -> None:
         """Register the prototypes and assignment as persistent buffers (so they are checkpointed)."""
         self.register_buffer("prototypes", prototypes.to(torch.float32))
         self.register_buffer("assignment", assignment.to(torch.long))
+        self.register_buffer("class_targets", self.prototypes[self.assignment], persistent=False)
+
+    @torch.no_grad()
+    def refresh_class_targets(self) -> None:
+        """Recompute ``class_targets`` = P[A] after the assignment changed."""
+        if hasattr(self, "class_targets"):
+            self.class_targets.copy_(self.prototypes[self.assignment])
 
     def class_prototypes(self) -> torch.Tensor:
         """K x d: row c is the prototype currently assigned to class c."""
-        return self.prototypes[self.assignment]
+        return self.class_targets
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.bn is None:
@@ -61,13 +72,26 @@ class PrototypeHead(Method):
         return F.normalize(self.bn(z), dim=1)
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
-        return F.normalize(h.float(), dim=1) @ self.class_prototypes().T
+        return unit_rows(h) @ self.class_targets.T
+
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        # Dividing a row by its (positive) length does not change its argmax: skip the normalisation.
+        return (h.float() @ self.class_targets.T).argmax(dim=1)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        targets = self.class_prototypes()
-        if self.bn is None:
-            return squared_cosine_loss(h, targets[y])
-        return dot_regression_loss(h, targets, y)
+        if self.bn is not None:
+            return dot_regression_loss(h, self.class_targets, y)
+        unit = unit_rows(h)
+        if self.training:
+            self._unit_cache = (h, unit.detach())
+        return squared_cosine_loss(unit, self.class_targets[y])
+
+    def _unit_features(self, h: torch.Tensor) -> torch.Tensor:
+        """Unit rows of ``h``: those the step's loss already computed when it saw these features."""
+        cached, self._unit_cache = self._unit_cache, None
+        if cached is not None and cached[0].data_ptr() == h.data_ptr() and cached[0].shape == h.shape:
+            return cached[1]
+        return unit_rows(h)
 
 
 @register_method("dl2pa")
@@ -108,20 +132,25 @@ class DL2PA(PrototypeHead):
 
     @torch.no_grad()
     def after_step(self, h: torch.Tensor, y: torch.Tensor) -> None:
-        """EMA of each present class's mean normalised feature; absent classes keep their q_c."""
+        """q_c <- normalise(m q_c + (1 - m) mean_c) for each class in the batch; absent classes keep q_c."""
         q = self.representatives
-        feats = F.normalize(h.to(q.dtype), dim=1)
-        counts = class_counts(y, self.num_classes, dtype=q.dtype)
-        means = class_sums(feats, y, self.num_classes) / counts.clamp(min=1.0).unsqueeze(1)
-        updated = F.normalize(self.momentum * q + (1.0 - self.momentum) * means, dim=1)
-        # torch.where instead of boolean indexing: fixed shapes, no host sync.
-        q.copy_(torch.where((counts > 0).unsqueeze(1), updated, q))
+        # One index_add gives each class's feature sum and (in the appended column of ones) its count.
+        stats = q.new_zeros(self.num_classes, self.dim + 1).index_add_(
+            0, y, F.pad(self._unit_features(h), (0, 1), value=1.0)
+        )
+        counts = stats[:, -1:]
+        blended = torch.lerp(stats[:, :-1] / counts.clamp(min=1.0), q, self.momentum)
+        if self.momentum == 0.0:  # m q_c is 0 for an absent class: keep its q_c explicitly
+            blended = torch.where(counts > 0, blended, q)
+        # An absent class's row is m q_c, which normalises back to q_c: no mask needed for m > 0.
+        F.normalize(blended, dim=1, out=q)
 
     @torch.no_grad()
     def after_epoch(self) -> dict[str, float]:
         """Re-match classes to prototypes (Hungarian, on the CPU) and report how much moved."""
         result = match(self.representatives.cpu(), self.prototypes.cpu(), previous=self.assignment.cpu())
         self.assignment.copy_(result.assignment.to(self.assignment.device))
+        self.refresh_class_targets()
         return self._diagnostics(int(result.changed))
 
     def _diagnostics(self, changed: int) -> dict[str, float]:

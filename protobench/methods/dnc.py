@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from protobench.errors import UserError
 from protobench.methods.base import Method, register_method
-from protobench.methods.losses import check_loss_family, class_counts, class_sums, random_unit_rows
+from protobench.methods.losses import check_loss_family, class_counts, random_unit_rows, unit_rows
 
 
 @register_method("dnc")
@@ -81,73 +81,82 @@ class DNC(Method):
         self.sinkhorn_epsilon = float(sinkhorn_epsilon)
         centroids = random_unit_rows(num_classes * sub_centroids, dim, self.seed, "dnc-centroids")
         self.register_buffer("centroids", centroids)
-        self._last_assignment: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Column j of the K*m score table belongs to class j // m (derived, not checkpointed).
+        self.register_buffer("slot_class", torch.arange(num_classes * sub_centroids) // sub_centroids, persistent=False)
+        # What the last training loss computed, for after_step: (features, labels, unit rows, slots).
+        self._step_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _cosines(self, h: torch.Tensor) -> torch.Tensor:
-        """N x K x m cosines between the features and every sub-centroid."""
-        cos = F.normalize(h.float(), dim=1) @ self.centroids.T
-        return cos.view(h.shape[0], self.num_classes, self.sub_centroids)
-
-    @staticmethod
-    def _own(cos: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """N x m: each row's cosines to the sub-centroids of its own class (a gather, no loop)."""
-        index = y.view(-1, 1, 1).expand(-1, 1, cos.shape[2])
-        return cos.gather(1, index).squeeze(1)
+        """N x (K*m) cosines between the features and every sub-centroid (class k: columns k*m..k*m+m-1)."""
+        return unit_rows(h) @ self.centroids.T
 
     @torch.no_grad()
-    def sinkhorn_plan(self, own: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """N x m soft balanced assignment of each row to its class's m sub-centroids (rows sum to 1).
+    def sinkhorn_plan(self, cos: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """N x (K*m) balanced soft assignment of each row to its own class's m sub-centroids.
 
-        Sinkhorn-Knopp run for all classes at once: the row constraint (each sample's mass sums
-        to 1) is a per-row normalisation, the column constraint (within class k each sub-centroid
-        receives n_k / m) a per-class normalisation whose sums come from index_add over labels.
+        Sinkhorn-Knopp for all classes at once, in scaling-vector form: the kernel is
+        exp((cos - 1) / epsilon), zero outside each row's own class, and the plan is
+        diag(u) kernel diag(v) with v making each column's mass n_k / m (balanced within class k)
+        and u making each row's mass 1. Starting from u = 1 this is the authors' alternation of
+        column and row normalisations, at two matrix-vector products per iteration.
         """
-        tiny = torch.finfo(torch.float32).tiny
-        m = self.sub_centroids
-        counts = class_counts(y, self.num_classes)
-        # Subtracting one global constant is a common scale factor, which every normalisation
-        # below cancels; it only keeps exp() in range.
-        q = torch.exp((own.float() - own.max()) / self.sinkhorn_epsilon)
-        for _ in range(self.sinkhorn_iterations):
-            columns = class_sums(q, y, self.num_classes)  # K x m mass per (class, sub-centroid)
-            q = q * (counts[y].unsqueeze(1) / (columns[y] * m).clamp_min(tiny))
-            q = q / q.sum(dim=1, keepdim=True).clamp_min(tiny)
-        return q
+        return self._sinkhorn(cos, y)[0]
 
     @torch.no_grad()
-    def sinkhorn_assign(self, own: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Hard balanced assignment: each row's sub-centroid index (0..m-1) under the Sinkhorn plan."""
-        return self.sinkhorn_plan(own, y).argmax(dim=1)
+    def sinkhorn_slots(self, cos: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Hard balanced assignment: each row's sub-centroid slot (k*m + j, j in 0..m-1) under the plan."""
+        return self._sinkhorn(cos, y)[1]
+
+    def _sinkhorn(self, cos: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(plan, slots) of ``sinkhorn_plan`` / ``sinkhorn_slots``; fixed shapes, no host sync."""
+        # cos <= 1, so shifting by 1 keeps exp() <= 1; a common factor, which the scalings cancel.
+        kernel = torch.exp((cos.float() - 1.0) / self.sinkhorn_epsilon) * (y.unsqueeze(1) == self.slot_class)
+        # A floor far below any kernel entry keeps every row and column mass positive (absent classes
+        # have empty columns) without a clamp per iteration; it moves no mass measurably.
+        floored = kernel + 1e-30
+        target = class_counts(y, self.num_classes)[self.slot_class] / self.sub_centroids
+        v = target / floored.sum(dim=0)
+        u = (floored @ v).reciprocal()
+        for _ in range(self.sinkhorn_iterations - 1):
+            v = target / (u @ floored)
+            u = (floored @ v).reciprocal()
+        weighted = kernel * v  # u scales whole rows: it does not change a row's argmax
+        return u.unsqueeze(1) * weighted, weighted.argmax(dim=1)
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
-        return self._cosines(h).amax(dim=2) / self.temperature
+        return self._cosines(h).view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2) / self.temperature
+
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        # Positive per-row factors do not change the argmax: no normalisation needed.
+        table = h.float() @ self.centroids.T
+        return table.view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2).argmax(dim=1)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        cos = self._cosines(h)
-        ce = F.cross_entropy(cos.amax(dim=2) / self.temperature, y)
-        own = self._own(cos, y)
-        assigned = self.sinkhorn_assign(own.detach(), y)
+        unit = unit_rows(h)
+        cos = unit @ self.centroids.T
+        best = cos.view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2)
+        ce = F.cross_entropy(best / self.temperature, y)
+        slots = self.sinkhorn_slots(cos.detach(), y)
         if self.training:
             # after_step sees the same features, labels and centroids: it reuses this clustering.
-            self._last_assignment = (y, assigned)
-        nearest = own.gather(1, assigned.unsqueeze(1)).squeeze(1)
+            self._step_cache = (h, y, unit.detach(), slots)
+        nearest = cos.gather(1, slots.unsqueeze(1))
         return ce + self.compactness_weight * (1.0 - nearest).pow(2).mean()
 
     @torch.no_grad()
     def after_step(self, h: torch.Tensor, y: torch.Tensor) -> None:
         """Momentum update of each sub-centroid towards the mean direction of its assigned features."""
         c = self.centroids
-        feats = F.normalize(h.to(c.dtype), dim=1)
-        cached, self._last_assignment = self._last_assignment, None
-        if cached is not None and cached[0] is y:
-            assigned = cached[1]
-        else:  # with mixup the step's labels are not the ones the last loss call clustered
-            own = self._own((feats @ c.T).view(-1, self.num_classes, self.sub_centroids), y)
-            assigned = self.sinkhorn_assign(own, y)
-        slot = y * self.sub_centroids + assigned
-        total = c.shape[0]
-        # The normalised sum is the mean direction (as the authors normalise before the EMA).
-        mean_dir = F.normalize(class_sums(feats, slot, total), dim=1)
-        updated = F.normalize(self.momentum * c + (1.0 - self.momentum) * mean_dir, dim=1)
-        present = class_counts(slot, total, dtype=c.dtype) > 0
-        c.copy_(torch.where(present.unsqueeze(1), updated, c))
+        cached, self._step_cache = self._step_cache, None
+        if cached is not None and cached[1] is y and cached[0].data_ptr() == h.data_ptr():
+            unit, slots = cached[2], cached[3]
+        else:  # e.g. with mixup, where the step's labels are not the ones the last loss call clustered
+            unit = unit_rows(h)
+            slots = self.sinkhorn_slots(unit @ c.T, y)
+        # The normalised sum is the mean direction (the authors normalise before the EMA); an
+        # empty slot's is 0, so its blend is m c, which normalises back to c when m > 0.
+        mean_dir = F.normalize(c.new_zeros(c.shape).index_add_(0, slots, unit), dim=1)
+        blended = torch.lerp(mean_dir, c, self.momentum)
+        if self.momentum == 0.0:
+            blended = torch.where(mean_dir.any(dim=1, keepdim=True), mean_dir, c)
+        F.normalize(blended, dim=1, out=c)

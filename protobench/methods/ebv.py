@@ -53,7 +53,13 @@ class EBV(Method):
         self.register_buffer("prototypes", generate("ebv", num_classes, dim, self.seed, tau=self.tau))
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
-        return F.normalize(h.float(), dim=1) @ self.prototypes.T / self.temperature
+        h = h.float()
+        # cos / temperature, with the row lengths divided out of the N x K product in one step.
+        return (h @ self.prototypes.T) / (h.norm(dim=1, keepdim=True).clamp_min(1e-8) * self.temperature)
+
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        # A positive per-row factor does not change the argmax: no normalisation needed.
+        return (h.float() @ self.prototypes.T).argmax(dim=1)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)

@@ -58,36 +58,40 @@ def class_sums(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tens
     return out.index_add_(0, y, x)
 
 
-def squared_cosine_loss(h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """HPN's mapping loss: sum_i (1 - cos(h_i, t_i))^2 over the batch.
+def squared_cosine_loss(unit_features: torch.Tensor, unit_targets: torch.Tensor) -> torch.Tensor:
+    """HPN's mapping loss: sum_i (1 - cos(h_i, t_i))^2 over the batch, from unit rows of both.
 
-    A sum, not a mean: the published learning rates (SGD lr 0.01 at batch 128) were tuned for it.
+    The callers normalise the features once (and reuse them for their bookkeeping); prototypes are
+    unit vectors already, so the cosine is a row-wise dot product. A sum, not a mean: the published
+    learning rates (SGD lr 0.01 at batch 128) were tuned for it.
     """
-    cos = F.cosine_similarity(h.float(), targets.float(), dim=1, eps=_EPS)
+    cos = (unit_features * unit_targets).sum(dim=1)
     return (1.0 - cos).pow(2).sum()
 
 
-def dot_regression_loss(h: torch.Tensor, w_all: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (as float32) scaled to length 1; a zero row stays zero."""
+    return F.normalize(x.float(), dim=1, eps=_EPS)
+
+
+def dot_regression_loss(h: torch.Tensor, unit_targets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Yang et al.'s dot-regression loss with their per-batch target scaling (method.md 3.2).
 
-    ``h`` (N x d) are the head features (already L2-normalised BatchNorm outputs in every caller),
-    ``w_all`` (K x d) the fixed class targets, ``y`` (N) the labels. Each target is rescaled
-    w_c <- sqrt(gamma / n_c) w_c, n_c = count of class c in the batch and gamma = batch size /
-    number of distinct classes present, so rare classes in the batch get longer targets and pull
-    harder. Loss = 0.5 * mean_i (h_i . w_{y_i} - ||w_{y_i}|| ||h_i||)^2 / ||h_i||, norms detached:
-    only the pull term, minimised when h_i points along w_{y_i}.
+    ``h`` (N x d) are the head features (L2-normalised BatchNorm outputs in every caller),
+    ``unit_targets`` (K x d) the fixed unit class vectors (ETF or prototypes), ``y`` (N) the labels.
+    Each target is rescaled w_c = s_c u_c with s_c = sqrt(gamma / n_c), n_c = count of class c in
+    the batch and gamma = batch size / number of distinct classes present, so rare classes in the
+    batch get longer targets and pull harder. Loss = 0.5 * mean_i (h_i . w_i - ||w_i|| ||h_i||)^2 /
+    ||h_i||, norms detached: only the pull term, minimised when h_i points along w_i. With unit u_c
+    this is 0.5 * mean_i s_i^2 (h_i . u_i - ||h_i||)^2 / ||h_i||, which is what is computed.
     """
-    num_classes = w_all.shape[0]
+    num_classes = unit_targets.shape[0]
     # float32 throughout: under bf16 autocast counts above 256 would not even be exact integers.
     h = h.float()
     counts = class_counts(y, num_classes)
-    # Distinct classes as a tensor (no torch.unique: data-dependent shape and a host sync).
-    gamma = y.shape[0] / (counts > 0).sum().float()
-    # Every label indexed below is present, so its count is >= 1; clamp only guards absent classes.
-    scale = torch.sqrt(gamma / counts.clamp(min=1.0))
-    w = w_all.float()[y] * scale[y].unsqueeze(1)
-    dot = (h * w).sum(dim=1)
-    with torch.no_grad():
-        w_len = w.norm(dim=1)
-        h_len = h.norm(dim=1).clamp(min=_EPS)
-    return 0.5 * ((dot - w_len * h_len).pow(2) / h_len).mean()
+    # gamma / n_c; distinct classes counted as a tensor (no torch.unique: a host sync). Every label
+    # indexed below is present, so its count is >= 1; the clamp only guards absent classes.
+    scale_sq = (y.shape[0] / (counts > 0).sum()) / counts.clamp(min=1.0)
+    dot = (h * unit_targets[y]).sum(dim=1)
+    h_len = h.detach().norm(dim=1).clamp(min=_EPS)
+    return 0.5 * (scale_sq[y] * (dot - h_len).pow(2) / h_len).mean()

@@ -26,6 +26,7 @@ def _hand_head(loss_family: str = "balanced", momentum: float = 0.9) -> DL2PA:
     method = DL2PA(3, 2, seed=0, loss_family=loss_family, momentum=momentum)
     method.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
     method.assignment.copy_(torch.tensor([2, 0, 1]))
+    method.refresh_class_targets()
     return method
 
 
@@ -179,6 +180,34 @@ def test_state_dict_round_trip() -> None:
     for name in ("prototypes", "assignment", "representatives", "bn.running_mean"):
         assert torch.equal(restored.state_dict()[name], method.state_dict()[name])
     assert restored.assignment.dtype == torch.long
+    # The derived P[A] follows the loaded assignment, so predictions do too.
+    assert torch.equal(restored.class_prototypes(), method.prototypes[method.assignment])
+    z = torch.randn(20, 3)
+    assert torch.equal(restored.eval().predict(restored(z)), method.eval().predict(method(z)))
+
+
+def test_rematching_moves_the_loss_targets_and_predictions() -> None:
+    method = create_method("dl2pa", 4, 3, seed=0)
+    method.representatives.copy_(method.prototypes[torch.tensor([3, 2, 1, 0])])
+    method.after_epoch()
+    assert method.assignment.tolist() == [3, 2, 1, 0]
+    assert torch.equal(method.class_prototypes(), method.prototypes[torch.tensor([3, 2, 1, 0])])
+    assert method.predict(method.prototypes).tolist() == [3, 2, 1, 0]
+
+
+def test_step_bookkeeping_reuses_the_loss_features_exactly() -> None:
+    torch.manual_seed(0)
+    trained, fresh = create_method("dl2pa", 5, 4, seed=0), create_method("dl2pa", 5, 4, seed=0)
+    for _ in range(3):
+        h, y = torch.randn(12, 4) * 3, torch.randint(0, 5, (12,))
+        trained.loss(h, y)  # caches the unit features the update reuses
+        trained.after_step(h.detach(), y)
+        fresh.after_step(h, y)
+        assert torch.allclose(trained.representatives, fresh.representatives, atol=1e-6)
+    other = torch.randn(12, 4)
+    trained.loss(other, y)
+    trained.after_step(torch.randn(12, 4), y)  # other features than the loss saw: recomputed
+    assert trained._unit_cache is None
 
 
 def test_bad_momentum_is_a_user_error() -> None:

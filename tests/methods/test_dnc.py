@@ -10,7 +10,6 @@ import torch
 
 from protobench.methods import create_method
 from protobench.methods.dnc import DNC
-from protobench.methods.losses import class_sums
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -71,26 +70,39 @@ def test_sinkhorn_assignment_is_balanced_within_each_class() -> None:
     # Class 0: four features all nearer sub-centroid 0 (0..30 degrees); class 1: two near 180.
     z = torch.tensor([_unit(0), _unit(30), _unit(10), _unit(20), _unit(185), _unit(175)])
     y = torch.tensor([0, 0, 0, 0, 1, 1])
-    own = method._own(method._cosines(z), y)
-    assert own.argmax(dim=1).tolist() == [0, 0, 0, 0, 0, 0]  # greedy would collapse
+    cos = method._cosines(z)
+    assert cos.view(6, 2, 2)[torch.arange(6), y].argmax(dim=1).tolist() == [0] * 6  # greedy would collapse
     # Balanced: two each in class 0 (the two closest to 90 degrees go there), one each in class 1.
-    assigned = method.sinkhorn_assign(own, y)
-    assert assigned[:4].tolist() == [0, 1, 0, 1]
-    assert sorted(assigned[4:].tolist()) == [0, 1]
-    plan = method.sinkhorn_plan(own, y)
+    slots = method.sinkhorn_slots(cos, y)
+    assert slots[:4].tolist() == [0, 1, 0, 1]
+    assert sorted(slots[4:].tolist()) == [2, 3]
+    plan = method.sinkhorn_plan(cos, y)
     assert torch.allclose(plan.sum(dim=1), torch.ones(6), atol=1e-5)
-    assert torch.allclose(class_sums(plan, y, 2), torch.tensor([[2.0, 2.0], [1.0, 1.0]]), atol=0.1)
+    assert torch.allclose(plan.sum(dim=0), torch.tensor([2.0, 2.0, 1.0, 1.0]), atol=0.1)
+    assert plan[:4, 2:].abs().max() < 1e-12 and plan[4:, :2].abs().max() < 1e-12  # only own class
 
 
 def test_sinkhorn_balances_a_random_skewed_batch_with_defaults() -> None:
-    method = create_method("dnc", 3, 4, seed=0)
+    method = create_method("dnc", 4, 4, seed=0)  # class 3 absent from the batch
     gen = torch.Generator().manual_seed(0)
     y = torch.tensor([0] * 8 + [1] * 4 + [2] * 12)
-    z = method.centroids.view(3, 4, 4)[y, 0] + 0.3 * torch.randn(24, 4, generator=gen)
-    own = method._own(method._cosines(z), y)
-    slot = y * 4 + method.sinkhorn_assign(own, y)
-    counts = torch.zeros(12).index_add_(0, slot, torch.ones(24)).view(3, 4)
-    assert counts.tolist() == [[2, 2, 2, 2], [1, 1, 1, 1], [3, 3, 3, 3]]
+    z = method.centroids.view(4, 4, 4)[y, 0] + 0.3 * torch.randn(24, 4, generator=gen)
+    slots = method.sinkhorn_slots(method._cosines(z), y)
+    assert torch.equal(slots // 4, y)
+    counts = torch.zeros(16).index_add_(0, slots, torch.ones(24)).view(4, 4)
+    assert counts.tolist() == [[2, 2, 2, 2], [1, 1, 1, 1], [3, 3, 3, 3], [0, 0, 0, 0]]
+    assert torch.isfinite(method.sinkhorn_plan(method._cosines(z), y)).all()
+
+
+def test_step_update_reuses_the_loss_clustering_exactly() -> None:
+    torch.manual_seed(0)
+    trained, fresh = create_method("dnc", 3, 4, seed=0, momentum=0.5), create_method("dnc", 3, 4, seed=0, momentum=0.5)
+    for _ in range(3):
+        h, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
+        trained.loss(h, y)
+        trained.after_step(h.detach(), y)
+        fresh.after_step(h, y)
+        assert torch.allclose(trained.centroids, fresh.centroids, atol=1e-6)
 
 
 def test_momentum_update_hand_case() -> None:

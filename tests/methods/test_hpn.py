@@ -36,6 +36,7 @@ def test_hpn_prototypes_and_static_assignment() -> None:
 def test_hpn_balanced_loss_hand_case() -> None:
     method = create_method("hpn", 2, 2, seed=0)
     method.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    method.refresh_class_targets()
     z = torch.tensor([[1.0, 1.0], [2.0, 0.0], [0.0, -1.0]])
     y = torch.tensor([0, 0, 1])
     # cosines to p_0, p_0, p_1: 1/sqrt(2), 1, -1 -> (0.2928932)^2 + 0 + 2^2 = 4.0857864 (a sum)
@@ -46,6 +47,7 @@ def test_hpn_balanced_loss_hand_case() -> None:
 def test_hpn_long_tailed_uses_bn_and_dot_regression() -> None:
     method = create_method("hpn", 2, 2, seed=0, loss_family="long-tailed")
     method.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    method.refresh_class_targets()
     h = torch.tensor([[0.6, 0.8], [0.6, 0.8], [1.0, 0.0]])
     y = torch.tensor([0, 0, 1])
     # n = (2, 1), gamma = 3/2: lengths sqrt(3/4) and sqrt(3/2).

@@ -15,19 +15,36 @@ from protobench.methods.losses import (
     dot_regression_loss,
     random_unit_rows,
     squared_cosine_loss,
+    unit_rows,
 )
 
 
 def test_squared_cosine_is_a_sum_over_the_batch() -> None:
-    h = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    h = unit_rows(torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]))
     targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     # cosines 1, 0, 1/sqrt(2): (1-1)^2 + (1-0)^2 + (1-0.70710678)^2 = 0 + 1 + 0.08578644
     assert squared_cosine_loss(h, targets).item() == pytest.approx(1.08578644, abs=1e-6)
 
 
-def test_squared_cosine_ignores_lengths() -> None:
-    h = torch.tensor([[3.0, 0.0]])
-    assert squared_cosine_loss(h, torch.tensor([[0.5, 0.0]])).item() == pytest.approx(0.0, abs=1e-7)
+def test_unit_rows_ignore_lengths_and_keep_zero_rows() -> None:
+    h = unit_rows(torch.tensor([[3.0, 0.0], [0.0, 0.0]]))
+    assert h.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert squared_cosine_loss(h[:1], torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0.0, abs=1e-7)
+    assert torch.isfinite(squared_cosine_loss(h, torch.eye(2))).all()
+
+
+def test_dot_regression_matches_the_unscaled_formula_on_random_data() -> None:
+    # The implementation folds the target lengths into s^2; compare with Yang et al.'s form.
+    gen = torch.Generator().manual_seed(0)
+    w_all = unit_rows(torch.randn(5, 4, generator=gen))
+    h = torch.randn(16, 4, generator=gen)
+    y = torch.randint(0, 4, (16,), generator=gen)  # class 4 absent
+    counts = torch.bincount(y, minlength=5).float()
+    gamma = 16 / (counts > 0).sum()
+    w = w_all[y] * torch.sqrt(gamma / counts[y]).unsqueeze(1)
+    h_len = h.norm(dim=1)
+    reference = 0.5 * (((h * w).sum(1) - w.norm(dim=1) * h_len) ** 2 / h_len).mean()
+    assert dot_regression_loss(h, w_all, y).item() == pytest.approx(reference.item(), rel=1e-5)
 
 
 def test_dot_regression_per_batch_scaling() -> None:

@@ -1,0 +1,43 @@
+"""The methods benchmark: one table of images/s and kernels per step, relative to softmax."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from protobench.bench.methods import kernels_per_step, run
+from protobench.data.prepare import prepare_cell_data
+from protobench.suites import load_suite
+from tests.conftest import tiny_suite
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] and "/" not in line}
+
+
+def test_table_has_every_method_with_ratios_and_kernel_counts(tmp_path, fmnist_dir, capsys) -> None:
+    suite = tiny_suite(tmp_path / "bench.yaml", methods=["softmax", "dl2pa", "dnc", "etf"])
+    argv = ["--suite", str(suite), "--dim", "4", "--rounds", "2", "--epochs", "1", "--device", "cpu"]
+    run([*argv, "--data-dir", str(fmnist_dir)])
+    out = capsys.readouterr().out
+    assert "etf: skipped (NotApplicable: ETF needs d >= K-1 (K=10, d=4))" in out
+    assert out.count("round 2 dl2pa:") == 1  # interleaved rounds, a line per measurement
+    rows = _rows(out.split("method")[-1])
+    assert set(rows) == {"softmax", "dl2pa", "dnc"}
+    assert rows["softmax"][1] == "1.000" and rows["softmax"][-1] == "1.000"
+    kernels = {name: int(row[-2]) for name, row in rows.items()}
+    assert kernels["softmax"] < kernels["dl2pa"] < kernels["dnc"]
+    for name in ("dl2pa", "dnc"):
+        assert float(rows[name][-1]) == round(kernels["softmax"] / kernels[name], 3)
+
+
+def test_kernel_count_is_exact_and_covers_the_whole_step(tmp_path, fmnist_dir) -> None:
+    suite = dataclasses.replace(load_suite(tiny_suite(tmp_path / "k.yaml")), val_size=0)
+    data = prepare_cell_data(suite, fmnist_dir, None)
+    cpu = torch.device("cpu")
+    first = kernels_per_step(suite, data, "softmax", 4, cpu)
+    assert first == kernels_per_step(suite, data, "softmax", 4, cpu)
+    # The smallcnn's forward alone runs about a dozen kernels; backward and optimiser add more.
+    assert first > 30
+    assert kernels_per_step(suite, data, "dl2pa", 4, cpu) > first
