@@ -10,6 +10,7 @@ the head's bookkeeping; aliasing views and allocations excluded), an exact and n
 when a small model leaves the GPU waiting on kernel launches, step time follows that count.
 
     python -m protobench.bench methods --suite quickstart --dim 16 --rounds 3 --device auto
+    python -m protobench.bench methods --suite fashion-mnist --backbone resnet32 --kernels-only  # no timing
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
                 speeds[method].append(outcome.history[-1]["images_per_second"])
                 # A line per measurement as it lands, so a run cut short still shows what it measured.
                 print(f"round {round_index + 1} {method}: {speeds[method][-1]:,.0f} images/s", flush=True)
+    if rounds == 0:  # kernels only
+        for method in names:
+            try:
+                kernels[method] = kernels_per_step(suite, data, method, dim, device)
+            except Exception as error:
+                print(f"{method}: skipped ({type(error).__name__}: {error})")
+        speeds = {m: [] for m in kernels}
     return speeds, kernels
 
 
@@ -111,7 +119,10 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbone", default=None, help="another registered backbone (default: the suite's)")
     parser.add_argument("--batch-size", type=int, default=None, help="another batch size (default: the suite's)")
     parser.add_argument("--data-dir", type=Path, default=None, help="where the suite's dataset is")
+    parser.add_argument("--kernels-only", action="store_true", help="count kernels per step, time nothing")
     args = parser.parse_args(argv)
+    if args.kernels_only:
+        args.rounds = 0
     import torch
 
     from protobench.engine import device_name, resolve_device
@@ -119,9 +130,16 @@ def run(argv: list[str] | None = None) -> None:
     methods = args.methods.split(",") if args.methods else None
     speeds, kernels = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,
                      args.train_subset, args.backbone, args.batch_size)  # fmt: skip
-    base = statistics.median(speeds["softmax"])
     device = device_name(resolve_device(args.device))
     backbone = args.backbone or "suite's backbone"
+    if args.kernels_only:
+        print(f"kernels per training step, suite {args.suite} ({backbone}), d={args.dim}; torch {torch.__version__}; "
+              f"{device}")  # fmt: skip
+        print(f"{'method':<14}{'kernels/step':>12}{'softmax/it':>12}")
+        for method, count in kernels.items():
+            print(f"{method:<14}{count:>12}{kernels['softmax'] / count:>12.3f}")
+        return
+    base = statistics.median(speeds["softmax"])
     print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, median of {args.rounds} "
           f"interleaved rounds, last of {args.epochs} epochs each; torch {torch.__version__}; {device}")  # fmt: skip
     goal = f"goal >= {GOAL:.2f}"

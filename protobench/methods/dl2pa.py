@@ -81,10 +81,10 @@ class PrototypeHead(Method):
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.bn is not None:
             return dot_regression_loss(h, self.class_targets, y)
-        unit = unit_rows(h)
+        loss, unit = squared_cosine_loss(h, self.class_targets[y])
         if self.training:
-            self._unit_cache = (h, unit.detach())
-        return squared_cosine_loss(unit, self.class_targets[y])
+            self._unit_cache = (h, unit)
+        return loss
 
     def _unit_features(self, h: torch.Tensor) -> torch.Tensor:
         """Unit rows of ``h``: those the step's loss already computed when it saw these features."""

@@ -41,3 +41,14 @@ def test_kernel_count_is_exact_and_covers_the_whole_step(tmp_path, fmnist_dir) -
     # The smallcnn's forward alone runs about a dozen kernels; backward and optimiser add more.
     assert first > 30
     assert kernels_per_step(suite, data, "dl2pa", 4, cpu) > first
+
+
+def test_kernels_only_times_nothing(tmp_path, fmnist_dir, capsys) -> None:
+    suite = tiny_suite(tmp_path / "ko.yaml", methods=["softmax", "hpn", "etf"])
+    run(["--suite", str(suite), "--dim", "4", "--kernels-only", "--data-dir", str(fmnist_dir), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "round" not in out and "images/s" not in out
+    assert "etf: skipped" in out
+    rows = _rows(out.split("softmax/it")[-1])
+    assert set(rows) == {"softmax", "hpn"} and rows["softmax"] == [rows["softmax"][0], "1.000"]
+    assert int(rows["hpn"][0]) > int(rows["softmax"][0])
