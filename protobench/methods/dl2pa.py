@@ -69,7 +69,7 @@ class PrototypeHead(Method):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.bn is None:
             return z
-        return F.normalize(self.bn(z), dim=1)
+        return unit_rows(self.bn(z))
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return unit_rows(h) @ self.class_targets.T

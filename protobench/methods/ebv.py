@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from protobench.errors import UserError
 from protobench.methods.base import Method, register_method
-from protobench.methods.losses import check_loss_family
+from protobench.methods.losses import check_loss_family, unit_rows
 from protobench.prototypes import generate
 
 
@@ -53,9 +53,7 @@ class EBV(Method):
         self.register_buffer("prototypes", generate("ebv", num_classes, dim, self.seed, tau=self.tau))
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
-        h = h.float()
-        # cos / temperature, with the row lengths divided out of the N x K product in one step.
-        return (h @ self.prototypes.T) / (h.norm(dim=1, keepdim=True).clamp_min(1e-8) * self.temperature)
+        return (unit_rows(h) @ self.prototypes.T) / self.temperature
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         # A positive per-row factor does not change the argmax: no normalisation needed.

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from protobench.methods.base import Method, NotApplicable, register_method
-from protobench.methods.losses import check_loss_family, dot_regression_loss
+from protobench.methods.losses import check_loss_family, dot_regression_loss, unit_rows
 from protobench.prototypes import generate
 
 
@@ -37,7 +36,7 @@ class ETF(Method):
         self.register_buffer("prototypes", generate("etf", num_classes, dim, self.seed))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.bn(z), dim=1)
+        return unit_rows(self.bn(z))
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return h.float() @ self.prototypes.T

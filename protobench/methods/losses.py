@@ -93,8 +93,27 @@ class _SquaredCosine(torch.autograd.Function):
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows of ``x`` (as float32) scaled to length 1; a zero row stays zero."""
-    return F.normalize(x.float(), dim=1, eps=_EPS)
+    """Rows of ``x`` (as float32) scaled to length 1; a zero row stays zero. Differentiable."""
+    return _UnitRows.apply(x.float())
+
+
+class _UnitRows(torch.autograd.Function):
+    """x / max(||x||, eps) row-wise with its gradient written out: (g - u (u . g)) / ||x||, four
+    operations where autograd records about ten for F.normalize (rows shorter than eps, i.e. zero
+    rows in practice, get the same projected formula instead of the clamp's g / eps)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        length = x.norm(dim=1, keepdim=True).clamp_min(_EPS)
+        unit = x / length
+        ctx.save_for_backward(unit, length)
+        return unit
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        unit, length = ctx.saved_tensors
+        along = (unit * grad).sum(dim=1, keepdim=True)
+        return torch.addcmul(grad, unit, along, value=-1.0) / length
 
 
 def dot_regression_loss(h: torch.Tensor, unit_targets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from protobench.errors import UserError
 from protobench.methods.losses import (
     _SquaredCosine,
+    _UnitRows,
     check_loss_family,
     class_counts,
     class_sums,
@@ -50,6 +51,18 @@ def test_squared_cosine_gradient_is_the_derivative_of_the_loss() -> None:
 def test_unit_rows_ignore_lengths_and_keep_zero_rows() -> None:
     h = unit_rows(torch.tensor([[3.0, 0.0], [0.0, 0.0]]))
     assert h.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_unit_rows_gradient_matches_normalize() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_UnitRows.apply, (x,))
+    weights = torch.randn(5, 4, generator=gen)
+    a = x.detach().float().requires_grad_()
+    b = x.detach().float().requires_grad_()
+    (unit_rows(a) * weights).sum().backward()
+    (torch.nn.functional.normalize(b, dim=1) * weights).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 
 def test_dot_regression_matches_the_unscaled_formula_on_random_data() -> None:
