@@ -134,6 +134,23 @@ def dot_regression_loss(h: torch.Tensor, unit_targets: torch.Tensor, y: torch.Te
     # gamma / n_c; distinct classes counted as a tensor (no torch.unique: a host sync). Every label
     # indexed below is present, so its count is >= 1; the clamp only guards absent classes.
     scale_sq = (y.shape[0] / (counts > 0).sum()) / counts.clamp(min=1.0)
-    dot = (h * unit_targets[y]).sum(dim=1)
-    h_len = h.detach().norm(dim=1).clamp(min=_EPS)
-    return 0.5 * (scale_sq[y] * (dot - h_len).pow(2) / h_len).mean()
+    return _DotRegression.apply(h, unit_targets[y], scale_sq[y])
+
+
+class _DotRegression(torch.autograd.Function):
+    """0.5 * mean_i s2_i (h_i . u_i - ||h_i||)^2 / ||h_i|| with ||h_i|| a constant (detached), as the
+    loss defines, so the gradient is simply (s2_i (h_i . u_i - ||h_i||) / ||h_i|| / N) u_i: written
+    out, it is two operations where autograd records about ten."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, unit_targets: torch.Tensor, scale_sq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        length = h.norm(dim=1).clamp_min(_EPS)
+        residual = (h * unit_targets).sum(dim=1) - length
+        weighted = scale_sq * residual / length
+        ctx.save_for_backward(unit_targets, weighted)
+        return torch.dot(weighted, residual) * (0.5 / h.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        unit_targets, weighted = ctx.saved_tensors
+        return unit_targets * (weighted * (grad / weighted.shape[0])).unsqueeze(1), None, None

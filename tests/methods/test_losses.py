@@ -77,6 +77,13 @@ def test_dot_regression_matches_the_unscaled_formula_on_random_data() -> None:
     h_len = h.norm(dim=1)
     reference = 0.5 * (((h * w).sum(1) - w.norm(dim=1) * h_len) ** 2 / h_len).mean()
     assert dot_regression_loss(h, w_all, y).item() == pytest.approx(reference.item(), rel=1e-5)
+    # Its gradient, with the norms detached as the loss defines them.
+    a = h.clone().requires_grad_()
+    dot_regression_loss(a, w_all, y).backward()
+    b = h.clone().requires_grad_()
+    w_len, b_len = w.norm(dim=1), b.detach().norm(dim=1)
+    (0.5 * (((b * w).sum(1) - w_len * b_len) ** 2 / b_len).mean()).backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 
 def test_dot_regression_per_batch_scaling() -> None:
