@@ -40,6 +40,8 @@ class PrototypeHead(Method):
 
     #: The registered name, for error messages.
     method_name: ClassVar[str] = "prototype head"
+    #: Whether after_step uses the step's unit features (the loss then keeps them for it).
+    tracks_features: ClassVar[bool] = False
 
     def __init__(self, num_classes: int, dim: int, **base: Any) -> None:
         super().__init__(num_classes, dim, **base)
@@ -48,7 +50,7 @@ class PrototypeHead(Method):
         self.bn = nn.BatchNorm1d(dim) if self.loss_family == "long-tailed" else None
         # The unit features the last training loss computed, for after_step: (features, unit rows).
         self._unit_cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh_class_targets())
+        self.register_load_state_dict_post_hook(_refresh_after_load)
 
     def _install(self, prototypes: torch.Tensor, assignment: torch.Tensor) -> None:
         """Register the prototypes and assignment as persistent buffers (so they are checkpointed)."""
@@ -82,8 +84,8 @@ class PrototypeHead(Method):
         if self.bn is not None:
             return dot_regression_loss(h, self.class_targets, y)
         loss, unit = squared_cosine_loss(h, self.class_targets[y])
-        if self.training:
-            self._unit_cache = (h, unit)
+        if self.training and self.tracks_features:
+            self._unit_cache = (h.detach(), unit)
         return loss
 
     def _unit_features(self, h: torch.Tensor) -> torch.Tensor:
@@ -92,6 +94,11 @@ class PrototypeHead(Method):
         if cached is not None and cached[0].data_ptr() == h.data_ptr() and cached[0].shape == h.shape:
             return cached[1]
         return unit_rows(h)
+
+
+def _refresh_after_load(module: PrototypeHead, _incompatible_keys: Any) -> None:
+    """load_state_dict post-hook: the derived P[A] follows the loaded prototypes and assignment."""
+    module.refresh_class_targets()
 
 
 @register_method("dl2pa")
@@ -111,6 +118,7 @@ class DL2PA(PrototypeHead):
 
     defaults = {"t": 2.0, "momentum": 0.9}
     method_name = "dl2pa"
+    tracks_features = True
     prototype_kind = "uniform"
 
     def __init__(self, num_classes: int, dim: int, *, t: float = 2.0, momentum: float = 0.9, **base: Any) -> None:

@@ -139,7 +139,7 @@ class DNC(Method):
         slots = self.sinkhorn_slots(cos.detach(), y)
         if self.training:
             # after_step sees the same features, labels and centroids: it reuses this clustering.
-            self._step_cache = (h, y, unit.detach(), slots)
+            self._step_cache = (h.detach(), y, unit.detach(), slots)
         nearest = cos.gather(1, slots.unsqueeze(1))
         return ce + self.compactness_weight * (1.0 - nearest).pow(2).mean()
 

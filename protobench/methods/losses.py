@@ -52,12 +52,6 @@ def class_counts(y: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.f
     return counts.index_add_(0, y, torch.ones(y.shape[0], dtype=dtype, device=y.device))
 
 
-def class_sums(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-label sums of the rows of ``x`` (``num_classes`` x d); labels absent from the batch get 0."""
-    out = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device)
-    return out.index_add_(0, y, x)
-
-
 def squared_cosine_loss(h: torch.Tensor, unit_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """HPN's mapping loss sum_i (1 - cos(h_i, t_i))^2 over the batch, and the unit rows of ``h``.
 
