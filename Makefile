@@ -1,4 +1,4 @@
-# Set-up and checks. `make quickstart` installs everything and runs the quickstart suite;
+# Set-up and checks. `make quickstart` installs everything and trains the quickstart suite into runs/;
 # `make test` installs everything and runs the tests. TORCH pins the wheels that lie on the
 # reference machines' disk; on a GPU node keep its own torch with `make quickstart TORCH=`.
 PYTHON ?= python3
@@ -20,7 +20,7 @@ data:
 	fi
 
 quickstart: install data
-	$(PYTHON) -m protobench run quickstart --jobs $(JOBS)
+	$(PYTHON) -m protobench run quickstart --jobs $(JOBS) --results runs
 
 test: install
 	$(PYTHON) -m pytest

@@ -143,13 +143,13 @@ def run(argv: list[str] | None = None) -> None:
     print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, median of {args.rounds} "
           f"interleaved rounds, last of {args.epochs} epochs each; torch {torch.__version__}; {device}")  # fmt: skip
     goal = f"goal >= {GOAL:.2f}"
-    print(f"{'method':<14}{'images/s':>12}{'vs softmax':>12}  {goal:<13}{'kernels/step':>12}{'softmax/it':>12}")
+    print(f"{'method':<14}{'images/s':>12}{'vs softmax':>12}  {goal:<13}{'kernels/step':>14}{'softmax/it':>12}")
     for method, values in speeds.items():
         median = statistics.median(values)
         ratio = median / base
         verdict = "" if method == "softmax" else ("ok" if ratio >= GOAL else "SLOWER")
         launch = kernels["softmax"] / kernels[method]
-        print(f"{method:<14}{median:>12,.0f}{ratio:>12.3f}  {verdict:<13}{kernels[method]:>12}{launch:>12.3f}")
+        print(f"{method:<14}{median:>12,.0f}{ratio:>12.3f}  {verdict:<13}{kernels[method]:>14}{launch:>12.3f}")
 
 
 if __name__ == "__main__":
