@@ -184,8 +184,8 @@ class CellOutcome:
 
 
 @dataclass
-class Cell:
-    """The trainable parts of one cell: backbone, method head and optimiser, built on one device."""
+class Learner:
+    """What one cell trains: backbone, method head and optimiser on one device, and its autocast."""
 
     backbone: nn.Module
     method: Method
@@ -193,7 +193,7 @@ class Cell:
     autocast: Callable[[], Any]
 
 
-def build_cell(suite: Suite, data: CellData, method_name: str, dim: int, seed: int, device: torch.device) -> Cell:
+def build_learner(suite: Suite, data: CellData, method_name: str, dim: int, seed: int, device: torch.device) -> Learner:
     """Backbone, head and optimiser for ``method_name`` at ``dim``/``seed``, on ``device`` (seeds nothing)."""
     precision = resolve_precision(suite.train.precision, device)
     channels_last = device.type == "cuda"
@@ -212,7 +212,7 @@ def build_cell(suite: Suite, data: CellData, method_name: str, dim: int, seed: i
         **suite.method_options.get(method_name, {}),
     ).to(device)
     params = [p for p in (*backbone.parameters(), *method.parameters()) if p.requires_grad]
-    return Cell(backbone, method, build_optimizer(params, suite.train), autocast)
+    return Learner(backbone, method, build_optimizer(params, suite.train), autocast)
 
 
 def cell_loaders(
@@ -231,18 +231,18 @@ def cell_loaders(
 
 
 def train_step(
-    cell: Cell, images: torch.Tensor, labels: torch.Tensor, mix: tuple[float, torch.Tensor] | None = None
+    learner: Learner, images: torch.Tensor, labels: torch.Tensor, mix: tuple[float, torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on a batch; returns the loss and the number of correct predictions (device scalars).
 
     ``mix`` = (lambda, partner permutation) trains on the mixup of the batch with its permutation
     (the loss is lambda-weighted over both label sets; the head's bookkeeping sees the dominant one).
     """
-    backbone, method = cell.backbone, cell.method
+    backbone, method = learner.backbone, learner.method
     if mix is not None:
         lam, partner = mix
         images = torch.lerp(images[partner], images, lam)
-    with cell.autocast():
+    with learner.autocast():
         z = backbone(images)
     h = method(z.float())
     if mix is None:
@@ -251,9 +251,9 @@ def train_step(
     else:
         loss = lam * method.loss(h, labels) + (1 - lam) * method.loss(h, labels[partner])
         step_labels = labels if lam >= 0.5 else labels[partner]
-    cell.optimizer.zero_grad(set_to_none=True)
+    learner.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    cell.optimizer.step()
+    learner.optimizer.step()
     with torch.no_grad():
         h = h.detach()
         method.after_step(h, step_labels)
@@ -276,8 +276,8 @@ def train_cell(
     progress = progress or SilentProgress()
     recipe = suite.train
     seed_everything(seed, deterministic)
-    cell = build_cell(suite, data, method_name, dim, seed, device)
-    backbone, method, optimizer = cell.backbone, cell.method, cell.optimizer
+    learner = build_learner(suite, data, method_name, dim, seed, device)
+    backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer
     train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed)
     steps_per_epoch = len(train_loader)
     mixup = np.random.default_rng(seed)  # lambda is drawn on the host: no device round trip
@@ -303,7 +303,7 @@ def train_cell(
             if recipe.mixup_alpha > 0:
                 lam = float(mixup.beta(recipe.mixup_alpha, recipe.mixup_alpha))
                 mix = (lam, torch.randperm(images.shape[0], device=device))
-            loss, step_correct = train_step(cell, images, labels, mix)
+            loss, step_correct = train_step(learner, images, labels, mix)
             loss_sum += loss * labels.shape[0]
             correct += step_correct
             seen += labels.shape[0]
@@ -325,8 +325,8 @@ def train_cell(
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
         if val_loader is not None:
-            row["val_accuracy"] = evaluate(backbone, method, val_loader, data.num_classes, cell.autocast).accuracy
-        test = evaluate(backbone, method, test_loader, data.num_classes, cell.autocast)
+            row["val_accuracy"] = evaluate(backbone, method, val_loader, data.num_classes, learner.autocast).accuracy
+        test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast)
         row["test_accuracy"] = test.accuracy
         if val_loader is not None and row["val_accuracy"] > best_val:
             best_val, test_at_best_val, best_epoch = row["val_accuracy"], test.accuracy, epoch + 1

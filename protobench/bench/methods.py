@@ -32,7 +32,7 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
     creates the optimiser state)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from protobench.engine import build_cell, cell_loaders, train_step
+    from protobench.engine import build_learner, cell_loaders, train_step
 
     class KernelCounter(TorchDispatchMode):
         def __init__(self) -> None:
@@ -44,14 +44,14 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
                 self.count += 1
             return func(*args, **(kwargs or {}))
 
-    cell = build_cell(suite, data, method, dim, 0, device)
+    learner = build_learner(suite, data, method, dim, 0, device)
     train_loader = cell_loaders(suite.train, data, device, 0)[0]
     train_loader.set_epoch(0)
     batches = iter(train_loader)
-    train_step(cell, *next(batches))
+    train_step(learner, *next(batches))
     images, labels = next(batches)
     with KernelCounter() as counter:
-        train_step(cell, images, labels)
+        train_step(learner, images, labels)
     return counter.count
 
 

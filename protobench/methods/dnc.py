@@ -35,7 +35,7 @@ class DNC(Method):
       - ``compactness_weight`` (0.01): weight of mean (1 - cos(z, assigned sub-centroid))^2.
       - ``sinkhorn_iterations`` (10): the authors run 3, which from a skewed start (every
         feature nearest one sub-centroid) leaves the plan far from its marginals (a class of 12
-        split about 5/2/3/2); 10 balances it at negligible cost (N x m arithmetic).
+        split about 5/2/3/2); 10 balances it (two N x (K*m) matrix-vector products an iteration).
       - ``sinkhorn_epsilon`` (0.05): the authors' entropy weight.
     Centroids start as seeded random unit vectors. The same loss serves both loss families.
     """

@@ -70,7 +70,7 @@ class _SquaredCosine(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, unit_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def forward(ctx, h: torch.Tensor, unit_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         length = h.norm(dim=1, keepdim=True).clamp_min(_EPS)
         unit = h / length
         cos = (unit * unit_targets).sum(dim=1, keepdim=True)
@@ -80,7 +80,7 @@ class _SquaredCosine(torch.autograd.Function):
         return residual.square().sum(), unit
 
     @staticmethod
-    def backward(ctx, grad_loss: torch.Tensor, _grad_unit: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_loss: torch.Tensor, _grad_unit: torch.Tensor) -> tuple[torch.Tensor, None]:
         unit, unit_targets, length, cos, residual = ctx.saved_tensors
         direction = torch.addcmul(unit_targets, cos, unit, value=-1.0)  # t - cos u
         return direction * (residual * (-2.0 * grad_loss) / length), None
@@ -97,14 +97,14 @@ class _UnitRows(torch.autograd.Function):
     rows in practice, get the same projected formula instead of the clamp's g / eps)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         length = x.norm(dim=1, keepdim=True).clamp_min(_EPS)
         unit = x / length
         ctx.save_for_backward(unit, length)
         return unit
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         unit, length = ctx.saved_tensors
         along = (unit * grad).sum(dim=1, keepdim=True)
         return torch.addcmul(grad, unit, along, value=-1.0) / length
@@ -137,7 +137,7 @@ class _DotRegression(torch.autograd.Function):
     out, it is two operations where autograd records about ten."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, unit_targets: torch.Tensor, scale_sq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, h: torch.Tensor, unit_targets: torch.Tensor, scale_sq: torch.Tensor) -> torch.Tensor:
         length = h.norm(dim=1).clamp_min(_EPS)
         residual = (h * unit_targets).sum(dim=1) - length
         weighted = scale_sq * residual / length
@@ -145,6 +145,6 @@ class _DotRegression(torch.autograd.Function):
         return torch.dot(weighted, residual) * (0.5 / h.shape[0])
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         unit_targets, weighted = ctx.saved_tensors
         return unit_targets * (weighted * (grad / weighted.shape[0])).unsqueeze(1), None, None
