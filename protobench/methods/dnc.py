@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from protobench.errors import UserError
 from protobench.methods.base import Method, register_method
-from protobench.methods.losses import check_loss_family, class_counts, random_unit_rows, unit_rows
+from protobench.methods.losses import check_loss_family, random_unit_rows, unit_rows
 
 
 @register_method("dnc")
@@ -109,19 +109,24 @@ class DNC(Method):
 
     def _sinkhorn(self, cos: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(plan, slots) of ``sinkhorn_plan`` / ``sinkhorn_slots``; fixed shapes, no host sync."""
+        own_class = y.unsqueeze(1) == self.slot_class
         # cos <= 1, so shifting by 1 keeps exp() <= 1; a common factor, which the scalings cancel.
-        kernel = torch.exp((cos.float() - 1.0) / self.sinkhorn_epsilon) * (y.unsqueeze(1) == self.slot_class)
-        # A floor far below any kernel entry keeps every row and column mass positive (absent classes
-        # have empty columns) without a clamp per iteration; it moves no mass measurably.
+        kernel = torch.exp((cos.float() - 1.0) / self.sinkhorn_epsilon) * own_class
+        # A floor far below any kernel entry at the default epsilon (>= exp(-2 / 0.05) = 4e-18) keeps
+        # every row and column mass positive (absent classes have empty columns) without a clamp per
+        # iteration; it moves no mass measurably.
         floored = kernel + 1e-30
-        target = class_counts(y, self.num_classes)[self.slot_class] / self.sub_centroids
+        target = own_class.sum(dim=0) / self.sub_centroids  # n_k / m for each sub-centroid of class k
         v = target / floored.sum(dim=0)
         u = (floored @ v).reciprocal()
         for _ in range(self.sinkhorn_iterations - 1):
             v = target / (u @ floored)
             u = (floored @ v).reciprocal()
         weighted = kernel * v  # u scales whole rows: it does not change a row's argmax
-        return u.unsqueeze(1) * weighted, weighted.argmax(dim=1)
+        # Restricted to the row's own class: with a tiny epsilon a far feature's kernel row can
+        # underflow to all zeros, and an unrestricted argmax would then name class 0's slot.
+        slots = torch.where(own_class, weighted, -1.0).argmax(dim=1)
+        return u.unsqueeze(1) * weighted, slots
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return self._cosines(h).view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2) / self.temperature

@@ -94,6 +94,20 @@ def test_sinkhorn_balances_a_random_skewed_batch_with_defaults() -> None:
     assert torch.isfinite(method.sinkhorn_plan(method._cosines(z), y)).all()
 
 
+def test_sinkhorn_stays_within_each_class_for_a_tiny_epsilon() -> None:
+    # epsilon 0.001: exp((cos - 1) / epsilon) underflows to 0 for every sub-centroid of a feature
+    # far from its class; its slot must still be one of its own class's, and nothing may be NaN.
+    method = create_method("dnc", 3, 4, seed=0, sinkhorn_epsilon=0.001)
+    gen = torch.Generator().manual_seed(1)
+    y = torch.tensor([0, 1, 2] * 6)
+    z = -method.centroids.view(3, 4, 4)[y, 0] + 0.1 * torch.randn(18, 4, generator=gen)  # far away
+    cos = method._cosines(z)
+    own = torch.exp((cos - 1) / 0.001).view(18, 3, 4)[torch.arange(18), y]
+    assert (own == 0).all(dim=1).any()  # the case this test is about: a row with nothing left
+    assert torch.isfinite(method.sinkhorn_plan(cos, y)).all()
+    assert torch.equal(method.sinkhorn_slots(cos, y) // 4, y)
+
+
 def test_step_update_reuses_the_loss_clustering_exactly() -> None:
     torch.manual_seed(0)
     trained, fresh = create_method("dnc", 3, 4, seed=0, momentum=0.5), create_method("dnc", 3, 4, seed=0, momentum=0.5)
