@@ -2,10 +2,12 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from protobench.data.prepare import prepare_cell_data
-from protobench.engine import lr_factor, resolve_device, train_cell
+from protobench.engine import build_learner, cell_loaders, lr_factor, resolve_device, train_cell, train_step
 from protobench.errors import UserError
+from protobench.methods import METHODS
 from protobench.suites import TrainRecipe, load_suite
 from tests.conftest import tiny_suite
 
@@ -79,3 +81,47 @@ def test_mixup_and_adamw_step_schedule_run(tmp_path, fmnist_dir):
     _, outcome = run_tiny(tmp_path, fmnist_dir, train=train)
     assert all(math.isfinite(r["train_loss"]) for r in outcome.history)
     assert outcome.history[-1]["lr"] == pytest.approx(1e-4)
+
+
+class _HostSyncRecorder(TorchDispatchMode):
+    """Records operations that make the host wait for the device: reading a value back (.item(),
+    comparisons to Python) or producing a data-dependent shape (nonzero, boolean indexing, ...)."""
+
+    DYNAMIC_SHAPE = {"nonzero", "masked_select", "bincount", "_unique", "_unique2", "unique_dim", "unique_consecutive"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        boolean_index = name == "index" and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else [])
+        )
+        if torch.Tag.data_dependent_output in func.tags or name in self.DYNAMIC_SHAPE or boolean_index:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("loss_family", ["balanced", "long-tailed"])
+def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_dir, loss_family):
+    mixup = {"mixup_alpha": 1.0} if loss_family == "long-tailed" else {}
+    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
+    data = prepare_cell_data(suite, fmnist_dir, None)
+    cpu = torch.device("cpu")
+    recorder = _HostSyncRecorder()
+    # The recorder is not blind: a sync it should see.
+    with recorder:
+        torch.ones(3).sum().item()
+    assert recorder.seen == ["_local_scalar_dense"]
+    for name in METHODS.names():
+        learner = build_learner(suite, data, name, 16, 0, cpu)
+        batches = iter(cell_loaders(suite.train, data, cpu, 0)[0])
+        for _ in range(2):  # the second step runs with optimiser state and head caches in place
+            images, labels = next(batches)
+            mix = (0.3, torch.randperm(images.shape[0])) if mixup else None
+            recorder.seen = []
+            with recorder:
+                train_step(learner, images, labels, mix)
+            assert recorder.seen == [], f"{name} ({loss_family}) synchronises in its step: {recorder.seen}"
