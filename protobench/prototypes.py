@@ -23,8 +23,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +33,7 @@ import numpy as np
 import torch
 
 from protobench.errors import UserError
-from protobench.paths import cache_dir
+from protobench.paths import atomic_write, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -250,16 +248,10 @@ def _load_cached(path: Path) -> tuple[torch.Tensor, GenerationInfo] | None:
 
 def _save_cached(path: Path, prototypes: torch.Tensor, info: GenerationInfo) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, prototypes=prototypes.numpy(), info=np.array(json.dumps(asdict(info))))
-            # Atomic on POSIX: concurrent runs see either no file or a complete one.
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Atomic: concurrent runs see either no file or a complete one.
+        atomic_write(
+            path, lambda f: np.savez(f, prototypes=prototypes.numpy(), info=np.array(json.dumps(asdict(info))))
+        )
     except OSError as exc:
         # The cache is an optimisation; a read-only cache dir must not fail the run.
         log.warning("could not write prototype cache %s: %s", path, exc)

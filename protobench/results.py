@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from protobench.paths import atomic_write
 
 RECORD_KEYS = {
     "suite": "suite name",
@@ -62,18 +62,8 @@ def cell_path(root: Path, suite: str, method: str, dim: int, seed: int, ratio: f
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` as JSON atomically: a temp file in the same folder, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``record`` as JSON atomically (a temp file in the same folder, fsync, then rename)."""
+    atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, default=str).encode()))
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -231,18 +231,9 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
 
 def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> str:
     """Save backbone, method (prototypes, assignment, representatives, centroids) and optimiser state atomically."""
-    import os
-    import tempfile
+    from protobench.paths import atomic_write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({**state, "config": config}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({**state, "config": config}, f))
     return path.name
 
 
