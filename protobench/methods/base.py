@@ -41,6 +41,8 @@ class Method(nn.Module):
         self.dim = dim
         self.seed = seed
         self.loss_family = loss_family
+        # What the training loss kept for this step's after_step: (features, labels, values).
+        self._step_memo: tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]] | None = None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Head features from the backbone embedding ``z`` (N x d). Default: ``z`` unchanged."""
@@ -57,6 +59,22 @@ class Method(nn.Module):
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         """Predicted class per row."""
         return self.scores(h).argmax(dim=1)
+
+    def remember_for_step(self, h: torch.Tensor, y: torch.Tensor, *values: torch.Tensor) -> None:
+        """Keep ``values`` the training loss computed from ``h`` and ``y`` for this step's after_step."""
+        if self.training:
+            self._step_memo = (h.detach(), y, values)
+
+    def recall_for_step(self, h: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...] | None:
+        """The values remember_for_step kept, if they were computed from these features (and, when
+        ``y`` is given, these labels: with mixup the step's labels may not be the last loss call's);
+        else None. Consumed: a memo serves one step only."""
+        memo, self._step_memo = self._step_memo, None
+        if memo is None or memo[0].data_ptr() != h.data_ptr() or memo[0].shape != h.shape:
+            return None
+        if y is not None and memo[1] is not y:
+            return None
+        return memo[2]
 
     @torch.no_grad()
     def after_step(self, h: torch.Tensor, y: torch.Tensor) -> None:

@@ -48,8 +48,6 @@ class PrototypeHead(Method):
         check_loss_family(self.method_name, self.loss_family)
         # Only the long-tailed head has learnable parameters; the balanced one is parameter-free.
         self.bn = nn.BatchNorm1d(dim) if self.loss_family == "long-tailed" else None
-        # The unit features the last training loss computed, for after_step: (features, unit rows).
-        self._unit_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.register_load_state_dict_post_hook(_refresh_after_load)
 
     def _install(self, prototypes: torch.Tensor, assignment: torch.Tensor) -> None:
@@ -84,16 +82,14 @@ class PrototypeHead(Method):
         if self.bn is not None:
             return dot_regression_loss(h, self.class_targets, y)
         loss, unit = squared_cosine_loss(h, self.class_targets[y])
-        if self.training and self.tracks_features:
-            self._unit_cache = (h.detach(), unit)
+        if self.tracks_features:
+            self.remember_for_step(h, y, unit)
         return loss
 
     def _unit_features(self, h: torch.Tensor) -> torch.Tensor:
         """Unit rows of ``h``: those the step's loss already computed when it saw these features."""
-        cached, self._unit_cache = self._unit_cache, None
-        if cached is not None and cached[0].data_ptr() == h.data_ptr() and cached[0].shape == h.shape:
-            return cached[1]
-        return unit_rows(h)
+        memo = self.recall_for_step(h)
+        return memo[0] if memo is not None else unit_rows(h)
 
 
 def _refresh_after_load(module: PrototypeHead, _incompatible_keys: Any) -> None:

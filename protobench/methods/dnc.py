@@ -83,8 +83,6 @@ class DNC(Method):
         self.register_buffer("centroids", centroids)
         # Column j of the K*m score table belongs to class j // m (derived, not checkpointed).
         self.register_buffer("slot_class", torch.arange(num_classes * sub_centroids) // sub_centroids, persistent=False)
-        # What the last training loss computed, for after_step: (features, labels, unit rows, slots).
-        self._step_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _cosines(self, h: torch.Tensor) -> torch.Tensor:
         """N x (K*m) cosines between the features and every sub-centroid (class k: columns k*m..k*m+m-1)."""
@@ -142,9 +140,8 @@ class DNC(Method):
         best = cos.view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2)
         ce = F.cross_entropy(best / self.temperature, y)
         slots = self.sinkhorn_slots(cos.detach(), y)
-        if self.training:
-            # after_step sees the same features, labels and centroids: it reuses this clustering.
-            self._step_cache = (h.detach(), y, unit.detach(), slots)
+        # after_step sees the same features, labels and centroids: it reuses this clustering.
+        self.remember_for_step(h, y, unit.detach(), slots)
         nearest = cos.gather(1, slots.unsqueeze(1))
         return ce + self.compactness_weight * (1.0 - nearest).pow(2).mean()
 
@@ -152,9 +149,9 @@ class DNC(Method):
     def after_step(self, h: torch.Tensor, y: torch.Tensor) -> None:
         """Momentum update of each sub-centroid towards the mean direction of its assigned features."""
         c = self.centroids
-        cached, self._step_cache = self._step_cache, None
-        if cached is not None and cached[1] is y and cached[0].data_ptr() == h.data_ptr():
-            unit, slots = cached[2], cached[3]
+        memo = self.recall_for_step(h, y)
+        if memo is not None:
+            unit, slots = memo
         else:  # e.g. with mixup, where the step's labels are not the ones the last loss call clustered
             unit = unit_rows(h)
             slots = self.sinkhorn_slots(unit @ c.T, y)
