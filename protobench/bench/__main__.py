@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
+
+from protobench.errors import UserError
 
 # name -> "module:function"; add a benchmark by adding a line.
 BENCHMARKS: dict[str, str] = {
@@ -19,7 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options (see NAME --help)")
     args = parser.parse_args(argv)
     module_name, func_name = BENCHMARKS[args.name].split(":")
-    getattr(importlib.import_module(module_name), func_name)(args.options)
+    try:
+        getattr(importlib.import_module(module_name), func_name)(args.options)
+    except UserError as error:  # bad suite, data missing, ...: one line and exit 2, as the CLI does
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

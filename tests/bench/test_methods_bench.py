@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from protobench.bench.methods import kernels_per_step, run
@@ -52,3 +53,13 @@ def test_kernels_only_times_nothing(tmp_path, fmnist_dir, capsys) -> None:
     rows = _rows(out.split("softmax/it")[-1])
     assert set(rows) == {"softmax", "hpn"} and rows["softmax"] == [rows["softmax"][0], "1.000"]
     assert int(rows["hpn"][0]) > int(rows["softmax"][0])
+
+
+def test_bad_suite_is_one_line_and_exit_2(capsys) -> None:
+    from protobench.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["methods", "--suite", "no-such-suite", "--kernels-only"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown suite 'no-such-suite'") and err.count("\n") == 1
