@@ -8,6 +8,7 @@ step itself never waits for the host.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -199,7 +200,8 @@ def build_learner(suite: Suite, data: CellData, method_name: str, dim: int, seed
     channels_last = device.type == "cuda"
 
     def autocast() -> Any:
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        # No weight-cast cache: each weight is cast once per step anyway, and a CUDA graph must not keep one.
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
     backbone = create_backbone(suite.backbone, in_channels=data.in_channels, dim=dim, **suite.backbone_options)
     backbone = backbone.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
@@ -230,18 +232,37 @@ def cell_loaders(
     )
 
 
-def train_step(
-    learner: Learner, images: torch.Tensor, labels: torch.Tensor, mix: tuple[float, torch.Tensor] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step on a batch; returns the loss and the number of correct predictions (device scalars).
+@dataclass(frozen=True)
+class Mixup:
+    """One step's mixup: the batch blended with its permutation ``partner``, ``weight`` x own +
+    ``partner_weight`` x partner, losses weighted alike; ``own_dominant`` says whether the own
+    labels carry the larger weight (the head's bookkeeping sees the dominant labels).
 
-    ``mix`` = (lambda, partner permutation) trains on the mixup of the batch with its permutation
-    (the loss is lambda-weighted over both label sets; the head's bookkeeping sees the dominant one).
+    Python numbers on the eager path; 0-dim device tensors filled per step when the step is
+    replayed from a CUDA graph, filled from the same numbers so both paths compute bit for bit alike.
+    """
+
+    weight: float | torch.Tensor
+    partner_weight: float | torch.Tensor
+    own_dominant: bool | torch.Tensor
+    partner: torch.Tensor
+
+    @classmethod
+    def from_lambda(cls, lam: float, partner: torch.Tensor) -> Mixup:
+        """Mixup with own weight ``lam`` (drawn from Beta(alpha, alpha)) and partner permutation ``partner``."""
+        return cls(lam, 1.0 - lam, lam >= 0.5, partner)
+
+
+def forward_backward(
+    learner: Learner, images: torch.Tensor, labels: torch.Tensor, mix: Mixup | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training step up to (not including) the optimiser update: forward, loss, fresh gradients
+    and the head's bookkeeping. Returns the loss and the number of correct predictions (device scalars).
+    With ``mix`` it trains on the mixup of the batch with its permutation.
     """
     backbone, method = learner.backbone, learner.method
     if mix is not None:
-        lam, partner = mix
-        images = torch.lerp(images[partner], images, lam)
+        images = torch.lerp(images[mix.partner], images, mix.weight)
     with learner.autocast():
         z = backbone(images)
     h = method(z.float())
@@ -249,16 +270,102 @@ def train_step(
         loss = method.loss(h, labels)
         step_labels = labels
     else:
-        loss = lam * method.loss(h, labels) + (1 - lam) * method.loss(h, labels[partner])
-        step_labels = labels if lam >= 0.5 else labels[partner]
+        partner_labels = labels[mix.partner]
+        loss = mix.weight * method.loss(h, labels) + mix.partner_weight * method.loss(h, partner_labels)
+        if isinstance(mix.own_dominant, torch.Tensor):
+            step_labels = torch.where(mix.own_dominant, labels, partner_labels)
+        else:
+            step_labels = labels if mix.own_dominant else partner_labels
     learner.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    learner.optimizer.step()
     with torch.no_grad():
+        # The bookkeeping reads the detached features and the head's buffers, never a parameter
+        # the optimiser is about to change, so it may run before the update.
         h = h.detach()
         method.after_step(h, step_labels)
         correct = (method.predict(h) == step_labels).sum()
     return loss.detach(), correct
+
+
+def train_step(
+    learner: Learner, images: torch.Tensor, labels: torch.Tensor, mix: Mixup | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch; returns the loss and the number of correct predictions (device scalars)."""
+    loss, correct = forward_backward(learner, images, labels, mix)
+    learner.optimizer.step()
+    return loss, correct
+
+
+class GraphedTrainStep:
+    """``train_step`` with its forward, backward and head bookkeeping replayed from a CUDA graph.
+
+    A small model leaves the GPU waiting while Python launches its kernels one by one; a graph
+    launches the whole recorded step at once. The first ``warmup`` calls run eagerly on a side
+    stream (cuDNN autotuning, optimiser state), the next one records the step on static input
+    buffers; later calls copy the batch into those buffers and replay. The optimiser update runs
+    eagerly after the replay, so the per-step learning rate stays a plain float. Replays reuse the
+    recorded addresses: every method updates its state in place (tests/test_engine.py checks it).
+    A batch of another shape (a training split smaller than one batch) runs eagerly.
+    """
+
+    def __init__(self, learner: Learner, warmup: int = 3) -> None:
+        self.learner = learner
+        self.warmup = warmup
+        self.calls = 0
+        self.params = [p for group in learner.optimizer.param_groups for p in group["params"]]
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.side_stream = torch.cuda.Stream()
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, mix: Mixup | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; the returned tensors are overwritten by the next call."""
+        self.calls += 1
+        if self.graph is None and self.calls <= self.warmup:
+            return self._on_side_stream(images, labels, mix)
+        if self.graph is None:
+            self._capture(images, labels, mix)
+        elif images.shape != self.images.shape or (mix is None) != (self.mix is None):
+            self.grads_in_place = False  # the eager step gives the parameters new gradient tensors
+            return train_step(self.learner, images, labels, mix)
+        self.images.copy_(images)
+        self.labels.copy_(labels)
+        if mix is not None and self.mix is not None:
+            self.mix.weight.fill_(mix.weight)  # type: ignore[union-attr]
+            self.mix.partner_weight.fill_(mix.partner_weight)  # type: ignore[union-attr]
+            self.mix.own_dominant.fill_(mix.own_dominant)  # type: ignore[union-attr]
+            self.mix.partner.copy_(mix.partner)
+        self.graph.replay()
+        if not self.grads_in_place:
+            for param, grad in zip(self.params, self.grads, strict=True):
+                param.grad = grad
+            self.grads_in_place = True
+        self.learner.optimizer.step()
+        return self.loss, self.correct
+
+    def _on_side_stream(
+        self, images: torch.Tensor, labels: torch.Tensor, mix: Mixup | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.side_stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side_stream):
+            outputs = train_step(self.learner, images, labels, mix)
+        torch.cuda.current_stream().wait_stream(self.side_stream)
+        return outputs
+
+    def _capture(self, images: torch.Tensor, labels: torch.Tensor, mix: Mixup | None) -> None:
+        """Record forward_backward on static buffers (recording runs nothing; the caller replays)."""
+        self.images = torch.empty_like(images)
+        self.labels = torch.empty_like(labels)
+        self.mix = None
+        if mix is not None:
+            scalar = functools.partial(torch.zeros, (), device=images.device)
+            self.mix = Mixup(scalar(), scalar(), scalar(dtype=torch.bool), torch.empty_like(mix.partner))
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss, self.correct = forward_backward(self.learner, self.images, self.labels, self.mix)
+        # The recorded backward writes these gradient tensors; the eager update reads them.
+        self.grads = [p.grad for p in self.params]
+        self.grads_in_place = True
 
 
 def train_cell(
@@ -270,15 +377,23 @@ def train_cell(
     *,
     device: torch.device,
     deterministic: bool = False,
+    cuda_graphs: bool = True,
     progress: Progress | None = None,
 ) -> CellOutcome:
-    """Train one method at one dim and seed on ``data`` and evaluate it every epoch."""
+    """Train one method at one dim and seed on ``data`` and evaluate it every epoch.
+
+    On CUDA, ``cuda_graphs`` replays each training step from a CUDA graph (``GraphedTrainStep``);
+    elsewhere, or when it is off, the step runs eagerly.
+    """
     progress = progress or SilentProgress()
     recipe = suite.train
     seed_everything(seed, deterministic)
     learner = build_learner(suite, data, method_name, dim, seed, device)
     backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer
     train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed)
+    step_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] = functools.partial(train_step, learner)
+    if cuda_graphs and device.type == "cuda":
+        step_fn = GraphedTrainStep(learner)
     steps_per_epoch = len(train_loader)
     mixup = np.random.default_rng(seed)  # lambda is drawn on the host: no device round trip
     history: list[dict[str, float]] = []
@@ -302,8 +417,8 @@ def train_cell(
             mix = None
             if recipe.mixup_alpha > 0:
                 lam = float(mixup.beta(recipe.mixup_alpha, recipe.mixup_alpha))
-                mix = (lam, torch.randperm(images.shape[0], device=device))
-            loss, step_correct = train_step(learner, images, labels, mix)
+                mix = Mixup.from_lambda(lam, torch.randperm(images.shape[0], device=device))
+            loss, step_correct = step_fn(images, labels, mix)
             loss_sum += loss * labels.shape[0]
             correct += step_correct
             seen += labels.shape[0]

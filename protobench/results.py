@@ -105,20 +105,25 @@ def versions() -> dict[str, str]:
     }
 
 
-def git_commit() -> str | None:
-    """The commit of the protobench checkout (None outside a git checkout)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+def git_commit(checkout: Path | None = None) -> str | None:
+    """The commit of the protobench checkout, with ``-dirty`` when its tracked code or suites differ
+    from that commit (records then came from uncommitted code); None outside a git checkout."""
+    here = checkout or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
         return None
-    return out.stdout.strip() or None
+    root = git("rev-parse", "--show-toplevel")
+    code = [str(Path(root) / part) for part in ("protobench", "suites")] if root else ["."]
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", *code)
+    return f"{commit}-dirty" if changed else commit
 
 
 def now() -> str:

@@ -106,6 +106,7 @@ class RunOptions:
     device: str
     deterministic: bool = False
     save_checkpoints: bool = False
+    cuda_graphs: bool = True
 
 
 def run_suite(
@@ -172,6 +173,8 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
         "versions": results.versions(),
         "git_commit": results.git_commit(),
         "device": engine.device_name(device),
+        # How the step ran (replayed from a CUDA graph or eager): speed, not numbers, so not in the config.
+        "cuda_graphs": options.cuda_graphs and device.type == "cuda",
     }
     data_by_ratio: dict[float | None, Any] = {}
     for index, planned in enumerate(plan, start=1):
@@ -199,7 +202,8 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
         try:
             outcome = engine.train_cell(
                 suite, data, cell.method, cell.dim, cell.seed,
-                device=device, deterministic=options.deterministic, progress=reporter,
+                device=device, deterministic=options.deterministic, cuda_graphs=options.cuda_graphs,
+                progress=reporter,
             )  # fmt: skip
         except NotApplicable as reason:
             record.update(status="n/a", reason=str(reason))

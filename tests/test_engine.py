@@ -5,7 +5,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from protobench.data.prepare import prepare_cell_data
-from protobench.engine import build_learner, cell_loaders, lr_factor, resolve_device, train_cell, train_step
+from protobench.engine import (
+    Mixup,
+    build_learner,
+    cell_loaders,
+    lr_factor,
+    resolve_device,
+    train_cell,
+    train_step,
+)
 from protobench.errors import UserError
 from protobench.methods import METHODS
 from protobench.suites import TrainRecipe, load_suite
@@ -120,8 +128,79 @@ def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_
         batches = iter(cell_loaders(suite.train, data, cpu, 0)[0])
         for _ in range(2):  # the second step runs with optimiser state and head caches in place
             images, labels = next(batches)
-            mix = (0.3, torch.randperm(images.shape[0])) if mixup else None
+            mix = Mixup.from_lambda(0.3, torch.randperm(images.shape[0])) if mixup else None
             recorder.seen = []
             with recorder:
                 train_step(learner, images, labels, mix)
             assert recorder.seen == [], f"{name} ({loss_family}) synchronises in its step: {recorder.seen}"
+
+
+def _tiny_learners(tmp_path, fmnist_dir, loss_family):
+    mixup = {"mixup_alpha": 1.0} if loss_family == "long-tailed" else {}
+    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
+    return suite, prepare_cell_data(suite, fmnist_dir, None)
+
+
+def _state_addresses(learner) -> dict[str, int]:
+    modules = {"backbone": learner.backbone, "method": learner.method}
+    return {
+        f"{prefix}.{key}": tensor.data_ptr()
+        for prefix, module in modules.items()
+        for key, tensor in [*module.named_parameters(), *module.named_buffers()]
+    }
+
+
+@pytest.mark.parametrize("loss_family", ["balanced", "long-tailed"])
+def test_every_method_updates_its_state_in_place(tmp_path, fmnist_dir, loss_family):
+    # A CUDA graph replays the addresses it recorded: steps, the epoch's re-matching and a checkpoint
+    # load must all write into the tensors the step was recorded with, never rebind them.
+    suite, data = _tiny_learners(tmp_path, fmnist_dir, loss_family)
+    cpu = torch.device("cpu")
+    for name in METHODS.names():
+        learner = build_learner(suite, data, name, 16, 0, cpu)
+        before = _state_addresses(learner)
+        batches = iter(cell_loaders(suite.train, data, cpu, 0)[0])
+        for _ in range(3):
+            images, labels = next(batches)
+            mix = Mixup.from_lambda(0.7, torch.randperm(images.shape[0])) if loss_family == "long-tailed" else None
+            train_step(learner, images, labels, mix)
+        learner.method.after_epoch()
+        other = build_learner(suite, data, name, 16, 1, cpu)  # another seed: other prototypes and assignment
+        learner.method.load_state_dict(other.method.state_dict())
+        learner.backbone.load_state_dict(other.backbone.state_dict())
+        assert _state_addresses(learner) == before, f"{name} ({loss_family}) rebinds state"
+
+
+def _as_device_scalars(mix: Mixup) -> Mixup:
+    """The Mixup a graph-replayed step sees: 0-dim tensors filled from the step's numbers."""
+    scalar = torch.zeros(())
+    return Mixup(
+        scalar.clone().fill_(mix.weight),
+        scalar.clone().fill_(mix.partner_weight),
+        torch.zeros((), dtype=torch.bool).fill_(mix.own_dominant),
+        mix.partner.clone(),
+    )
+
+
+@pytest.mark.parametrize("lam", [0.3, 0.7])
+def test_mixup_as_device_scalars_trains_bit_for_bit_like_python_numbers(tmp_path, fmnist_dir, lam):
+    # The graph-replayed step takes the mixup weights as 0-dim tensors; it must train exactly as the
+    # eager step with Python numbers does, including which labels the head's bookkeeping sees.
+    suite, data = _tiny_learners(tmp_path, fmnist_dir, "long-tailed")
+    cpu = torch.device("cpu")
+    images, labels = next(iter(cell_loaders(suite.train, data, cpu, 0)[0]))
+    eager = Mixup.from_lambda(lam, torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(1)))
+    for name in METHODS.names():
+        outputs, learners = [], []
+        for mix in (eager, _as_device_scalars(eager)):
+            torch.manual_seed(0)
+            learner = build_learner(suite, data, name, 16, 0, cpu)
+            outputs.append(train_step(learner, images, labels, mix))
+            learners.append(learner)
+        (loss_a, correct_a), (loss_b, correct_b) = outputs
+        assert torch.equal(loss_a, loss_b) and torch.equal(correct_a, correct_b), name
+        for part in ("backbone", "method"):
+            state_a, state_b = (getattr(learner, part).state_dict() for learner in learners)
+            for key in state_a:
+                assert torch.equal(state_a[key], state_b[key]), f"{name}: {part}.{key}"

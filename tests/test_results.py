@@ -52,3 +52,25 @@ def test_iter_records_by_suite(tmp_path):
 
 def test_versions_name_everything():
     assert set(results.versions()) == {"python", "torch", "torchvision", "protobench"}
+
+
+def test_git_commit_says_when_the_code_differs_from_the_commit(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       capture_output=True)  # fmt: skip
+
+    assert results.git_commit(tmp_path) is None  # not a checkout
+    git("init", "-q")
+    (tmp_path / "protobench").mkdir()
+    (tmp_path / "protobench" / "engine.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("a\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    clean = results.git_commit(tmp_path)
+    assert clean is not None and len(clean) == 40
+    (tmp_path / "notes.txt").write_text("b\n")  # not code: still the commit
+    assert results.git_commit(tmp_path) == clean
+    (tmp_path / "protobench" / "engine.py").write_text("x = 2\n")
+    assert results.git_commit(tmp_path) == f"{clean}-dirty"

@@ -163,6 +163,10 @@ def run_command(
         int,
         typer.Option(help="Cells run at once in worker processes sharing the device (small models, big GPU)."),
     ] = 1,
+    cuda_graphs: Annotated[
+        bool,
+        typer.Option(help="On CUDA, replay each training step from a CUDA graph (fewer kernel launches)."),
+    ] = True,
 ) -> None:
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
@@ -180,7 +184,7 @@ def run_command(
         raise UserError(f"--jobs {jobs}: use 1 or more")
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
-    options = RunOptions(data_dir, str(resolve_device(device)), deterministic, save_checkpoints)
+    options = RunOptions(data_dir, str(resolve_device(device)), deterministic, save_checkpoints, cuda_graphs)
     reporter = make_reporter() if jobs == 1 else PlainReporter()
     summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})

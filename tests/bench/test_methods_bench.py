@@ -26,7 +26,8 @@ def test_table_has_every_method_with_ratios_and_kernel_counts(tmp_path, fmnist_d
     assert out.count("round 2 dl2pa:") == 1  # interleaved rounds, a line per measurement
     rows = _rows(out.split("method")[-1])
     assert set(rows) == {"softmax", "dl2pa", "dnc"}
-    assert rows["softmax"][1] == "1.000" and rows["softmax"][-1] == "1.000"
+    assert rows["softmax"][2] == "1.000" and rows["softmax"][-1] == "1.000"
+    assert all(row[1].endswith("%") for row in rows.values())  # spread of the rounds
     kernels = {name: int(row[-2]) for name, row in rows.items()}
     assert kernels["softmax"] < kernels["dl2pa"] < kernels["dnc"]
     for name in ("dl2pa", "dnc"):
