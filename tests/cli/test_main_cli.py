@@ -25,6 +25,8 @@ def test_run_help_explains_every_option(run_cli):
         "--results",
         "--data-dir",
         "--deterministic",
+        "--cuda-graphs",
+        "--no-cuda-graphs",
     ):
         assert flag in out
 
@@ -49,6 +51,8 @@ def test_run_then_report(run_cli, tmp_path, fmnist_dir):
     code, out, err = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", "cpu")
     assert code == 0, err
     assert "[1/1] softmax d=2 s=0 epoch 2/2" in out and "| softmax | " in out
+    (record_path,) = (tmp_path / "res").rglob("*.json")
+    assert json.loads(record_path.read_text())["cuda_graphs"] is False  # a CPU step is never graph-replayed
     code, out, _ = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir)
     assert "1 already finished" in out and "0 trained, 1 skipped" in out
     code, out, _ = run_cli("report", "cli", "--results", tmp_path / "res", "--format", "csv")
