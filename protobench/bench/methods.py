@@ -25,8 +25,17 @@ from typing import Any
 
 GOAL = 0.95  # every prototype method within 5% of softmax
 
-#: Dispatched operations that launch no kernel (besides views, which ``OpOverload.is_view`` marks).
+#: Dispatched operations that launch no kernel, besides views and in-place view changes such as
+#: ``squeeze_`` (``OpOverload.is_view`` and the ``inplace_view`` tag mark those).
 _NO_KERNEL = {"empty", "empty_strided", "_record_function_enter_new", "_record_function_exit"}
+
+
+def launches_kernel(func: Any) -> bool:
+    """Whether a dispatched operation (an ``OpOverload``) runs a kernel rather than only changing metadata."""
+    import torch
+
+    metadata_only = func.is_view or torch.Tag.inplace_view in func.tags
+    return not metadata_only and func.overloadpacket.__name__ not in _NO_KERNEL
 
 
 def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) -> int:
@@ -42,8 +51,7 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
             self.count = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if not func.is_view and func.overloadpacket.__name__ not in _NO_KERNEL:
-                self.count += 1
+            self.count += launches_kernel(func)
             return func(*args, **(kwargs or {}))
 
     learner = build_learner(suite, data, method, dim, 0, device)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from protobench.bench.methods import kernels_per_step, run
+from protobench.bench.methods import kernels_per_step, launches_kernel, run
 from protobench.data.prepare import prepare_cell_data
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
@@ -64,3 +64,11 @@ def test_bad_suite_is_one_line_and_exit_2(capsys) -> None:
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown suite 'no-such-suite'") and err.count("\n") == 1
+
+
+def test_only_operations_that_run_a_kernel_are_counted() -> None:
+    aten = torch.ops.aten
+    assert launches_kernel(aten.add.Tensor) and launches_kernel(aten.mm.default)
+    # Views, in-place view changes (DNC's 1-D @ 2-D products squeeze_ their result) and allocations: none.
+    for op in (aten.view.default, aten.t.default, aten.squeeze_.dim, aten.unsqueeze_.default, aten.empty.memory_format):
+        assert not launches_kernel(op), op
