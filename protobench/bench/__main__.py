@@ -12,6 +12,7 @@ from protobench.errors import UserError
 BENCHMARKS: dict[str, str] = {
     "prototypes": "protobench.bench.prototypes:run",
     "methods": "protobench.bench.methods:run",
+    "graphs": "protobench.bench.graphs:run",
 }
 
 
