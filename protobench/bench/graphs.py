@@ -12,10 +12,11 @@ be equal bit for bit (a replay runs the kernels the eager step launches, on the 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from protobench.bench.options import add_setting_options, keep_first_training_images
 
 HISTORY_KEYS = ("train_loss", "train_accuracy", "val_accuracy", "test_accuracy")
 
@@ -62,14 +63,9 @@ def run(argv: list[str] | None = None) -> None:
     """Train each method eagerly and graph-replayed, print whether the outcomes are identical."""
     parser = argparse.ArgumentParser(prog="python -m protobench.bench graphs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--suite", default="fashion-mnist", help="suite whose data, backbone and recipe are used")
-    parser.add_argument("--dim", type=int, default=16, help="embedding dimension (ETF needs d >= K-1)")
-    parser.add_argument("--methods", default=None, help="comma-separated methods (default: the suite's)")
+    add_setting_options(parser, suite="fashion-mnist", device="cuda", device_help="cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per training (>= 2 covers a re-matching)")
     parser.add_argument("--ratio", type=float, default=None, help="imbalance ratio of a long-tailed suite")
-    parser.add_argument("--train-subset", type=int, default=None, help="train on the first N images only")
-    parser.add_argument("--device", default="cuda", help="cuda or cuda:N")
-    parser.add_argument("--data-dir", type=Path, default=None, help="where the suite's dataset is")
     args = parser.parse_args(argv)
 
     from protobench.data.prepare import prepare_cell_data
@@ -87,8 +83,7 @@ def run(argv: list[str] | None = None) -> None:
     if device.type != "cuda":
         raise UserError(f"--device {args.device}: CUDA graphs exist only on CUDA; run this on a GPU (--device cuda)")
     data = prepare_cell_data(suite, args.data_dir, ratio)
-    if args.train_subset and data.train is not None and args.train_subset < len(data.train):
-        data.train = data.train.subset(torch.arange(args.train_subset))
+    keep_first_training_images(data, args.train_subset)
     print(f"graph-replayed vs eager steps, deterministic kernels: suite {suite.name} (ratio {ratio}), "
           f"d={args.dim}, {args.epochs} epochs; torch {torch.__version__}; {device_name(device)}")  # fmt: skip
     differing = 0

@@ -7,7 +7,7 @@ only, and evaluation is not timed. Methods are measured in interleaved rounds an
 median per method is reported, so drift of the machine hits every method alike.
 
 Beside the timing it counts the kernels one training step runs (forward, backward, optimiser and
-the head's bookkeeping; aliasing views and allocations excluded), an exact and noise-free figure:
+the head's bookkeeping; views, in-place view changes and allocations excluded), an exact figure:
 when a small model leaves the GPU waiting on kernel launches, eager step time follows that count.
 On CUDA the engine replays each step from a CUDA graph (``--no-cuda-graphs`` measures eager steps).
 
@@ -22,6 +22,8 @@ import dataclasses
 import statistics
 from pathlib import Path
 from typing import Any
+
+from protobench.bench.options import add_setting_options, keep_first_training_images
 
 GOAL = 0.95  # every prototype method within 5% of softmax
 
@@ -70,7 +72,6 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
             batch_size: int | None = None, cuda_graphs: bool = True,
             ) -> tuple[dict[str, list[float]], dict[str, int]]:  # fmt: skip
     """images/s of each method (epochs after the first), ``rounds`` times, interleaved; and kernels per step."""
-    import torch
 
     from protobench.data.prepare import prepare_cell_data
     from protobench.engine import resolve_device, train_cell
@@ -88,8 +89,7 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
         suite = dataclasses.replace(suite, train=dataclasses.replace(suite.train, batch_size=batch_size))
     device = resolve_device(device_spec)
     data = prepare_cell_data(suite, data_dir, None)
-    if train_subset and data.train is not None and train_subset < len(data.train):
-        data.train = data.train.subset(torch.arange(train_subset))
+    keep_first_training_images(data, train_subset)
     speeds: dict[str, list[float]] = {m: [] for m in names}
     kernels: dict[str, int] = {}
     for round_index in range(rounds):
@@ -122,16 +122,11 @@ def run(argv: list[str] | None = None) -> None:
     """Print images/s per method and the ratio to softmax, with the 5% goal."""
     parser = argparse.ArgumentParser(prog="python -m protobench.bench methods", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--suite", default="quickstart", help="suite whose data, backbone and batch are used")
-    parser.add_argument("--dim", type=int, default=16, help="embedding dimension (ETF needs d >= K-1)")
-    parser.add_argument("--methods", default=None, help="comma-separated methods (default: the suite's)")
+    add_setting_options(parser, suite="quickstart", device="auto", device_help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement; all but the first are timed")
-    parser.add_argument("--train-subset", type=int, default=None, help="train on the first N images only")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backbone", default=None, help="another registered backbone (default: the suite's)")
     parser.add_argument("--batch-size", type=int, default=None, help="another batch size (default: the suite's)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="where the suite's dataset is")
     parser.add_argument("--kernels-only", action="store_true", help="count kernels per step, time nothing")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, run steps eagerly")
     args = parser.parse_args(argv)
