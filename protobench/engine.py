@@ -60,6 +60,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def replays_graphs(device: torch.device, cuda_graphs: bool) -> bool:
+    """Whether training steps are replayed from CUDA graphs: asked for, and on CUDA (elsewhere eager)."""
+    return cuda_graphs and device.type == "cuda"
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch; optionally ask torch for deterministic kernels."""
     random.seed(seed)
@@ -392,7 +397,7 @@ def train_cell(
     backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer
     train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed)
     step_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] = functools.partial(train_step, learner)
-    if cuda_graphs and device.type == "cuda":
+    if replays_graphs(device, cuda_graphs):
         step_fn = GraphedTrainStep(learner)
     steps_per_epoch = len(train_loader)
     mixup = np.random.default_rng(seed)  # lambda is drawn on the host: no device round trip

@@ -174,7 +174,7 @@ def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, report
         "git_commit": results.git_commit(),
         "device": engine.device_name(device),
         # How the step ran (replayed from a CUDA graph or eager): speed, not numbers, so not in the config.
-        "cuda_graphs": options.cuda_graphs and device.type == "cuda",
+        "cuda_graphs": engine.replays_graphs(device, options.cuda_graphs),
     }
     data_by_ratio: dict[float | None, Any] = {}
     for index, planned in enumerate(plan, start=1):

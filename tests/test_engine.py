@@ -91,6 +91,14 @@ def test_mixup_and_adamw_step_schedule_run(tmp_path, fmnist_dir):
     assert outcome.history[-1]["lr"] == pytest.approx(1e-4)
 
 
+def _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family):
+    """A one-epoch tiny suite of ``loss_family`` (long-tailed: with mixup) and its data."""
+    mixup = {"mixup_alpha": 1.0} if loss_family == "long-tailed" else {}
+    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
+    return suite, prepare_cell_data(suite, fmnist_dir, None)
+
+
 class _HostSyncRecorder(TorchDispatchMode):
     """Records operations that make the host wait for the device: reading a value back (.item(),
     comparisons to Python) or producing a data-dependent shape (nonzero, boolean indexing, ...)."""
@@ -113,10 +121,8 @@ class _HostSyncRecorder(TorchDispatchMode):
 
 @pytest.mark.parametrize("loss_family", ["balanced", "long-tailed"])
 def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_dir, loss_family):
-    mixup = {"mixup_alpha": 1.0} if loss_family == "long-tailed" else {}
-    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
-    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
-    data = prepare_cell_data(suite, fmnist_dir, None)
+    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family)
+    mixup = suite.train.mixup_alpha > 0
     cpu = torch.device("cpu")
     recorder = _HostSyncRecorder()
     # The recorder is not blind: a sync it should see.
@@ -135,13 +141,6 @@ def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_
             assert recorder.seen == [], f"{name} ({loss_family}) synchronises in its step: {recorder.seen}"
 
 
-def _tiny_learners(tmp_path, fmnist_dir, loss_family):
-    mixup = {"mixup_alpha": 1.0} if loss_family == "long-tailed" else {}
-    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
-    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
-    return suite, prepare_cell_data(suite, fmnist_dir, None)
-
-
 def _state_addresses(learner) -> dict[str, int]:
     modules = {"backbone": learner.backbone, "method": learner.method}
     return {
@@ -155,7 +154,7 @@ def _state_addresses(learner) -> dict[str, int]:
 def test_every_method_updates_its_state_in_place(tmp_path, fmnist_dir, loss_family):
     # A CUDA graph replays the addresses it recorded: steps, the epoch's re-matching and a checkpoint
     # load must all write into the tensors the step was recorded with, never rebind them.
-    suite, data = _tiny_learners(tmp_path, fmnist_dir, loss_family)
+    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family)
     cpu = torch.device("cpu")
     for name in METHODS.names():
         learner = build_learner(suite, data, name, 16, 0, cpu)
@@ -187,7 +186,7 @@ def _as_device_scalars(mix: Mixup) -> Mixup:
 def test_mixup_as_device_scalars_trains_bit_for_bit_like_python_numbers(tmp_path, fmnist_dir, lam):
     # The graph-replayed step takes the mixup weights as 0-dim tensors; it must train exactly as the
     # eager step with Python numbers does, including which labels the head's bookkeeping sees.
-    suite, data = _tiny_learners(tmp_path, fmnist_dir, "long-tailed")
+    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "long-tailed")
     cpu = torch.device("cpu")
     images, labels = next(iter(cell_loaders(suite.train, data, cpu, 0)[0]))
     eager = Mixup.from_lambda(lam, torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(1)))

@@ -71,8 +71,7 @@ class _SquaredCosine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, unit_targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        length = h.norm(dim=1, keepdim=True).clamp_min(_EPS)
-        unit = h / length
+        unit, length = _unit_and_length(h)
         cos = (unit * unit_targets).sum(dim=1, keepdim=True)
         residual = 1.0 - cos
         ctx.save_for_backward(unit, unit_targets, length, cos, residual)
@@ -84,6 +83,12 @@ class _SquaredCosine(torch.autograd.Function):
         unit, unit_targets, length, cos, residual = ctx.saved_tensors
         direction = torch.addcmul(unit_targets, cos, unit, value=-1.0)  # t - cos u
         return direction * (residual * (-2.0 * grad_loss) / length), None
+
+
+def _unit_and_length(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ``x`` scaled to length 1, and their lengths (N x 1, at least eps)."""
+    length = x.norm(dim=1, keepdim=True).clamp_min(_EPS)
+    return x / length, length
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -98,8 +103,7 @@ class _UnitRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        length = x.norm(dim=1, keepdim=True).clamp_min(_EPS)
-        unit = x / length
+        unit, length = _unit_and_length(x)
         ctx.save_for_backward(unit, length)
         return unit
 
