@@ -3,8 +3,12 @@
 Every method trains through the real engine (``train_cell``) on the suite's real data; the figure is
 the engine's own training throughput over every epoch but the first (which carries cuDNN autotuning
 and, on CUDA, the step's graph capture); the GPU is synchronised at the start and end of each epoch
-only, and evaluation is not timed. Methods are measured in interleaved rounds and the
-median per method is reported, so drift of the machine hits every method alike.
+only, and evaluation is not timed. Methods are measured in interleaved rounds, so each round gives
+a paired ratio (the method's images/s over softmax's in the same round) and slow drift of the machine
+cancels in it. The table shows the median paired ratio and the range of the paired ratios; over n
+rounds that range holds the true median ratio with probability 1 - 2^(1-n) (a sign-test bound, no
+assumption on the noise), so the verdict is "ok" when the whole range meets the goal, "SLOWER" when
+none of it does and "undecided" otherwise (more rounds narrow it).
 
 Beside the timing it counts the kernels one training step runs (forward, backward, optimiser and
 the head's bookkeeping; views, in-place view changes and allocations excluded), an exact figure:
@@ -24,8 +28,46 @@ from pathlib import Path
 from typing import Any
 
 from protobench.bench.options import add_setting_options, keep_first_training_images
+from protobench.errors import UserError
 
 GOAL = 0.95  # every prototype method within 5% of softmax
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One method's training speed against softmax over interleaved rounds."""
+
+    median: float  # images/s, median over rounds
+    spread: float  # (max - min) / median of the rounds' images/s
+    ratio: float  # median over rounds of (method / softmax in the same round)
+    low: float  # smallest paired ratio
+    high: float  # largest paired ratio
+
+    @property
+    def verdict(self) -> str:
+        """'ok' if every paired ratio meets the goal, 'SLOWER' if none does, else 'undecided'."""
+        if self.low >= GOAL:
+            return "ok"
+        return "SLOWER" if self.high < GOAL else "undecided"
+
+
+def compare_to_softmax(speeds: dict[str, list[float]]) -> dict[str, Comparison]:
+    """Per method, its images/s per round (round i at index i, softmax among them) against softmax's."""
+    base = speeds["softmax"]
+    comparisons = {}
+    for method, values in speeds.items():
+        if len(values) != len(base) or not values:
+            raise ValueError(f"{method}: {len(values)} rounds measured, softmax {len(base)}")
+        median = statistics.median(values)
+        paired = [value / softmax for value, softmax in zip(values, base, strict=True)]
+        comparisons[method] = Comparison(median, (max(values) - min(values)) / median,
+                                         statistics.median(paired), min(paired), max(paired))  # fmt: skip
+    return comparisons
+
+
+def sign_test_coverage(rounds: int) -> float:
+    """Probability that the min..max of ``rounds`` independent samples holds their distribution's median."""
+    return 1.0 - 2.0 ** (1 - rounds)
 
 #: Dispatched operations that launch no kernel, besides views and in-place view changes such as
 #: ``squeeze_`` (``OpOverload.is_view`` and the ``inplace_view`` tag mark those).
@@ -123,7 +165,7 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m protobench.bench methods", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     add_setting_options(parser, suite="quickstart", device="auto", device_help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, each compared with softmax's")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement; all but the first are timed")
     parser.add_argument("--backbone", default=None, help="another registered backbone (default: the suite's)")
     parser.add_argument("--batch-size", type=int, default=None, help="another batch size (default: the suite's)")
@@ -132,6 +174,8 @@ def run(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.kernels_only:
         args.rounds = 0
+    elif args.rounds < 1:
+        raise UserError(f"--rounds is {args.rounds}; use --rounds >= 1 (or --kernels-only to time nothing)")
     import torch
 
     from protobench.engine import device_name, resolve_device
@@ -151,22 +195,22 @@ def run(argv: list[str] | None = None) -> None:
         for method, count in kernels.items():
             print(f"{method:<14}{count:>12}{kernels['softmax'] / count:>12.3f}")
         return
-    base = statistics.median(speeds["softmax"])
+    comparisons = compare_to_softmax(speeds)
     timed = f"epochs 2-{args.epochs} of each timed" if args.epochs > 1 else "its one epoch timed"
-    print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, median of {args.rounds} "
-          f"interleaved rounds, {timed}; torch {torch.__version__}; {device}")  # fmt: skip
+    print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, {args.rounds} interleaved rounds, "
+          f"{timed}; torch {torch.__version__}; {device}")  # fmt: skip
+    print(f"vs softmax: median of the per-round ratios; range: their min-max, which holds the true median ratio "
+          f"with probability {sign_test_coverage(args.rounds):.0%}")  # fmt: skip
     goal = f"goal >= {GOAL:.2f}"
-    print(f"{'method':<14}{'images/s':>12}{'spread':>8}{'vs softmax':>12}  {goal:<13}{'kernels/step':>14}"
-          f"{'softmax/it':>12}")  # fmt: skip
-    for method, values in speeds.items():
-        median = statistics.median(values)
-        spread = f"{100 * (max(values) - min(values)) / median:.0f}%"  # (max - min) / median over the rounds
-        ratio = median / base
-        verdict = "" if method == "softmax" else ("ok" if ratio >= GOAL else "SLOWER")
+    print(f"{'method':<14}{'images/s':>12}{'spread':>8}{'vs softmax':>12}{'range':>14}  {goal:<13}"
+          f"{'kernels/step':>14}{'softmax/it':>12}")  # fmt: skip
+    for method, compared in comparisons.items():
+        spread = f"{100 * compared.spread:.0f}%"
+        verdict = "" if method == "softmax" else compared.verdict
+        span = "" if method == "softmax" else f"{compared.low:.3f}-{compared.high:.3f}"
         launch = kernels["softmax"] / kernels[method]
-        print(f"{method:<14}{median:>12,.0f}{spread:>8}{ratio:>12.3f}  {verdict:<13}{kernels[method]:>14}"
-              f"{launch:>12.3f}")  # fmt: skip
-
+        print(f"{method:<14}{compared.median:>12,.0f}{spread:>8}{compared.ratio:>12.3f}{span:>14}  {verdict:<13}"
+              f"{kernels[method]:>14}{launch:>12.3f}")  # fmt: skip
 
 if __name__ == "__main__":
     run()

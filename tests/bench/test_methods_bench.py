@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from protobench.bench.methods import kernels_per_step, launches_kernel, run
+from protobench.bench.methods import compare_to_softmax, kernels_per_step, launches_kernel, run, sign_test_coverage
 from protobench.data.prepare import prepare_cell_data
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
@@ -27,6 +27,10 @@ def test_table_has_every_method_with_ratios_and_kernel_counts(tmp_path, fmnist_d
     rows = _rows(out.split("method")[-1])
     assert set(rows) == {"softmax", "dl2pa", "dnc"}
     assert rows["softmax"][2] == "1.000" and rows["softmax"][-1] == "1.000"
+    assert "probability 50%" in out  # two rounds: min..max holds the median ratio half the time
+    for name in ("dl2pa", "dnc"):
+        low, high = (float(x) for x in rows[name][3].split("-"))
+        assert low <= float(rows[name][2]) <= high and rows[name][4] in {"ok", "SLOWER", "undecided"}
     assert all(row[1].endswith("%") for row in rows.values())  # spread of the rounds
     kernels = {name: int(row[-2]) for name, row in rows.items()}
     assert kernels["softmax"] < kernels["dl2pa"] < kernels["dnc"]
@@ -72,3 +76,36 @@ def test_only_operations_that_run_a_kernel_are_counted() -> None:
     # Views, in-place view changes (DNC's 1-D @ 2-D products squeeze_ their result) and allocations: none.
     for op in (aten.view.default, aten.t.default, aten.squeeze_.dim, aten.unsqueeze_.default, aten.empty.memory_format):
         assert not launches_kernel(op), op
+
+
+def test_ratios_are_paired_by_round_and_the_verdict_needs_the_whole_range() -> None:
+    # The machine slows down over the rounds; each method is 0.9x or 1.0x softmax in its own round.
+    speeds = {
+        "softmax": [100.0, 80.0, 60.0],
+        "slow": [90.0, 72.0, 54.0],
+        "even": [100.0, 80.0, 60.0],
+        "noisy": [110.0, 72.0, 57.0],
+    }
+    compared = compare_to_softmax(speeds)
+    assert compared["slow"].ratio == pytest.approx(0.9) and compared["slow"].high == pytest.approx(0.9)
+    assert compared["slow"].verdict == "SLOWER" and compared["even"].verdict == "ok"
+    # Unpaired medians would say 72/80 = 0.9 for "noisy"; paired: 1.1, 0.9, 0.95.
+    assert compared["noisy"].ratio == pytest.approx(0.95)
+    assert (compared["noisy"].low, compared["noisy"].high) == pytest.approx((0.9, 1.1))
+    assert compared["noisy"].verdict == "undecided"
+    assert compared["softmax"].spread == pytest.approx(0.5)  # (100 - 60) / 80
+    with pytest.raises(ValueError, match="slow: 2 rounds measured, softmax 3"):
+        compare_to_softmax({"softmax": [1.0, 1.0, 1.0], "slow": [1.0, 1.0]})
+
+
+def test_sign_test_coverage() -> None:
+    assert sign_test_coverage(1) == 0.0 and sign_test_coverage(2) == 0.5 and sign_test_coverage(5) == 0.9375
+
+
+def test_zero_rounds_is_one_line_and_exit_2(capsys) -> None:
+    from protobench.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["methods", "--suite", "quickstart", "--rounds", "0", "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --rounds is 0; use --rounds >= 1 (or --kernels-only to time nothing)\n"
