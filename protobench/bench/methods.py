@@ -69,6 +69,7 @@ def sign_test_coverage(rounds: int) -> float:
     """Probability that the min..max of ``rounds`` independent samples holds their distribution's median."""
     return 1.0 - 2.0 ** (1 - rounds)
 
+
 #: Dispatched operations that launch no kernel, besides views and in-place view changes such as
 #: ``squeeze_`` (``OpOverload.is_view`` and the ``inplace_view`` tag mark those).
 _NO_KERNEL = {"empty", "empty_strided", "_record_function_enter_new", "_record_function_exit"}
@@ -211,6 +212,7 @@ def run(argv: list[str] | None = None) -> None:
         launch = kernels["softmax"] / kernels[method]
         print(f"{method:<14}{compared.median:>12,.0f}{spread:>8}{compared.ratio:>12.3f}{span:>14}  {verdict:<13}"
               f"{kernels[method]:>14}{launch:>12.3f}")  # fmt: skip
+
 
 if __name__ == "__main__":
     run()
