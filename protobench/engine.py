@@ -301,6 +301,10 @@ def train_step(
     return loss, correct
 
 
+#: A training step bound to its learner: (images, labels, mixup or None) -> (loss, correct), device scalars.
+TrainStep = Callable[[torch.Tensor, torch.Tensor, "Mixup | None"], tuple[torch.Tensor, torch.Tensor]]
+
+
 class GraphedTrainStep:
     """``train_step`` with its forward, backward and head bookkeeping replayed from a CUDA graph.
 
@@ -373,6 +377,13 @@ class GraphedTrainStep:
         self.grads_in_place = True
 
 
+def step_function(learner: Learner, device: torch.device, cuda_graphs: bool) -> TrainStep:
+    """The learner's training step: replayed from a CUDA graph where ``replays_graphs`` says so, else eager."""
+    if replays_graphs(device, cuda_graphs):
+        return GraphedTrainStep(learner)
+    return functools.partial(train_step, learner)
+
+
 def train_cell(
     suite: Suite,
     data: CellData,
@@ -396,9 +407,7 @@ def train_cell(
     learner = build_learner(suite, data, method_name, dim, seed, device)
     backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer
     train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed)
-    step_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] = functools.partial(train_step, learner)
-    if replays_graphs(device, cuda_graphs):
-        step_fn = GraphedTrainStep(learner)
+    step_fn = step_function(learner, device, cuda_graphs)
     steps_per_epoch = len(train_loader)
     mixup = np.random.default_rng(seed)  # lambda is drawn on the host: no device round trip
     history: list[dict[str, float]] = []

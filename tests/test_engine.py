@@ -11,6 +11,7 @@ from protobench.engine import (
     cell_loaders,
     lr_factor,
     resolve_device,
+    step_function,
     train_cell,
     train_step,
 )
@@ -97,6 +98,20 @@ def _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family):
     train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
     return suite, prepare_cell_data(suite, fmnist_dir, None)
+
+
+def test_step_function_is_the_eager_step_off_cuda(tmp_path, fmnist_dir):
+    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "balanced")
+    cpu = torch.device("cpu")
+    images, labels = next(iter(cell_loaders(suite.train, data, cpu, 0)[0]))
+    results = []
+    for cuda_graphs in (True, False):
+        torch.manual_seed(0)
+        learner = build_learner(suite, data, "dnc", 4, 0, cpu)
+        step = step_function(learner, cpu, cuda_graphs)
+        assert step.func is train_step  # graphs exist only on CUDA
+        results.append([t.item() for t in step(images, labels, None)])
+    assert results[0] == results[1]
 
 
 class _HostSyncRecorder(TorchDispatchMode):

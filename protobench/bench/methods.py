@@ -5,10 +5,11 @@ the engine's own training throughput over every epoch but the first (which carri
 and, on CUDA, the step's graph capture); the GPU is synchronised at the start and end of each epoch
 only, and evaluation is not timed. Methods are measured in interleaved rounds, so each round gives
 a paired ratio (the method's images/s over softmax's in the same round) and slow drift of the machine
-cancels in it. The table shows the median paired ratio and the range of the paired ratios; over n
-rounds that range holds the true median ratio with probability 1 - 2^(1-n) (a sign-test bound, no
-assumption on the noise), so the verdict is "ok" when the whole range meets the goal, "SLOWER" when
-none of it does and "undecided" otherwise (more rounds narrow it).
+cancels in it. The table shows the median paired ratio and a confidence interval for it from the
+order statistics of the paired ratios (95% or more from six rounds on; below that the min-max,
+with its coverage), which assumes only that rounds are independent; the verdict is "ok" when the whole
+interval meets the goal, "SLOWER" when none of it does and "undecided" otherwise (more rounds
+narrow it). ``--paired-steps N`` alternates the methods every N steps instead of every cell.
 
 Beside the timing it counts the kernels one training step runs (forward, backward, optimiser and
 the head's bookkeeping; views, in-place view changes and allocations excluded), an exact figure:
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -40,15 +43,34 @@ class Comparison:
     median: float  # images/s, median over rounds
     spread: float  # (max - min) / median of the rounds' images/s
     ratio: float  # median over rounds of (method / softmax in the same round)
-    low: float  # smallest paired ratio
-    high: float  # largest paired ratio
+    low: float  # confidence interval of the median ratio (see median_interval)
+    high: float
 
     @property
     def verdict(self) -> str:
-        """'ok' if every paired ratio meets the goal, 'SLOWER' if none does, else 'undecided'."""
+        """'ok' if the whole interval meets the goal, 'SLOWER' if none of it does, else 'undecided'."""
         if self.low >= GOAL:
             return "ok"
         return "SLOWER" if self.high < GOAL else "undecided"
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """A distribution-free confidence interval for the median of ``values``' distribution: (low, high, coverage).
+
+    The k-th smallest and k-th largest of n independent values bracket the median with probability
+    1 - 2 P(Binomial(n, 1/2) < k); k is the largest with at least ``confidence``. Below six values
+    no pair reaches 95%, and the interval is their min and max, with its lower coverage.
+    """
+    n = len(values)
+    ordered = sorted(values)
+
+    def coverage(k: int) -> float:
+        return 1.0 - 2.0 * sum(math.comb(n, i) for i in range(k)) / 2.0**n
+
+    k = 1
+    while k < (n + 1) // 2 and coverage(k + 1) >= confidence:
+        k += 1
+    return ordered[k - 1], ordered[n - k], coverage(k)
 
 
 def compare_to_softmax(speeds: dict[str, list[float]]) -> dict[str, Comparison]:
@@ -60,14 +82,10 @@ def compare_to_softmax(speeds: dict[str, list[float]]) -> dict[str, Comparison]:
             raise ValueError(f"{method}: {len(values)} rounds measured, softmax {len(base)}")
         median = statistics.median(values)
         paired = [value / softmax for value, softmax in zip(values, base, strict=True)]
-        comparisons[method] = Comparison(median, (max(values) - min(values)) / median,
-                                         statistics.median(paired), min(paired), max(paired))  # fmt: skip
+        low, high, _ = median_interval(paired)
+        comparisons[method] = Comparison(median, (max(values) - min(values)) / median, statistics.median(paired),
+                                         low, high)  # fmt: skip
     return comparisons
-
-
-def sign_test_coverage(rounds: int) -> float:
-    """Probability that the min..max of ``rounds`` independent samples holds their distribution's median."""
-    return 1.0 - 2.0 ** (1 - rounds)
 
 
 #: Dispatched operations that launch no kernel, besides views and in-place view changes such as
@@ -112,12 +130,13 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
 
 def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, epochs: int, device_spec: str,
             data_dir: Path | None, train_subset: int | None, backbone: str | None = None,
-            batch_size: int | None = None, cuda_graphs: bool = True,
+            batch_size: int | None = None, cuda_graphs: bool = True, paired_steps: int | None = None,
             ) -> tuple[dict[str, list[float]], dict[str, int]]:  # fmt: skip
-    """images/s of each method (epochs after the first), ``rounds`` times, interleaved; and kernels per step."""
+    """images/s of each method, ``rounds`` times, interleaved (whole cells, or blocks of ``paired_steps``
+    steps); and kernels per step. No rounds: kernels only."""
 
     from protobench.data.prepare import prepare_cell_data
-    from protobench.engine import resolve_device, train_cell
+    from protobench.engine import resolve_device
     from protobench.suites import load_suite
 
     suite = load_suite(suite_name)
@@ -133,32 +152,105 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
     device = resolve_device(device_spec)
     data = prepare_cell_data(suite, data_dir, None)
     keep_first_training_images(data, train_subset)
-    speeds: dict[str, list[float]] = {m: [] for m in names}
+    if rounds == 0:
+        speeds = {m: [] for m in names}
+    elif paired_steps:
+        speeds = time_step_blocks(suite, data, names, dim, device, rounds, paired_steps, cuda_graphs)
+    else:
+        speeds = time_cells(suite, data, names, dim, device, rounds, cuda_graphs)
     kernels: dict[str, int] = {}
+    for method in list(speeds):
+        try:
+            kernels[method] = kernels_per_step(suite, data, method, dim, device)
+        except Exception as error:  # n/a at this dim (ETF); the timing already said so
+            if rounds == 0:
+                print(f"{method}: skipped ({type(error).__name__}: {error})")
+            speeds.pop(method)
+    return speeds, kernels
+
+
+def time_cells(suite: Any, data: Any, names: list[str], dim: int, device: Any, rounds: int,
+               cuda_graphs: bool) -> dict[str, list[float]]:  # fmt: skip
+    """images/s of each method's whole training cell (``train_cell``, every epoch but the first), per round."""
+    from protobench.engine import train_cell
+
+    speeds: dict[str, list[float]] = {m: [] for m in names}
     for round_index in range(rounds):
         for method in names:
+            if method not in speeds:
+                continue
             try:
                 outcome = train_cell(suite, data, method, dim, round_index, device=device, cuda_graphs=cuda_graphs)
             except Exception as error:  # n/a at this dim (ETF) or a failure: say so and go on
                 print(f"{method}: skipped ({type(error).__name__}: {error})")
-                speeds.pop(method, None)
+                speeds.pop(method)
                 continue
-            if method in speeds:
-                if method not in kernels:
-                    kernels[method] = kernels_per_step(suite, data, method, dim, device)
-                timed = outcome.history[1:] or outcome.history
-                # Epochs are equally long: the harmonic mean of their rates is images over seconds.
-                speeds[method].append(statistics.harmonic_mean([row["images_per_second"] for row in timed]))
-                # A line per measurement as it lands, so a run cut short still shows what it measured.
-                print(f"round {round_index + 1} {method}: {speeds[method][-1]:,.0f} images/s", flush=True)
-    if rounds == 0:  # kernels only
-        for method in names:
-            try:
-                kernels[method] = kernels_per_step(suite, data, method, dim, device)
-            except Exception as error:
-                print(f"{method}: skipped ({type(error).__name__}: {error})")
-        speeds = {m: [] for m in kernels}
-    return speeds, kernels
+            timed = outcome.history[1:] or outcome.history
+            # Epochs are equally long: the harmonic mean of their rates is images over seconds.
+            speeds[method].append(statistics.harmonic_mean([row["images_per_second"] for row in timed]))
+            # A line per measurement as it lands, so a run cut short still shows what it measured.
+            print(f"round {round_index + 1} {method}: {speeds[method][-1]:,.0f} images/s", flush=True)
+    return speeds
+
+
+def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: Any, rounds: int, block: int,
+                     cuda_graphs: bool) -> dict[str, list[float]]:  # fmt: skip
+    """images/s of each method's training step: each round, every method in turn runs the same ``block`` batches.
+
+    All learners live side by side, so the methods alternate within seconds (minutes apart with
+    whole cells) and the machine's drift barely reaches the paired ratios. The turn order rotates
+    by one method per round. Timed is the step alone (the engine's step function, graph-replayed
+    where the engine would replay it): loading, evaluation and once-an-epoch work such as DL2PA's
+    matching are left out. Each method first runs two untimed blocks, five steps at least (autotuning, graph capture).
+    """
+    import time
+
+    import numpy as np
+    import torch
+
+    from protobench.engine import Mixup, build_learner, cell_loaders, seed_everything, step_function, synchronize
+
+    seed_everything(0)
+    steps = {}
+    for method in names:
+        try:
+            steps[method] = step_function(build_learner(suite, data, method, dim, 0, device), device, cuda_graphs)
+        except Exception as error:  # n/a at this dim (ETF): say so and go on
+            print(f"{method}: skipped ({type(error).__name__}: {error})")
+    loader = cell_loaders(suite.train, data, device, 0)[0]
+    mixing = np.random.default_rng(0)
+
+    def batches() -> Any:
+        for epoch in itertools.count():
+            loader.set_epoch(epoch)
+            for images, labels in loader:
+                mix = None
+                if suite.train.mixup_alpha > 0:  # the same mixup for every method
+                    lam = float(mixing.beta(suite.train.mixup_alpha, suite.train.mixup_alpha))
+                    mix = Mixup.from_lambda(lam, torch.randperm(images.shape[0], device=device))
+                yield images, labels, mix
+
+    stream = batches()
+    warmup = [next(stream) for _ in range(block)]
+    for step in steps.values():
+        # At least two blocks and five steps: the graphed step's three eager warm-up steps, its capture, a replay.
+        for index in range(max(2 * block, 5)):
+            step(*warmup[index % block])
+    speeds: dict[str, list[float]] = {m: [] for m in steps}
+    order = list(steps)
+    for round_index in range(rounds):
+        work = [next(stream) for _ in range(block)]
+        images_in_block = sum(labels.shape[0] for _, labels, _ in work)
+        turn = round_index % len(order)
+        for method in order[turn:] + order[:turn]:
+            synchronize(device)
+            start = time.perf_counter()
+            for batch in work:
+                steps[method](*batch)
+            synchronize(device)
+            speeds[method].append(images_in_block / (time.perf_counter() - start))
+        print(f"round {round_index + 1}: " + ", ".join(f"{m} {v[-1]:,.0f}" for m, v in speeds.items()), flush=True)
+    return speeds
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -172,18 +264,24 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="another batch size (default: the suite's)")
     parser.add_argument("--kernels-only", action="store_true", help="count kernels per step, time nothing")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="on CUDA, run steps eagerly")
+    parser.add_argument("--paired-steps", type=int, default=None, metavar="N",
+                        help="time blocks of N training steps (the same batches for every method) instead of "
+                             "whole cells; --epochs is then unused")  # fmt: skip
     args = parser.parse_args(argv)
     if args.kernels_only:
         args.rounds = 0
     elif args.rounds < 1:
         raise UserError(f"--rounds is {args.rounds}; use --rounds >= 1 (or --kernels-only to time nothing)")
+    if args.paired_steps is not None and args.paired_steps < 1:
+        raise UserError(f"--paired-steps is {args.paired_steps}; use --paired-steps >= 1 (steps per timed block)")
     import torch
 
     from protobench.engine import device_name, resolve_device
 
     methods = args.methods.split(",") if args.methods else None
     speeds, kernels = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,
-                     args.train_subset, args.backbone, args.batch_size, not args.no_cuda_graphs)  # fmt: skip
+                     args.train_subset, args.backbone, args.batch_size, not args.no_cuda_graphs,
+                     args.paired_steps)  # fmt: skip
     resolved = resolve_device(args.device)
     device = device_name(resolved)
     if resolved.type == "cuda":
@@ -197,11 +295,15 @@ def run(argv: list[str] | None = None) -> None:
             print(f"{method:<14}{count:>12}{kernels['softmax'] / count:>12.3f}")
         return
     comparisons = compare_to_softmax(speeds)
-    timed = f"epochs 2-{args.epochs} of each timed" if args.epochs > 1 else "its one epoch timed"
+    if args.paired_steps:
+        timed = f"each a block of the same {args.paired_steps} batches for every method, steps alone timed"
+    else:
+        timed = f"epochs 2-{args.epochs} of each timed" if args.epochs > 1 else "its one epoch timed"
     print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, {args.rounds} interleaved rounds, "
           f"{timed}; torch {torch.__version__}; {device}")  # fmt: skip
-    print(f"vs softmax: median of the per-round ratios; range: their min-max, which holds the true median ratio "
-          f"with probability {sign_test_coverage(args.rounds):.0%}")  # fmt: skip
+    coverage = median_interval([0.0] * args.rounds)[2]
+    print(f"vs softmax: median of the per-round ratios; range: a {coverage:.1%} confidence interval for the "
+          f"median ratio (order statistics of the per-round ratios)")  # fmt: skip
     goal = f"goal >= {GOAL:.2f}"
     print(f"{'method':<14}{'images/s':>12}{'spread':>8}{'vs softmax':>12}{'range':>14}  {goal:<13}"
           f"{'kernels/step':>14}{'softmax/it':>12}")  # fmt: skip

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from protobench.bench.methods import compare_to_softmax, kernels_per_step, launches_kernel, run, sign_test_coverage
+from protobench.bench.methods import compare_to_softmax, kernels_per_step, launches_kernel, median_interval, run
 from protobench.data.prepare import prepare_cell_data
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
@@ -27,7 +27,7 @@ def test_table_has_every_method_with_ratios_and_kernel_counts(tmp_path, fmnist_d
     rows = _rows(out.split("method")[-1])
     assert set(rows) == {"softmax", "dl2pa", "dnc"}
     assert rows["softmax"][2] == "1.000" and rows["softmax"][-1] == "1.000"
-    assert "probability 50%" in out  # two rounds: min..max holds the median ratio half the time
+    assert "range: a 50.0% confidence interval" in out  # two rounds: their min and max
     for name in ("dl2pa", "dnc"):
         low, high = (float(x) for x in rows[name][3].split("-"))
         assert low <= float(rows[name][2]) <= high and rows[name][4] in {"ok", "SLOWER", "undecided"}
@@ -78,7 +78,7 @@ def test_only_operations_that_run_a_kernel_are_counted() -> None:
         assert not launches_kernel(op), op
 
 
-def test_ratios_are_paired_by_round_and_the_verdict_needs_the_whole_range() -> None:
+def test_ratios_are_paired_by_round_and_the_verdict_needs_the_whole_interval() -> None:
     # The machine slows down over the rounds; each method is 0.9x or 1.0x softmax in its own round.
     speeds = {
         "softmax": [100.0, 80.0, 60.0],
@@ -98,8 +98,15 @@ def test_ratios_are_paired_by_round_and_the_verdict_needs_the_whole_range() -> N
         compare_to_softmax({"softmax": [1.0, 1.0, 1.0], "slow": [1.0, 1.0]})
 
 
-def test_sign_test_coverage() -> None:
-    assert sign_test_coverage(1) == 0.0 and sign_test_coverage(2) == 0.5 and sign_test_coverage(5) == 0.9375
+def test_median_interval_takes_the_order_statistics_that_reach_95_percent() -> None:
+    # Five values: no pair reaches 95%, so min and max, which hold the median with 1 - 2/32.
+    assert median_interval([3.0, 1.0, 2.0, 5.0, 4.0]) == (1.0, 5.0, 0.9375)
+    assert median_interval([1.0] * 6)[2] == 0.96875  # from six on, 95% or more
+    # Nine: the 2nd smallest and 2nd largest (1 - 2 * 10/512 = 0.961); the 3rd would cover 0.820.
+    low, high, coverage = median_interval([float(v) for v in range(9, 0, -1)])
+    assert (low, high) == (2.0, 8.0) and coverage == pytest.approx(0.9609375)
+    low, high, coverage = median_interval([float(v) for v in range(40)])
+    assert (low, high) == (13.0, 26.0) and coverage == pytest.approx(0.9615, abs=1e-4)  # k = 14 of 40
 
 
 def test_zero_rounds_is_one_line_and_exit_2(capsys) -> None:
@@ -109,3 +116,29 @@ def test_zero_rounds_is_one_line_and_exit_2(capsys) -> None:
         main(["methods", "--suite", "quickstart", "--rounds", "0", "--device", "cpu"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: --rounds is 0; use --rounds >= 1 (or --kernels-only to time nothing)\n"
+
+
+def test_paired_steps_alternates_methods_on_the_same_blocks(tmp_path, fmnist_dir, capsys) -> None:
+    suite = tiny_suite(tmp_path / "steps.yaml", methods=["softmax", "dnc", "etf"])
+    argv = ["--suite", str(suite), "--dim", "4", "--rounds", "3", "--paired-steps", "2", "--device", "cpu"]
+    run([*argv, "--data-dir", str(fmnist_dir)])
+    out = capsys.readouterr().out
+    assert "etf: skipped (NotApplicable" in out
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("round")] == [
+        "round 1",
+        "round 2",
+        "round 3",
+    ]  # one line per round, every method's block in it
+    assert "round 3: softmax " in out and ", dnc " in out
+    assert "each a block of the same 2 batches for every method" in out
+    rows = _rows(out.split("softmax/it")[-1])
+    assert set(rows) == {"softmax", "dnc"} and rows["dnc"][4] in {"ok", "SLOWER", "undecided"}
+
+
+def test_paired_steps_below_one_is_one_line_and_exit_2(capsys) -> None:
+    from protobench.bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["methods", "--suite", "quickstart", "--paired-steps", "0", "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --paired-steps is 0; use --paired-steps >= 1 (steps per timed block)\n"
