@@ -103,10 +103,11 @@ def launches_kernel(func: Any) -> bool:
 
 def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) -> int:
     """Kernel-running operations in one training step of ``method`` (the second step: the first
-    creates the optimiser state)."""
+    creates the optimiser state), with mixup where the suite trains with it."""
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from protobench.engine import build_learner, cell_loaders, train_step
+    from protobench.engine import Mixup, build_learner, cell_loaders, train_step
 
     class KernelCounter(TorchDispatchMode):
         def __init__(self) -> None:
@@ -123,8 +124,11 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
     batches = iter(train_loader)
     train_step(learner, *next(batches))
     images, labels = next(batches)
+    mix = None
+    if suite.train.mixup_alpha > 0:  # the engine draws the weight and permutation outside the step
+        mix = Mixup.from_lambda(0.7, torch.randperm(images.shape[0], device=images.device))
     with KernelCounter() as counter:
-        train_step(learner, images, labels)
+        train_step(learner, images, labels, mix)
     return counter.count
 
 

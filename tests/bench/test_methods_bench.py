@@ -47,6 +47,9 @@ def test_kernel_count_is_exact_and_covers_the_whole_step(tmp_path, fmnist_dir) -
     # The smallcnn's forward alone runs about a dozen kernels; backward and optimiser add more.
     assert first > 30
     assert kernels_per_step(suite, data, "dl2pa", 4, cpu) > first
+    # With mixup the step blends the images and computes the loss twice: more kernels, all counted.
+    mixed = dataclasses.replace(suite, train=dataclasses.replace(suite.train, mixup_alpha=1.0))
+    assert kernels_per_step(mixed, data, "softmax", 4, cpu) > first
 
 
 def test_kernels_only_times_nothing(tmp_path, fmnist_dir, capsys) -> None:
