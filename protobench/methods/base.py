@@ -41,8 +41,8 @@ class Method(nn.Module):
         self.dim = dim
         self.seed = seed
         self.loss_family = loss_family
-        # What the training loss kept for this step's after_step: (features, labels, values).
-        self._step_memo: tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]] | None = None
+        # What this step's training-loss calls kept for its after_step: (features, labels, values) each.
+        self._step_memos: list[tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]] = []
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Head features from the backbone embedding ``z`` (N x d). Default: ``z`` unchanged."""
@@ -61,20 +61,34 @@ class Method(nn.Module):
         return self.scores(h).argmax(dim=1)
 
     def remember_for_step(self, h: torch.Tensor, y: torch.Tensor, *values: torch.Tensor) -> None:
-        """Keep ``values`` the training loss computed from ``h`` and ``y`` for this step's after_step."""
+        """Keep ``values`` the training loss computed from ``h`` and ``y`` for this step's after_step
+        (the last two calls: with mixup the loss runs once per label set)."""
         if self.training:
-            self._step_memo = (h.detach(), y, values)
+            self._step_memos = [*self._step_memos[-1:], (h.detach(), y, values)]
 
     def recall_for_step(self, h: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...] | None:
-        """The values remember_for_step kept, if they were computed from these features (and, when
-        ``y`` is given, these labels: with mixup the step's labels may not be the last loss call's);
-        else None. Consumed: a memo serves one step only."""
-        memo, self._step_memo = self._step_memo, None
-        if memo is None or memo[0].data_ptr() != h.data_ptr() or memo[0].shape != h.shape:
+        """The values remember_for_step kept, if computed from these features (and, when ``y`` is
+        given, these labels); else None. Consumed: memos serve one step only.
+
+        With mixup the step's labels are those of one of the two loss calls, the dominant one: the
+        very tensor on the eager path, a copy picked on the device when the step is replayed from a
+        CUDA graph. Then the memo is picked on the device too, whole (labels equal to the first
+        call's: its values, else the second's), with no host synchronisation.
+        """
+        memos = [m for m in self._step_memos if m[0].data_ptr() == h.data_ptr() and m[0].shape == h.shape]
+        self._step_memos = []
+        if not memos:
             return None
-        if y is not None and memo[1] is not y:
+        if y is None:
+            return memos[-1][2]
+        for _, labels, values in reversed(memos):
+            if labels is y:
+                return values
+        if len(memos) < 2 or y.shape != memos[0][1].shape:
             return None
-        return memo[2]
+        (_, first_labels, first), (_, _, second) = memos
+        is_first = (y == first_labels).all()
+        return tuple(torch.where(is_first, a, b) for a, b in zip(first, second, strict=True))
 
     @torch.no_grad()
     def after_step(self, h: torch.Tensor, y: torch.Tensor) -> None:

@@ -207,7 +207,7 @@ def test_step_bookkeeping_reuses_the_loss_features_exactly() -> None:
     other = torch.randn(12, 4)
     trained.loss(other, y)
     trained.after_step(torch.randn(12, 4), y)  # other features than the loss saw: recomputed
-    assert trained._step_memo is None
+    assert trained._step_memos == []
 
 
 def test_bad_momentum_is_a_user_error() -> None:

@@ -119,6 +119,26 @@ def test_step_update_reuses_the_loss_clustering_exactly() -> None:
         assert torch.allclose(trained.centroids, fresh.centroids, atol=1e-6)
 
 
+@pytest.mark.parametrize("step_labels", ["own", "partner", "own copy", "partner copy"])
+def test_mixup_step_reuses_the_clustering_of_its_dominant_labels(step_labels: str, monkeypatch) -> None:
+    # With mixup the loss runs for both label sets; the step's labels are one of them: the very
+    # tensor on the eager path, a copy picked on the device in a CUDA graph. Either way the update
+    # must reuse that call's clustering, exactly, without running Sinkhorn again.
+    torch.manual_seed(1)
+    h, own = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    partner = own[torch.randperm(16)]
+    labels = {"own": own, "partner": partner, "own copy": own.clone(), "partner copy": partner.clone()}[step_labels]
+    trained, fresh = create_method("dnc", 3, 4, seed=0, momentum=0.5), create_method("dnc", 3, 4, seed=0, momentum=0.5)
+    fresh.after_step(h, labels)
+    trained.loss(h, own)
+    trained.loss(h, partner)
+    calls = []
+    original = DNC._sinkhorn
+    monkeypatch.setattr(DNC, "_sinkhorn", lambda self, *a: calls.append(1) or original(self, *a))
+    trained.after_step(h.detach(), labels)
+    assert calls == [] and torch.equal(trained.centroids, fresh.centroids)
+
+
 def test_momentum_update_hand_case() -> None:
     method = create_method("dnc", 2, 2, seed=0, sub_centroids=1, momentum=0.5)
     method.centroids.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
