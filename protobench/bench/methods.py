@@ -17,6 +17,7 @@ when a small model leaves the GPU waiting on kernel launches, eager step time fo
 On CUDA the engine replays each step from a CUDA graph (``--no-cuda-graphs`` measures eager steps).
 
     python -m protobench.bench methods --suite quickstart --dim 16 --rounds 3 --device auto
+    python -m protobench.bench methods --suite fashion-mnist --dim 16 --rounds 100 --paired-steps 20 --device cuda
     python -m protobench.bench methods --suite fashion-mnist --backbone resnet32 --kernels-only  # no timing
 """
 
@@ -166,9 +167,8 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
     for method in list(speeds):
         try:
             kernels[method] = kernels_per_step(suite, data, method, dim, device)
-        except Exception as error:  # n/a at this dim (ETF); the timing already said so
-            if rounds == 0:
-                print(f"{method}: skipped ({type(error).__name__}: {error})")
+        except Exception as error:  # n/a at this dim (ETF; when timed, the timing has dropped it already)
+            print(f"{method}: skipped ({type(error).__name__}: {error})")
             speeds.pop(method)
     return speeds, kernels
 
@@ -205,7 +205,8 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
     whole cells) and the machine's drift barely reaches the paired ratios. The turn order rotates
     by one method per round. Timed is the step alone (the engine's step function, graph-replayed
     where the engine would replay it): loading, evaluation and once-an-epoch work such as DL2PA's
-    matching are left out. Each method first runs two untimed blocks, five steps at least (autotuning, graph capture).
+    matching are left out. Each method first runs two untimed blocks, five steps at least (autotuning,
+    graph capture).
     """
     import time
 
