@@ -257,6 +257,15 @@ class Mixup:
         """Mixup with own weight ``lam`` (drawn from Beta(alpha, alpha)) and partner permutation ``partner``."""
         return cls(lam, 1.0 - lam, lam >= 0.5, partner)
 
+    @classmethod
+    def draw(cls, rng: np.random.Generator, alpha: float, batch: int, device: torch.device) -> Mixup | None:
+        """The next step's mixup: lambda from Beta(alpha, alpha) on the host (no device round trip), a
+        random permutation on the device; None when ``alpha`` is 0 (no mixup)."""
+        if alpha <= 0:
+            return None
+        lam = float(rng.beta(alpha, alpha))
+        return cls.from_lambda(lam, torch.randperm(batch, device=device))
+
 
 def forward_backward(
     learner: Learner, images: torch.Tensor, labels: torch.Tensor, mix: Mixup | None = None
@@ -409,7 +418,7 @@ def train_cell(
     train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed)
     step_fn = step_function(learner, device, cuda_graphs)
     steps_per_epoch = len(train_loader)
-    mixup = np.random.default_rng(seed)  # lambda is drawn on the host: no device round trip
+    mixup = np.random.default_rng(seed)  # draws each step's mixup lambda (Mixup.draw)
     history: list[dict[str, float]] = []
     best_val, test_at_best_val, best_epoch = -1.0, None, None
     train_seconds, train_images = 0.0, 0
@@ -428,10 +437,7 @@ def train_cell(
         for index, (images, labels) in enumerate(train_loader):
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * lr_factor(step, steps_per_epoch, recipe)
-            mix = None
-            if recipe.mixup_alpha > 0:
-                lam = float(mixup.beta(recipe.mixup_alpha, recipe.mixup_alpha))
-                mix = Mixup.from_lambda(lam, torch.randperm(images.shape[0], device=device))
+            mix = Mixup.draw(mixup, recipe.mixup_alpha, images.shape[0], device)
             loss, step_correct = step_fn(images, labels, mix)
             loss_sum += loss * labels.shape[0]
             correct += step_correct

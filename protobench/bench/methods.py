@@ -63,7 +63,14 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     no pair reaches 95%, and the interval is their min and max, with its lower coverage.
     """
     n = len(values)
+    k, coverage = order_statistic_rank(n, confidence)
     ordered = sorted(values)
+    return ordered[k - 1], ordered[n - k], coverage
+
+
+def order_statistic_rank(n: int, confidence: float = 0.95) -> tuple[int, float]:
+    """(k, coverage) for ``median_interval`` of n values: the largest k whose k-th smallest and k-th
+    largest bracket the median with probability >= ``confidence`` (k = 1 when none does), and that probability."""
 
     def coverage(k: int) -> float:
         return 1.0 - 2.0 * sum(math.comb(n, i) for i in range(k)) / 2.0**n
@@ -71,7 +78,7 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     k = 1
     while k < (n + 1) // 2 and coverage(k + 1) >= confidence:
         k += 1
-    return ordered[k - 1], ordered[n - k], coverage(k)
+    return k, coverage(k)
 
 
 def compare_to_softmax(speeds: dict[str, list[float]]) -> dict[str, Comparison]:
@@ -211,7 +218,6 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
     import time
 
     import numpy as np
-    import torch
 
     from protobench.engine import Mixup, build_learner, cell_loaders, seed_everything, step_function, synchronize
 
@@ -228,12 +234,8 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
     def batches() -> Any:
         for epoch in itertools.count():
             loader.set_epoch(epoch)
-            for images, labels in loader:
-                mix = None
-                if suite.train.mixup_alpha > 0:  # the same mixup for every method
-                    lam = float(mixing.beta(suite.train.mixup_alpha, suite.train.mixup_alpha))
-                    mix = Mixup.from_lambda(lam, torch.randperm(images.shape[0], device=device))
-                yield images, labels, mix
+            for images, labels in loader:  # the same mixup for every method
+                yield images, labels, Mixup.draw(mixing, suite.train.mixup_alpha, images.shape[0], device)
 
     stream = batches()
     warmup = [next(stream) for _ in range(block)]
@@ -306,7 +308,7 @@ def run(argv: list[str] | None = None) -> None:
         timed = f"epochs 2-{args.epochs} of each timed" if args.epochs > 1 else "its one epoch timed"
     print(f"training images/s, suite {args.suite} ({backbone}), d={args.dim}, {args.rounds} interleaved rounds, "
           f"{timed}; torch {torch.__version__}; {device}")  # fmt: skip
-    coverage = median_interval([0.0] * args.rounds)[2]
+    coverage = order_statistic_rank(args.rounds)[1]
     print(f"vs softmax: median of the per-round ratios; range: a {coverage:.1%} confidence interval for the "
           f"median ratio (order statistics of the per-round ratios)")  # fmt: skip
     goal = f"goal >= {GOAL:.2f}"
