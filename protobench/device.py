@@ -1,0 +1,70 @@
+"""Where and how a cell computes: the device, the precision, seeding and waiting for queued work.
+
+Resolved once per run (by the CLI, the runner or a benchmark) and passed down as a ``torch.device``
+and a precision name, so model and method code never look at either (docs/engine.md).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from protobench.errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:i``; anything else is a UserError."""
+    if isinstance(spec, torch.device):
+        return spec
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec}: no CUDA device is available here; use --device cpu or auto")
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0..")
+        return device
+    raise UserError(f"--device '{spec}' is not a device; use auto, cpu, cuda or cuda:N")
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of the device (the GPU model, or the CPU with its thread count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` means bf16 autocast on CUDA and fp32 on CPU (CPU bf16 is slower than fp32 here)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def replays_graphs(device: torch.device, cuda_graphs: bool) -> bool:
+    """Whether training steps are replayed from CUDA graphs: asked for, and on CUDA (elsewhere eager)."""
+    return cuda_graphs and device.type == "cuda"
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; optionally ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work (timing only; never inside the step)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
