@@ -1,4 +1,5 @@
-"""Label-to-prototype assignment by bipartite matching (DL2PA, method.md section 2.3).
+"""Label-to-prototype assignment by bipartite matching (DL2PA, Saadabadi et al., CVPR 2024;
+docs/methods.md, "Label-to-prototype matching").
 
 A = argmax over bijections of sum_c cos(q_c, p_A(c)), solved exactly with the Hungarian algorithm
 (scipy's linear_sum_assignment). It runs on the CPU once per epoch: about 35 ms for K=1000.

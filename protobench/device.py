@@ -13,8 +13,6 @@ import torch
 
 from protobench.errors import UserError
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
 
 def resolve_device(spec: str | torch.device) -> torch.device:
     """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:i``; anything else is a UserError."""

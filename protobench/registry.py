@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from protobench.errors import UserError
+from protobench.errors import UserError, did_you_mean
 
 T = TypeVar("T")
 
@@ -37,9 +36,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         """One line: the unknown name, the allowed names and the closest match."""
-        close = difflib.get_close_matches(name, self._entries, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown {self.kind} '{name}'{hint}; allowed: {', '.join(self.names())}"
+        return f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; allowed: {', '.join(self.names())}"
 
     def names(self) -> list[str]:
         """Registered names, in registration order."""

@@ -4,11 +4,12 @@ Layout: ``<results>/<suite>/<method>/d<dim>_s<seed>[_r<ratio>]_<hash10>.json``. 
 cell's resolved configuration (everything that changes its numbers, not the device), so a cell with
 the same hash is never rerun, and a changed recipe gets a new file instead of overwriting.
 
-Record keys (``RECORD_KEYS`` documents them): identity (suite, dataset, method, dim, seed,
+Record keys (``RECORD_KEYS`` is the schema): identity (suite, dataset, method, dim, seed,
 imbalance_ratio, column), status ("ok", "n/a" with a reason, or "error" with the error), config and
 config_hash, setting_hash (the hash without the seed: the seeds of one setting are aggregated),
 metrics, per_class_accuracy, shot_groups (long-tailed), history (per epoch), timings, versions,
-git_commit, device, finished_at.
+git_commit, device, finished_at. A record is built here: ``new_record`` when a cell starts (identity,
+config, data, the run's ``provenance``), then ``complete``, ``not_applicable`` or ``failed``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protobench.paths import atomic_write
+
+if TYPE_CHECKING:
+    import torch
+
+    from protobench.engine import CellOutcome
 
 RECORD_KEYS = {
     "suite": "suite name",
@@ -34,19 +40,118 @@ RECORD_KEYS = {
     "column": "the report column of the cell (dim, or ratio)",
     "status": "ok | n/a | error",
     "reason": "why a cell is n/a or failed",
+    "traceback": "the traceback of a failed cell",
     "config": "the resolved configuration of the cell",
     "config_hash": "sha256 of config",
     "setting_hash": "sha256 of config without the seed",
+    "data": "the dataset's source and per-class counts of each split",
     "metrics": "final-epoch and validation-selected accuracies, train loss, images/s",
     "per_class_accuracy": "final-epoch test accuracy per class (%)",
     "shot_groups": "long-tailed only: accuracy of many/medium/few-shot classes (two groupings)",
     "history": "one row per epoch: losses, accuracies, lr, images/s, method diagnostics",
+    "method_hyperparameters": "the head's resolved hyperparameters",
     "timings": "wall and training seconds",
+    "checkpoint": "file name of the checkpoint saved beside the record (--save-checkpoints)",
     "versions": "python, torch, torchvision, protobench",
-    "git_commit": "the protobench checkout's commit, if any",
+    "git_commit": "the protobench checkout's commit, if any (-dirty: uncommitted code)",
     "device": "the device the cell ran on",
+    "cuda_graphs": "whether training steps were replayed from CUDA graphs (speed, not numbers)",
     "finished_at": "UTC time the record was written",
 }
+
+
+def provenance(device: torch.device, cuda_graphs: bool) -> dict[str, Any]:
+    """What every record of a run shares about where it ran: versions, commit, device and whether
+    steps were replayed from CUDA graphs (not in the config hash: the same numbers either way)."""
+    from protobench.device import device_name, replays_graphs
+
+    return {
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "device": device_name(device),
+        "cuda_graphs": replays_graphs(device, cuda_graphs),
+    }
+
+
+def new_record(
+    *,
+    suite: str,
+    column: str,
+    config: dict[str, Any],
+    digest: str,
+    data: dict[str, Any],
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """A cell's record before it has an outcome: identity (read from ``config``), config and its
+    hashes, the data's source and counts, and the run's ``provenance``."""
+    setting = {k: v for k, v in config.items() if k != "seed"}
+    return {
+        "suite": suite,
+        "dataset": config["dataset"],
+        "method": config["method"],
+        "dim": config["dim"],
+        "seed": config["seed"],
+        "imbalance_ratio": config["imbalance_ratio"],
+        "column": column,
+        "config": config,
+        "config_hash": digest,
+        "setting_hash": config_hash(setting),
+        "data": data,
+        **provenance,
+    }
+
+
+def complete(record: dict[str, Any], outcome: CellOutcome, checkpoint: str | None = None) -> None:
+    """Fill a trained cell's record from its outcome (shot groups when long-tailed)."""
+    record.update(
+        status="ok",
+        metrics=outcome.metrics,
+        per_class_accuracy=outcome.per_class_accuracy,
+        history=outcome.history,
+        method_hyperparameters=outcome.method_hyperparameters,
+        timings=outcome.timings,
+    )
+    if record["imbalance_ratio"] is not None:
+        record["shot_groups"] = shot_group_accuracy(record["data"]["counts"]["train"], outcome.per_class_accuracy)
+    if checkpoint is not None:
+        record["checkpoint"] = checkpoint
+    record["finished_at"] = now()
+
+
+def not_applicable(record: dict[str, Any], reason: str) -> None:
+    """Mark a cell whose method cannot run at its setting (e.g. ETF below d = K-1)."""
+    record.update(status="n/a", reason=reason, finished_at=now())
+
+
+def failed(record: dict[str, Any], error: BaseException) -> None:
+    """Mark a cell that raised; it is retried by the next run."""
+    import traceback
+
+    record.update(
+        status="error",
+        reason=f"{type(error).__name__}: {error}",
+        traceback="".join(traceback.format_exception(error)),
+        finished_at=now(),
+    )
+
+
+def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict[str, dict[str, float]]:
+    """Accuracy of many/medium/few-shot classes, by train count and by the authors' index ranges."""
+    from protobench.data.longtail import group_accuracy, index_range_groups, shot_groups
+
+    return {
+        "by_count": group_accuracy(per_class, shot_groups(train_counts)),
+        "by_index": group_accuracy(per_class, index_range_groups(len(train_counts))),
+    }
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> str:
+    """Save backbone, method (prototypes, assignment, representatives, centroids) and optimiser state
+    atomically beside the record; returns the file name the record keeps."""
+    import torch
+
+    atomic_write(path, lambda f: torch.save({**state, "config": config}, f))
+    return path.name
 
 
 def config_hash(config: dict[str, Any]) -> str:

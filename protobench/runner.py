@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from protobench import results
-from protobench.methods import METHODS, NotApplicable
+from protobench.device import device_name, resolve_precision
+from protobench.methods import NotApplicable, resolved_options
+from protobench.progress import PlainReporter, RunReporter
+from protobench.results import provenance
 from protobench.suites import Suite
+
+if TYPE_CHECKING:
+    from protobench.data.prepare import CellData
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,6 @@ def expand(suite: Suite) -> list[Cell]:
 
 def cell_config(suite: Suite, cell: Cell, *, deterministic: bool, precision: str) -> dict[str, Any]:
     """Everything that changes a cell's numbers (and nothing that doesn't, such as the device)."""
-    method_cls = METHODS.get(cell.method)
     return {
         "dataset": suite.dataset,
         "dataset_options": suite.dataset_options,
@@ -52,7 +56,7 @@ def cell_config(suite: Suite, cell: Cell, *, deterministic: bool, precision: str
         "backbone": suite.backbone,
         "backbone_options": suite.backbone_options,
         "method": cell.method,
-        "method_options": {**method_cls.defaults, **suite.method_options.get(cell.method, {})},
+        "method_options": resolved_options(cell.method, suite.method_options.get(cell.method, {})),
         "dim": cell.dim,
         "seed": cell.seed,
         "train": dataclasses.asdict(suite.train),
@@ -100,10 +104,10 @@ def plan_suite(
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How cells run: where the data is, on which device, and what is saved beside each record."""
+    """How cells run: where the data is, on which (resolved) device, and what is saved beside each record."""
 
     data_dir: Path | None
-    device: str
+    device: torch.device
     deterministic: bool = False
     save_checkpoints: bool = False
     cuda_graphs: bool = True
@@ -114,26 +118,24 @@ def run_suite(
     *,
     results_dir: Path,
     options: RunOptions,
-    reporter: Any = None,
+    reporter: RunReporter | None = None,
     jobs: int = 1,
 ) -> RunSummary:
     """Run every unfinished cell of ``suite``; each finished cell is on disk before the next starts.
 
     ``jobs`` > 1 runs that many cells at once in worker processes sharing the device: small
-    models cannot fill a large GPU alone (speed.md, point 5), and on a CPU each worker gets
-    an equal share of the cores.
+    models cannot fill a large GPU alone (docs/engine.md, "Several cells at once"), and on a CPU
+    each worker gets an equal share of the cores. Precision and provenance are resolved here, once.
     """
-    from protobench.cli.progress import PlainReporter
-    from protobench.engine import device_name, resolve_precision
-
-    device = torch.device(options.device)
+    device = options.device
     reporter = reporter or PlainReporter()
     precision = resolve_precision(suite.train.precision, device)
     plan, finished = plan_suite(suite, results_dir, deterministic=options.deterministic, precision=precision)
     summary = RunSummary(total=len(plan) + finished, skipped=finished)
     reporter.start_run(suite, summary.total, summary.skipped, device_name(device))
+    run = provenance(device, options.cuda_graphs)
     if jobs <= 1 or len(plan) <= 1:
-        run_cells(suite, plan, options, reporter, summary)
+        run_cells(suite, plan, options, run, reporter, summary)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -153,99 +155,72 @@ def run_suite(
 
 
 def run_shard(suite: Suite, plan: list[PlannedCell], options: RunOptions, worker: int, threads: int) -> RunSummary:
-    """A worker process's share of a parallel run (plain progress lines, prefixed by the worker)."""
-    from protobench.cli.progress import PlainReporter
+    """A worker process's share of a parallel run (plain progress lines, prefixed by the worker).
 
+    The worker resolves its own provenance once: its device name carries its own thread count.
+    """
     if threads:
         torch.set_num_threads(threads)
     summary = RunSummary(total=len(plan))
-    run_cells(suite, plan, options, PlainReporter(tag=f"w{worker}"), summary)
+    run = provenance(options.device, options.cuda_graphs)
+    run_cells(suite, plan, options, run, PlainReporter(tag=f"w{worker}"), summary)
     return summary
 
 
-def run_cells(suite: Suite, plan: list[PlannedCell], options: RunOptions, reporter: Any, summary: RunSummary) -> None:
-    """Train the planned cells one after another, writing each record as soon as it is finished."""
+def run_cells(
+    suite: Suite,
+    plan: list[PlannedCell],
+    options: RunOptions,
+    run: dict[str, Any],
+    reporter: RunReporter,
+    summary: RunSummary,
+) -> None:
+    """Train the planned cells one after another, writing each record as soon as it is finished.
+
+    ``run`` is the provenance every record of this process shares (``results.provenance``). A cell
+    that cannot run at its setting is recorded as n/a; one that raises is recorded as failed and
+    the grid goes on; missing data (a UserError) stops the run before any cell claims to have failed.
+    """
     from protobench import engine
     from protobench.data.prepare import prepare_cell_data
 
-    device = torch.device(options.device)
-    provenance = {
-        "versions": results.versions(),
-        "git_commit": results.git_commit(),
-        "device": engine.device_name(device),
-        # How the step ran (replayed from a CUDA graph or eager): speed, not numbers, so not in the config.
-        "cuda_graphs": engine.replays_graphs(device, options.cuda_graphs),
-    }
-    data_by_ratio: dict[float | None, Any] = {}
+    data_by_ratio: dict[float | None, CellData] = {}
     for index, planned in enumerate(plan, start=1):
-        cell, config, path = planned.cell, planned.config, planned.path
+        cell, config = planned.cell, planned.config
         if cell.ratio not in data_by_ratio:
-            # Missing data is a UserError: it stops the run before any cell claims to have failed.
-            data_by_ratio[cell.ratio] = prepare_cell_data(suite, options.data_dir, cell.ratio)
+            data_by_ratio[cell.ratio] = prepare_cell_data(suite.data_settings, options.data_dir, cell.ratio)
         data = data_by_ratio[cell.ratio]
-        setting = {k: v for k, v in config.items() if k != "seed"}
-        record: dict[str, Any] = {
-            "suite": suite.name,
-            "dataset": suite.dataset,
-            "method": cell.method,
-            "dim": cell.dim,
-            "seed": cell.seed,
-            "imbalance_ratio": cell.ratio,
-            "column": suite.column(cell.dim, cell.ratio),
-            "config": config,
-            "config_hash": planned.digest,
-            "setting_hash": results.config_hash(setting),
-            "data": {"source": data.source, "counts": data.counts},
-            **provenance,
-        }
+        record = results.new_record(
+            suite=suite.name,
+            column=suite.column(cell.dim, cell.ratio),
+            config=config,
+            digest=planned.digest,
+            data={"source": data.source, "counts": data.counts},
+            provenance=run,
+        )
         reporter.start_cell(index, len(plan), cell.label())
         try:
             outcome = engine.train_cell(
                 suite, data, cell.method, cell.dim, cell.seed,
-                device=device, deterministic=options.deterministic, cuda_graphs=options.cuda_graphs,
-                progress=reporter,
+                device=options.device, precision=config["precision"], deterministic=options.deterministic,
+                cuda_graphs=options.cuda_graphs, progress=reporter,
             )  # fmt: skip
         except NotApplicable as reason:
-            record.update(status="n/a", reason=str(reason))
+            results.not_applicable(record, str(reason))
             summary.not_applicable += 1
         except (KeyboardInterrupt, SystemExit):
             raise
-        except Exception as error:  # a failing cell is recorded and the grid goes on
-            record.update(status="error", reason=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        except Exception as error:
+            results.failed(record, error)
             summary.failed += 1
         else:
-            record.update(
-                status="ok",
-                metrics=outcome.metrics,
-                per_class_accuracy=outcome.per_class_accuracy,
-                history=outcome.history,
-                method_hyperparameters=outcome.method_hyperparameters,
-                timings=outcome.timings,
+            # Written before the record: a record on disk always has its checkpoint beside it.
+            checkpoint = (
+                results.save_checkpoint(planned.path.with_suffix(".pt"), outcome.state, config)
+                if options.save_checkpoints
+                else None
             )
-            if cell.ratio is not None:
-                record["shot_groups"] = shot_group_accuracy(data.counts["train"], outcome.per_class_accuracy)
-            if options.save_checkpoints:
-                # Written before the record: a record on disk always has its checkpoint beside it.
-                record["checkpoint"] = save_checkpoint(path.with_suffix(".pt"), outcome.state, config)
+            results.complete(record, outcome, checkpoint)
             summary.trained += 1
-        record["finished_at"] = results.now()
-        results.write_record(path, record)
+        results.write_record(planned.path, record)
         reporter.end_cell(record)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> str:
-    """Save backbone, method (prototypes, assignment, representatives, centroids) and optimiser state atomically."""
-    from protobench.paths import atomic_write
-
-    atomic_write(path, lambda f: torch.save({**state, "config": config}, f))
-    return path.name
-
-
-def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict[str, dict[str, float]]:
-    """Accuracy of many/medium/few-shot classes, by train count and by the authors' index ranges."""
-    from protobench.data.longtail import group_accuracy, index_range_groups, shot_groups
-
-    return {
-        "by_count": group_accuracy(per_class, shot_groups(train_counts)),
-        "by_index": group_accuracy(per_class, index_range_groups(len(train_counts))),
-    }

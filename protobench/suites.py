@@ -13,14 +13,16 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from protobench.errors import UserError
+from protobench.errors import UserError, did_you_mean
+
+if TYPE_CHECKING:
+    from protobench.data.prepare import DataSettings
 
 MIN_DIM, MAX_DIM = 2, 4096
-LOSS_FAMILIES = ("balanced", "long-tailed")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -79,6 +81,20 @@ class Suite:
     def long_tailed(self) -> bool:
         """True when any grid cell subsamples the training set."""
         return any(r is not None for r in self.imbalance_ratios)
+
+    @property
+    def data_settings(self) -> DataSettings:
+        """What data preparation needs of this suite (protobench.data never imports suites)."""
+        from protobench.data.prepare import DataSettings
+
+        return DataSettings(
+            dataset=self.dataset,
+            dataset_options=dict(self.dataset_options),
+            val_size=self.val_size,
+            data_seed=self.data_seed,
+            imbalance_profile=self.imbalance_profile,
+            source=self.path or f"suite {self.name}",
+        )
 
     def with_overrides(
         self,
@@ -150,12 +166,8 @@ def resolve_suite_path(name_or_path: str) -> Path:
         return as_path
     known = available_suites()
     if name_or_path not in known:
-        import difflib
-
-        close = difflib.get_close_matches(name_or_path, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UserError(
-            f"unknown suite '{name_or_path}'{hint}; known: {', '.join(known) or 'none'} "
+            f"unknown suite '{name_or_path}'{did_you_mean(name_or_path, known)}; known: {', '.join(known) or 'none'} "
             "(or pass a path to a .yaml file)"
         )
     return known[name_or_path]
@@ -264,10 +276,7 @@ def build(cls: type, data: dict[str, Any], where: str) -> Any:
     allowed = [f.name for f in fields(cls) if f.name != "path"]
     unknown = [k for k in data if k not in allowed]
     if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(unknown[0], allowed)
         raise UserError(f"{where}: unknown key '{unknown[0]}'{hint}; allowed: {', '.join(allowed)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -293,7 +302,8 @@ def validate(suite: Suite, source: str) -> None:
     """Check values and names against the registries; ``source`` (a file) is named in every error."""
     from protobench.backbones import BACKBONES
     from protobench.data import DATASETS
-    from protobench.methods import METHODS
+    from protobench.methods import METHODS, check_options
+    from protobench.methods.base import LOSS_FAMILIES
 
     if suite.dataset not in DATASETS:
         raise UserError(f"{source}: key 'dataset': {DATASETS.unknown_message(suite.dataset)}")
@@ -307,11 +317,7 @@ def validate(suite: Suite, source: str) -> None:
     for method, options in suite.method_options.items():
         if method not in METHODS:
             raise UserError(f"{source}: key 'method_options': {METHODS.unknown_message(method)}")
-        cls = METHODS.get(method)
-        for key in options:
-            if key not in cls.defaults:
-                allowed = ", ".join(sorted(cls.defaults)) or "none"
-                raise UserError(f"{source}: key 'method_options.{method}.{key}' is unknown; allowed: {allowed}")
+        check_options(method, options, where=f"{source}: key 'method_options.{method}'")
     if not suite.dims:
         raise UserError(f"{source}: key 'dims' is empty")
     for dim in suite.dims:

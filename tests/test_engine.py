@@ -1,22 +1,16 @@
+"""The training loop: schedule, train_cell's history and metrics, evaluation, the head's hooks."""
+
+import contextlib
 import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch import nn
 
+from protobench.assignment import hungarian
 from protobench.data.prepare import prepare_cell_data
-from protobench.engine import (
-    Mixup,
-    build_learner,
-    cell_loaders,
-    lr_factor,
-    resolve_device,
-    step_function,
-    train_cell,
-    train_step,
-)
-from protobench.errors import UserError
-from protobench.methods import METHODS
+from protobench.engine import evaluate, lr_factor, train_cell
+from protobench.methods import Method, create_method
 from protobench.suites import TrainRecipe, load_suite
 from tests.conftest import tiny_suite
 
@@ -37,20 +31,10 @@ def test_step_schedule():
     assert lr_factor(200 * 5, 5, recipe) == pytest.approx(0.01)
 
 
-def test_device_resolution():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(UserError, match="--device 'tpu' is not a device"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA device"):
-            resolve_device("cuda:0")
-
-
-def run_tiny(tmp_path, fmnist_dir, **overrides):
+def run_tiny(tmp_path, fmnist_dir, method="softmax", dim=4, **overrides):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", **overrides)))
-    data = prepare_cell_data(suite, fmnist_dir, None)
-    return data, train_cell(suite, data, "softmax", 4, 0, device=torch.device("cpu"))
+    data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
+    return data, train_cell(suite, data, method, dim, 0, device=torch.device("cpu"), precision="fp32")
 
 
 def test_train_cell_records_everything(tmp_path, fmnist_dir):
@@ -71,8 +55,8 @@ def test_train_cell_records_everything(tmp_path, fmnist_dir):
     best = max(outcome.history, key=lambda r: r["val_accuracy"])
     assert m["best_val_epoch"] == best["epoch"] and m["test_accuracy_at_best_val"] == best["test_accuracy"]
     assert len(outcome.per_class_accuracy) == 10 and m["train_images_per_second"] > 0
-    # 160 images in batches of 32: the cosine schedule ends at zero.
-    assert outcome.history[-1]["lr"] == pytest.approx(0.05 * lr_factor(14, 5, TrainRecipe(epochs=3)))
+    # 160 images in batches of 32: 15 steps; the last (step 14) has lr 0.05 * (1 + cos(pi 14/15)) / 2.
+    assert outcome.history[-1]["lr"] == pytest.approx(0.05 * 0.010926199633, rel=1e-9)
     assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"]
     assert set(outcome.state) == {"backbone", "method", "optimizer"}
 
@@ -92,129 +76,50 @@ def test_mixup_and_adamw_step_schedule_run(tmp_path, fmnist_dir):
     assert outcome.history[-1]["lr"] == pytest.approx(1e-4)
 
 
-def _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family):
-    """A one-epoch tiny suite of ``loss_family`` (long-tailed: with mixup) and its data."""
-    mixup = {"mixup_alpha": 1.0} if loss_family == "long-tailed" else {}
-    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
-    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
-    return suite, prepare_cell_data(suite, fmnist_dir, None)
+def test_dl2pa_cell_re_matches_after_every_epoch(tmp_path, fmnist_dir):
+    # The loop must call the head's per-step bookkeeping (the representatives move) and its
+    # per-epoch hook (diagnostics recorded; the assignment is the Hungarian one on the final Q).
+    train = {"epochs": 2, "batch_size": 32, "lr": 0.05}
+    _, outcome = run_tiny(tmp_path, fmnist_dir, method="dl2pa", dim=2, methods=["dl2pa"], train=train)
+    for row in outcome.history:
+        assert {"assignment_changed", "rep_proto_cosine"} <= set(row)
+        assert 0 <= row["assignment_changed"] <= 10 and -1 <= row["rep_proto_cosine"] <= 1
+    state = outcome.state["method"]
+    start = create_method("dl2pa", 10, 2, seed=0)
+    assert not torch.allclose(state["representatives"], start.representatives, atol=1e-3)
+    assert torch.equal(state["assignment"], hungarian(state["representatives"], state["prototypes"]))
+    assert not torch.equal(state["assignment"], start.assignment)
 
 
-def test_step_function_is_the_eager_step_off_cuda(tmp_path, fmnist_dir):
-    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "balanced")
-    cpu = torch.device("cpu")
-    images, labels = next(iter(cell_loaders(suite.train, data, cpu, 0)[0]))
-    results = []
-    for cuda_graphs in (True, False):
-        torch.manual_seed(0)
-        learner = build_learner(suite, data, "dnc", 4, 0, cpu)
-        step = step_function(learner, cpu, cuda_graphs)
-        assert step.func is train_step  # graphs exist only on CUDA
-        results.append([t.item() for t in step(images, labels, None)])
-    assert results[0] == results[1]
-
-
-class _HostSyncRecorder(TorchDispatchMode):
-    """Records operations that make the host wait for the device: reading a value back (.item(),
-    comparisons to Python) or producing a data-dependent shape (nonzero, boolean indexing, ...)."""
-
-    DYNAMIC_SHAPE = {"nonzero", "masked_select", "bincount", "_unique", "_unique2", "unique_dim", "unique_consecutive"}
+class _Oracle(nn.Module):
+    """A "backbone" whose embedding of an image is the image itself (4 numbers), with one parameter."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: list[str] = []
+        self.unused = nn.Parameter(torch.zeros(1))
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        boolean_index = name == "index" and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else [])
-        )
-        if torch.Tag.data_dependent_output in func.tags or name in self.DYNAMIC_SHAPE or boolean_index:
-            self.seen.append(name)
-        return func(*args, **(kwargs or {}))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert not self.training, "evaluate must put the backbone in eval mode"
+        return x
 
 
-@pytest.mark.parametrize("loss_family", ["balanced", "long-tailed"])
-def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_dir, loss_family):
-    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family)
-    mixup = suite.train.mixup_alpha > 0
-    cpu = torch.device("cpu")
-    recorder = _HostSyncRecorder()
-    # The recorder is not blind: a sync it should see.
-    with recorder:
-        torch.ones(3).sum().item()
-    assert recorder.seen == ["_local_scalar_dense"]
-    for name in METHODS.names():
-        learner = build_learner(suite, data, name, 16, 0, cpu)
-        batches = iter(cell_loaders(suite.train, data, cpu, 0)[0])
-        for _ in range(2):  # the second step runs with optimiser state and head caches in place
-            images, labels = next(batches)
-            mix = Mixup.from_lambda(0.3, torch.randperm(images.shape[0])) if mixup else None
-            recorder.seen = []
-            with recorder:
-                train_step(learner, images, labels, mix)
-            assert recorder.seen == [], f"{name} ({loss_family}) synchronises in its step: {recorder.seen}"
+class _FirstColumnHead(Method):
+    """Predicts the class written in the first feature; records the mode it was called in."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 4)
+
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        assert not self.training, "evaluate must put the head in eval mode"
+        return h[:, 0].long()
 
 
-def _state_addresses(learner) -> dict[str, int]:
-    modules = {"backbone": learner.backbone, "method": learner.method}
-    return {
-        f"{prefix}.{key}": tensor.data_ptr()
-        for prefix, module in modules.items()
-        for key, tensor in [*module.named_parameters(), *module.named_buffers()]
-    }
-
-
-@pytest.mark.parametrize("loss_family", ["balanced", "long-tailed"])
-def test_every_method_updates_its_state_in_place(tmp_path, fmnist_dir, loss_family):
-    # A CUDA graph replays the addresses it recorded: steps, the epoch's re-matching and a checkpoint
-    # load must all write into the tensors the step was recorded with, never rebind them.
-    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family)
-    cpu = torch.device("cpu")
-    for name in METHODS.names():
-        learner = build_learner(suite, data, name, 16, 0, cpu)
-        before = _state_addresses(learner)
-        batches = iter(cell_loaders(suite.train, data, cpu, 0)[0])
-        for _ in range(3):
-            images, labels = next(batches)
-            mix = Mixup.from_lambda(0.7, torch.randperm(images.shape[0])) if loss_family == "long-tailed" else None
-            train_step(learner, images, labels, mix)
-        learner.method.after_epoch()
-        other = build_learner(suite, data, name, 16, 1, cpu)  # another seed: other prototypes and assignment
-        learner.method.load_state_dict(other.method.state_dict())
-        learner.backbone.load_state_dict(other.backbone.state_dict())
-        assert _state_addresses(learner) == before, f"{name} ({loss_family}) rebinds state"
-
-
-def _as_device_scalars(mix: Mixup) -> Mixup:
-    """The Mixup a graph-replayed step sees: 0-dim tensors filled from the step's numbers."""
-    scalar = torch.zeros(())
-    return Mixup(
-        scalar.clone().fill_(mix.weight),
-        scalar.clone().fill_(mix.partner_weight),
-        torch.zeros((), dtype=torch.bool).fill_(mix.own_dominant),
-        mix.partner.clone(),
-    )
-
-
-@pytest.mark.parametrize("lam", [0.3, 0.7])
-def test_mixup_as_device_scalars_trains_bit_for_bit_like_python_numbers(tmp_path, fmnist_dir, lam):
-    # The graph-replayed step takes the mixup weights as 0-dim tensors; it must train exactly as the
-    # eager step with Python numbers does, including which labels the head's bookkeeping sees.
-    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "long-tailed")
-    cpu = torch.device("cpu")
-    images, labels = next(iter(cell_loaders(suite.train, data, cpu, 0)[0]))
-    eager = Mixup.from_lambda(lam, torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(1)))
-    for name in METHODS.names():
-        outputs, learners = [], []
-        for mix in (eager, _as_device_scalars(eager)):
-            torch.manual_seed(0)
-            learner = build_learner(suite, data, name, 16, 0, cpu)
-            outputs.append(train_step(learner, images, labels, mix))
-            learners.append(learner)
-        (loss_a, correct_a), (loss_b, correct_b) = outputs
-        assert torch.equal(loss_a, loss_b) and torch.equal(correct_a, correct_b), name
-        for part in ("backbone", "method"):
-            state_a, state_b = (getattr(learner, part).state_dict() for learner in learners)
-            for key in state_a:
-                assert torch.equal(state_a[key], state_b[key]), f"{name}: {part}.{key}"
+def test_evaluate_counts_overall_and_per_class_accuracy():
+    # Labels 0,0,0,1,1,2 (and a second batch 2,2); predictions right for 2/3, 1/2 and 3/3.
+    predictions = [torch.tensor([0, 0, 1, 1, 0, 2]), torch.tensor([2, 2])]
+    labels = [torch.tensor([0, 0, 0, 1, 1, 2]), torch.tensor([2, 2])]
+    loader = [(nn.functional.pad(p.float().unsqueeze(1), (0, 3)), y) for p, y in zip(predictions, labels, strict=True)]
+    backbone, head = _Oracle().train(), _FirstColumnHead().train()
+    result = evaluate(backbone, head, loader, 3, contextlib.nullcontext)
+    assert result.accuracy == pytest.approx(100 * 6 / 8)
+    assert result.per_class == pytest.approx([100 * 2 / 3, 50.0, 100.0])

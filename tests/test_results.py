@@ -74,3 +74,47 @@ def test_git_commit_says_when_the_code_differs_from_the_commit(tmp_path):
     assert results.git_commit(tmp_path) == clean
     (tmp_path / "protobench" / "engine.py").write_text("x = 2\n")
     assert results.git_commit(tmp_path) == f"{clean}-dirty"
+
+
+def _outcome():
+    from protobench.engine import CellOutcome
+
+    return CellOutcome(
+        metrics={"test_accuracy": 50.0},
+        per_class_accuracy=[100.0, 50.0, 0.0],
+        history=[{"epoch": 1}],
+        method_hyperparameters={"t": 2.0},
+        timings={"wall_seconds": 1.0, "train_seconds": 0.5},
+    )
+
+
+def _new(ratio):
+    from protobench.results import new_record
+
+    config = {"dataset": "d", "method": "dl2pa", "dim": 3, "seed": 1, "imbalance_ratio": ratio, "lr": 0.1}
+    data = {"source": "here", "counts": {"train": [500, 50, 5], "val": [0, 0, 0], "test": [5, 5, 5]}}
+    return new_record(suite="s", column="3", config=config, digest="abc", data=data, provenance={"device": "cpu"})
+
+
+def test_records_are_built_from_the_schema():
+    from protobench.results import RECORD_KEYS, complete, config_hash, failed, not_applicable
+
+    balanced, long_tailed, na, error = _new(None), _new(100.0), _new(None), _new(None)
+    assert balanced["setting_hash"] == config_hash({k: v for k, v in balanced["config"].items() if k != "seed"})
+    assert (balanced["method"], balanced["dim"], balanced["seed"]) == ("dl2pa", 3, 1)
+    complete(balanced, _outcome())
+    complete(long_tailed, _outcome(), checkpoint="x.pt")
+    not_applicable(na, "ETF needs d >= K-1")
+    try:
+        raise FloatingPointError("loss became nan")
+    except FloatingPointError as caught:
+        failed(error, caught)
+    for record in (balanced, long_tailed, na, error):
+        assert set(record) <= set(RECORD_KEYS), set(record) - set(RECORD_KEYS)
+        assert record["finished_at"]
+    assert balanced["status"] == "ok" and "shot_groups" not in balanced and "checkpoint" not in balanced
+    assert long_tailed["checkpoint"] == "x.pt"
+    groups = long_tailed["shot_groups"]["by_count"]  # 500 many, 50 medium, 5 few images
+    assert (groups["many"], groups["medium"], groups["few"]) == (100.0, 50.0, 0.0)
+    assert na["status"] == "n/a" and na["reason"] == "ETF needs d >= K-1"
+    assert error["reason"] == "FloatingPointError: loss became nan" and "Traceback" in error["traceback"]

@@ -1,11 +1,16 @@
+"""The runner: grid expansion, config identity, skipping, n/a and failed cells, worker processes."""
+
 import json
 
+import pytest
 import torch
 
 from protobench import engine
 from protobench.runner import RunOptions, cell_config, expand, run_suite
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
+
+CPU = torch.device("cpu")
 
 
 def records(root):
@@ -27,7 +32,7 @@ def test_grid_order_and_config_identity(tmp_path):
 
 def test_run_writes_records_skips_finished_and_records_na(tmp_path, fmnist_dir):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "etf"], dims=[2, 9])))
-    kwargs = dict(results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, "cpu"))
+    kwargs = dict(results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
     summary = run_suite(suite, **kwargs)
     assert (summary.total, summary.trained, summary.not_applicable, summary.failed) == (4, 3, 1, 0)
     stored = records(tmp_path / "res")
@@ -56,7 +61,7 @@ def test_failing_cell_is_recorded_and_grid_goes_on(tmp_path, fmnist_dir, monkeyp
         return real(suite, data, method, dim, seed, **kw)
 
     monkeypatch.setattr(engine, "train_cell", flaky)
-    options = RunOptions(fmnist_dir, "cpu")
+    options = RunOptions(fmnist_dir, CPU)
     summary = run_suite(suite, results_dir=tmp_path / "res", options=options)
     assert (summary.failed, summary.trained) == (1, 1)
     failed = [r for r in records(tmp_path / "res") if r["status"] == "error"]
@@ -68,10 +73,57 @@ def test_failing_cell_is_recorded_and_grid_goes_on(tmp_path, fmnist_dir, monkeyp
 
 def test_checkpoints_hold_the_method_state(tmp_path, fmnist_dir):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 1})))
-    options = RunOptions(fmnist_dir, "cpu", save_checkpoints=True)
+    options = RunOptions(fmnist_dir, CPU, save_checkpoints=True)
     assert run_suite(suite, results_dir=tmp_path / "res", options=options).trained == 1
     (record,) = records(tmp_path / "res")
     state = torch.load(tmp_path / "res" / suite.name / "dl2pa" / record["checkpoint"], weights_only=False)
     assert {"prototypes", "assignment", "representatives"} <= set(state["method"])
     assert state["method"]["prototypes"].shape == (10, 3) and state["config"]["method"] == "dl2pa"
     assert {"backbone", "optimizer"} <= set(state)
+
+
+def _comparable(record):
+    """A record without what legitimately differs between two runs: times, speeds, the worker's name."""
+    history = [{k: v for k, v in row.items() if k != "images_per_second"} for row in record["history"]]
+    metrics = {k: v for k, v in record["metrics"].items() if k != "train_images_per_second"}
+    return {**record, "history": history, "metrics": metrics, "timings": None, "finished_at": None}
+
+
+def test_two_workers_write_the_records_one_process_writes(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"], train={"epochs": 1})))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the thread count of each worker below: the same numbers
+        one = run_suite(suite, results_dir=tmp_path / "one", options=RunOptions(fmnist_dir, CPU))
+        torch.set_num_threads(2)  # two workers of one thread each
+        two = run_suite(suite, results_dir=tmp_path / "two", options=RunOptions(fmnist_dir, CPU), jobs=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert (one.trained, two.trained, two.failed) == (4, 4, 0)
+    a, b = records(tmp_path / "one"), records(tmp_path / "two")
+    assert [_comparable(r) for r in a] == [_comparable(r) for r in b]
+    assert {r["device"] for r in b} == {"cpu (1 threads)"}
+
+
+def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path, fmnist_dir):
+    # dl2pa's momentum 1.0 is refused when the head is built, inside the worker's cell.
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"], dims=[2],
+                                      method_options={"dl2pa": {"momentum": 1.0}}, train={"epochs": 1})))  # fmt: skip
+    summary = run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU), jobs=2)
+    assert (summary.trained, summary.failed) == (1, 1)
+    by_method = {r["method"]: r for r in records(tmp_path / "res")}
+    assert by_method["softmax"]["status"] == "ok"
+    assert by_method["dl2pa"]["status"] == "error"
+    assert by_method["dl2pa"]["reason"] == "UserError: method 'dl2pa': momentum must be in [0, 1), got 1.0"
+    assert "Traceback" in by_method["dl2pa"]["traceback"]
+
+
+def test_missing_data_stops_the_run_before_any_cell_fails(tmp_path, monkeypatch):
+    from protobench.data import fashion_mnist
+    from protobench.errors import UserError
+
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", str(tmp_path / "no-system-copy"))
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2, 4])))
+    with pytest.raises(UserError, match="data not found"):
+        run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(tmp_path / "nothing", CPU))
+    assert not list((tmp_path / "res").glob("*/*/*.json"))

@@ -46,7 +46,10 @@ def test_scientific_notation_is_a_number(tmp_path):
             {"train": {"schedule": "linear"}},
             r"key 'train.schedule' is 'linear'; allowed: cosine, step, constant",
         ),
-        ({"method_options": {"softmax": {"temp": 1}}}, r"'method_options.softmax.temp' is unknown; allowed"),
+        (
+            {"method_options": {"softmax": {"temp": 1}}},
+            r"'method_options.softmax': method 'softmax' has no option 'temp'; allowed: label_smoothing",
+        ),
         ({"loss": "focal"}, r"key 'loss' is 'focal'; allowed: balanced, long-tailed"),
     ],
 )

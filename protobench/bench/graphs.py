@@ -41,14 +41,26 @@ def differences(eager: Any, graphed: Any) -> list[str]:
 def compare(suite: Any, data: Any, dim: int, device: torch.device) -> dict[str, tuple[list[str], list[float]] | str]:
     """Per method of ``suite``: (differences, [eager, graphed] images/s of the last epoch), or the
     reason it is not applicable at ``dim``. Seed 0, deterministic kernels."""
+    from protobench.device import resolve_precision
     from protobench.engine import train_cell
     from protobench.methods import NotApplicable
 
+    precision = resolve_precision(suite.train.precision, device)
     outcome: dict[str, tuple[list[str], list[float]] | str] = {}
     for method in suite.methods:
         try:
             eager, graphed = (
-                train_cell(suite, data, method, dim, 0, device=device, deterministic=True, cuda_graphs=graphs)
+                train_cell(
+                    suite,
+                    data,
+                    method,
+                    dim,
+                    0,
+                    device=device,
+                    precision=precision,
+                    deterministic=True,
+                    cuda_graphs=graphs,
+                )
                 for graphs in (False, True)
             )
         except NotApplicable as reason:
@@ -69,7 +81,7 @@ def run(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from protobench.data.prepare import prepare_cell_data
-    from protobench.engine import device_name, resolve_device
+    from protobench.device import device_name, resolve_device
     from protobench.errors import UserError
     from protobench.suites import load_suite
 
@@ -82,7 +94,7 @@ def run(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     if device.type != "cuda":
         raise UserError(f"--device {args.device}: CUDA graphs exist only on CUDA; run this on a GPU (--device cuda)")
-    data = prepare_cell_data(suite, args.data_dir, ratio)
+    data = prepare_cell_data(suite.data_settings, args.data_dir, ratio)
     keep_first_training_images(data, args.train_subset)
     print(f"graph-replayed vs eager steps, deterministic kernels: suite {suite.name} (ratio {ratio}), "
           f"d={args.dim}, {args.epochs} epochs; torch {torch.__version__}; {device_name(device)}")  # fmt: skip

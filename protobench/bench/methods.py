@@ -115,7 +115,9 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from protobench.engine import Mixup, build_learner, cell_loaders, train_step
+    from protobench.device import resolve_precision
+    from protobench.engine import build_learner, cell_loaders
+    from protobench.step import Mixup, train_step
 
     class KernelCounter(TorchDispatchMode):
         def __init__(self) -> None:
@@ -126,7 +128,7 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
             self.count += launches_kernel(func)
             return func(*args, **(kwargs or {}))
 
-    learner = build_learner(suite, data, method, dim, 0, device)
+    learner = build_learner(suite, data, method, dim, 0, device, resolve_precision(suite.train.precision, device))
     train_loader = cell_loaders(suite.train, data, device, 0)[0]
     train_loader.set_epoch(0)
     batches = iter(train_loader)
@@ -148,7 +150,7 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
     steps); and kernels per step. No rounds: kernels only."""
 
     from protobench.data.prepare import prepare_cell_data
-    from protobench.engine import resolve_device
+    from protobench.device import resolve_device
     from protobench.suites import load_suite
 
     suite = load_suite(suite_name)
@@ -162,7 +164,7 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
     if batch_size is not None:
         suite = dataclasses.replace(suite, train=dataclasses.replace(suite.train, batch_size=batch_size))
     device = resolve_device(device_spec)
-    data = prepare_cell_data(suite, data_dir, None)
+    data = prepare_cell_data(suite.data_settings, data_dir, None)
     keep_first_training_images(data, train_subset)
     if rounds == 0:
         speeds = {m: [] for m in names}
@@ -183,15 +185,19 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
 def time_cells(suite: Any, data: Any, names: list[str], dim: int, device: Any, rounds: int,
                cuda_graphs: bool) -> dict[str, list[float]]:  # fmt: skip
     """images/s of each method's whole training cell (``train_cell``, every epoch but the first), per round."""
+    from protobench.device import resolve_precision
     from protobench.engine import train_cell
 
+    precision = resolve_precision(suite.train.precision, device)
     speeds: dict[str, list[float]] = {m: [] for m in names}
     for round_index in range(rounds):
         for method in names:
             if method not in speeds:
                 continue
             try:
-                outcome = train_cell(suite, data, method, dim, round_index, device=device, cuda_graphs=cuda_graphs)
+                outcome = train_cell(
+                    suite, data, method, dim, round_index, device=device, precision=precision, cuda_graphs=cuda_graphs
+                )
             except Exception as error:  # n/a at this dim (ETF) or a failure: say so and go on
                 print(f"{method}: skipped ({type(error).__name__}: {error})")
                 speeds.pop(method)
@@ -219,13 +225,17 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
 
     import numpy as np
 
-    from protobench.engine import Mixup, build_learner, cell_loaders, seed_everything, step_function, synchronize
+    from protobench.device import resolve_precision, seed_everything, synchronize
+    from protobench.engine import build_learner, cell_loaders
+    from protobench.step import Mixup, step_function
 
     seed_everything(0)
+    precision = resolve_precision(suite.train.precision, device)
     steps = {}
     for method in names:
         try:
-            steps[method] = step_function(build_learner(suite, data, method, dim, 0, device), device, cuda_graphs)
+            learner = build_learner(suite, data, method, dim, 0, device, precision)
+            steps[method] = step_function(learner, device, cuda_graphs)
         except Exception as error:  # n/a at this dim (ETF): say so and go on
             print(f"{method}: skipped ({type(error).__name__}: {error})")
     loader = cell_loaders(suite.train, data, device, 0)[0]
@@ -283,7 +293,7 @@ def run(argv: list[str] | None = None) -> None:
         raise UserError(f"--paired-steps is {args.paired_steps}; use --paired-steps >= 1 (steps per timed block)")
     import torch
 
-    from protobench.engine import device_name, resolve_device
+    from protobench.device import device_name, resolve_device
 
     methods = args.methods.split(",") if args.methods else None
     speeds, kernels = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,

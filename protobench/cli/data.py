@@ -6,13 +6,12 @@ torch and the dataset modules are imported inside the commands so that `--help` 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from protobench.errors import UserError
+from protobench.errors import UserError, did_you_mean
 
 app = typer.Typer(help="Find, verify and prepare datasets; show per-class counts of a suite.", no_args_is_help=True)
 
@@ -20,41 +19,14 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Folder searched first (then $PROTOBENCH_DATA and the user data dir)."),
 ]
+#: What `protobench data prepare` can build.
+PREPARABLE = ("imagenet200",)
 
 
 def _console() -> Any:
     from rich.console import Console
 
     return Console()
-
-
-def _locators() -> dict[str, tuple[Callable[[Any], Path | None], str]]:
-    """Per dataset: a function finding it without reading or downloading, and how to get it."""
-    from protobench.data import cifar, fashion_mnist, imagenet, stl10, svhn
-    from protobench.data.base import search_dirs
-
-    def find_fashion(request: Any) -> Path | None:
-        for folder in search_dirs(request, fashion_mnist.SYSTEM_DIR):
-            if files := fashion_mnist.find_idx_dir(folder):
-                return files["train_images"].parent
-        return None
-
-    return {
-        "fashion-mnist": (find_fashion, fashion_mnist.HOW_TO_GET),
-        "cifar10": (lambda r: cifar.locate("cifar10", r), cifar.how_to_get("cifar10")),
-        "cifar100": (lambda r: cifar.locate("cifar100", r), cifar.how_to_get("cifar100")),
-        "svhn": (svhn.locate, svhn.HOW_TO_GET),
-        "stl10": (stl10.locate, stl10.HOW_TO_GET),
-        "imagenet": (imagenet.locate, imagenet.HOW_TO_GET),
-        "imagenet-lt": (imagenet.locate, imagenet.HOW_TO_GET + " Split files come from the suite."),
-        "imagenet200": (lambda r: imagenet.find_imagenet200(r, 64), imagenet.IMAGENET200_HOW),
-    }
-
-
-def _verifiers() -> dict[str, Callable[[str, Any], list[tuple[str, bool]]]]:
-    from protobench.data import cifar, stl10, svhn
-
-    return {"cifar10": cifar.verify, "cifar100": cifar.verify, "svhn": svhn.verify, "stl10": stl10.verify}
 
 
 @app.command()
@@ -65,28 +37,21 @@ def status(data_dir: DataDir = None) -> None:
     from protobench.data import DATASETS, DataRequest
 
     request = DataRequest(data_dir=data_dir, download=False)
-    locators = _locators()
     table = Table(title="datasets")
     table.add_column("dataset")
     table.add_column("status")
     table.add_column("where / how to get it", overflow="fold")
     for name in DATASETS.names():
-        if name in locators:
-            locate, how = locators[name]
-            where = locate(request)
-            found, text = where is not None, str(where) if where is not None else how
-        else:  # registered elsewhere without a locator: build it without downloading
-            try:
-                found, text = True, getattr(DATASETS.get(name)(request), "source", "") or "found"
-            except UserError as error:
-                found, text = False, str(error)
-        table.add_row(name, "[green]found[/green]" if found else "[red]missing[/red]", text)
+        spec = DATASETS.get(name)
+        where = spec.locate(request)
+        text = str(where) if where is not None else spec.how_to_get
+        table.add_row(name, "[green]found[/green]" if where is not None else "[red]missing[/red]", text)
     _console().print(table)
 
 
 @app.command()
 def verify(
-    name: Annotated[str, typer.Argument(help="cifar10, cifar100, svhn or stl10.")],
+    name: Annotated[str, typer.Argument(help="A dataset with published MD5s, e.g. cifar10.")],
     data_dir: DataDir = None,
 ) -> None:
     """Check a dataset's files against the MD5 checksums torchvision publishes."""
@@ -94,12 +59,11 @@ def verify(
 
     from protobench.data import DATASETS, DataRequest
 
-    verifiers = _verifiers()
-    if name not in verifiers:
-        if name not in DATASETS:
-            raise UserError(DATASETS.unknown_message(name))
-        raise UserError(f"{name} has no published checksums; verify covers: {', '.join(verifiers)}")
-    results = verifiers[name](name, DataRequest(data_dir=data_dir, download=False))
+    spec = DATASETS.get(name)  # an unknown name: a UserError with the closest registered one
+    if spec.verify is None:
+        covered = [n for n in DATASETS.names() if DATASETS.get(n).verify is not None]
+        raise UserError(f"{name} has no published checksums; verify covers: {', '.join(covered)}")
+    results = spec.verify(DataRequest(data_dir=data_dir, download=False))
     table = Table(title=f"{name} checksums")
     table.add_column("file", overflow="fold")
     table.add_column("MD5")
@@ -128,15 +92,16 @@ def prepare(
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: min(8, CPUs)).")] = None,
 ) -> None:
     """Build the compact ImageNet-200 file (uint8, size x size) from an ImageNet-1K tree."""
-    from protobench.data import imagenet
+    from protobench.data import imagenet200
     from protobench.paths import user_data_dir
 
-    if name != "imagenet200":
-        raise UserError(f"cannot prepare '{name}'; prepare knows: imagenet200")
-    classes_file = classes or imagenet.DEFAULT_CLASSES_FILE
+    if name not in PREPARABLE:
+        hint = did_you_mean(name, PREPARABLE)
+        raise UserError(f"cannot prepare '{name}'{hint}; prepare knows: {', '.join(PREPARABLE)}")
+    classes_file = classes or imagenet200.DEFAULT_CLASSES_FILE
     if not classes_file.is_file():
         raise UserError(f"classes file {classes_file} not found; pass --classes FILE (200 wnids, one a line)")
-    target = imagenet.prepare_imagenet200(
+    target = imagenet200.prepare_imagenet200(
         imagenet_dir, out or user_data_dir(), classes_file, size=size, workers=workers
     )
     _console().print(f"wrote {target}")
@@ -158,7 +123,7 @@ def stats(
     request = DataRequest(data_dir=data_dir, download=download)
     cells = []
     for ratio in list(loaded.imbalance_ratios) or [None]:
-        counts = prepare_counts(loaded, request, ratio)
+        counts = prepare_counts(loaded.data_settings, request, ratio)
         cells.append({"ratio": ratio, **{s: list(counts.get(s, [])) for s in ("train", "val", "test")}})
     if as_json:
         typer.echo(json.dumps({"suite": loaded.name, "dataset": loaded.dataset, "cells": cells}, indent=2))

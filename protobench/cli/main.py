@@ -64,19 +64,24 @@ def suites_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the suites as JSON for scripts.")] = False,
 ) -> None:
     """List every suite: dataset, balance, classes, dims, methods, backbone, epochs, seeds."""
-    from protobench.data.base import DATASET_CLASSES
+    from protobench.data import DATASETS
     from protobench.suites import available_suites, load_suite
 
     rows = []
     for name in available_suites():
         suite = load_suite(name)
+        spec = DATASETS.get(suite.dataset)
         ratios = [r for r in suite.imbalance_ratios if r is not None]
+        if ratios:  # the suite subsamples a balanced training set
+            balance = "long-tailed " + "/".join(f"{r:g}" for r in ratios)
+        else:  # or the dataset's own splits are long-tailed (ImageNet-LT)
+            balance = "long-tailed (dataset)" if spec.long_tailed else "balanced"
         rows.append(
             {
                 "name": suite.name,
                 "dataset": suite.dataset,
-                "balance": "long-tailed " + "/".join(f"{r:g}" for r in ratios) if ratios else "balanced",
-                "classes": DATASET_CLASSES.get(suite.dataset),
+                "balance": balance,
+                "classes": spec.num_classes,
                 "dims": list(suite.dims),
                 "methods": list(suite.methods),
                 "backbone": suite.backbone,
@@ -170,7 +175,7 @@ def run_command(
 ) -> None:
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
-    from protobench.engine import resolve_device
+    from protobench.device import resolve_device
     from protobench.runner import RunOptions, run_suite
     from protobench.suites import load_suite
 
@@ -184,7 +189,7 @@ def run_command(
         raise UserError(f"--jobs {jobs}: use 1 or more")
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
-    options = RunOptions(data_dir, str(resolve_device(device)), deterministic, save_checkpoints, cuda_graphs)
+    options = RunOptions(data_dir, resolve_device(device), deterministic, save_checkpoints, cuda_graphs)
     reporter = make_reporter() if jobs == 1 else PlainReporter()
     summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})

@@ -42,15 +42,12 @@ def _check_writable(path: Path, what: str) -> None:
 def _generate(method: str, classes: int, dim: int, seed: int, t: float | None, tau: float | None) -> Any:
     from protobench import prototypes
 
-    params: dict[str, Any] = {}
-    if t is not None:
-        if method != "uniform":
-            raise UserError(f"--t applies to the uniform generator only, not {method!r}")
-        params["t"] = t
-    if tau is not None:
-        if method != "ebv":
-            raise UserError(f"--tau applies to the ebv generator only, not {method!r}")
-        params["tau"] = tau
+    generator = prototypes.get_generator(method)
+    params = {name: value for name, value in (("t", t), ("tau", tau)) if value is not None}
+    for name in params:
+        if name not in generator.defaults:
+            owners = [g for g in prototypes.GENERATORS if name in prototypes.get_generator(g).defaults]
+            raise UserError(f"--{name} applies to the {', '.join(owners)} generator only, not {method!r}")
     return prototypes.generate_with_info(method, classes, dim, seed, **params)
 
 

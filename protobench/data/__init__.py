@@ -1,4 +1,4 @@
-"""Datasets (a registry of builders) and the device-resident batch loader.
+"""Datasets (a registry of ``DatasetSpec``s) and the device-resident batch loader.
 
 Importing this package registers every dataset.
 """
@@ -6,7 +6,8 @@ Importing this package registers every dataset.
 from protobench.data import (
     cifar,  # noqa: F401  (registers)
     fashion_mnist,  # noqa: F401  (registers)
-    imagenet,  # noqa: F401  (registers)
+    imagenet,  # noqa: F401  (registers imagenet, imagenet-lt)
+    imagenet200,  # noqa: F401  (registers)
     stl10,  # noqa: F401  (registers)
     svhn,  # noqa: F401  (registers)
 )
@@ -16,9 +17,11 @@ from protobench.data.base import (
     BatchLoader,
     DataRequest,
     Dataset,
+    DatasetSpec,
     ImageSplit,
     InMemoryDataset,
     StreamingDataset,
+    holdout_indices,
     register_dataset,
 )
 from protobench.data.loader import DeviceLoader
@@ -29,9 +32,11 @@ __all__ = [
     "BatchLoader",
     "DataRequest",
     "Dataset",
+    "DatasetSpec",
     "DeviceLoader",
     "ImageSplit",
     "InMemoryDataset",
     "StreamingDataset",
+    "holdout_indices",
     "register_dataset",
 ]

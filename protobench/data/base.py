@@ -1,4 +1,5 @@
-"""The data types every dataset produces, and the search path for dataset files."""
+"""The data types every dataset produces, the dataset registry (one DatasetSpec each), the validation
+hold-out rule and the search path for dataset files."""
 
 from __future__ import annotations
 
@@ -110,15 +111,64 @@ class DataRequest:
 
 
 DatasetBuilder = Callable[[DataRequest], Dataset]
-DATASETS: Registry[DatasetBuilder] = Registry("dataset")
-#: Classes of each registered dataset, known without its files (for `protobench suites`).
-DATASET_CLASSES: dict[str, int] = {}
+#: Finds a dataset on the search path without reading or downloading it: its folder (or file), or None.
+DatasetLocator = Callable[[DataRequest], Path | None]
+#: (file, MD5 matches the published one) for every file of a dataset found on the search path.
+DatasetVerifier = Callable[[DataRequest], list[tuple[str, bool]]]
 
 
-def register_dataset(name: str, *, num_classes: int) -> Callable[[DatasetBuilder], DatasetBuilder]:
-    """Register a dataset builder under ``name``, with its number of classes."""
-    DATASET_CLASSES[name] = num_classes
-    return DATASETS.register(name)
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: how to build, find, verify and get it, and what it holds.
+
+    ``verify`` is None for datasets without published checksums; ``image_shape`` is (C, H, W) of
+    the stored images (a streaming dataset's default crop); ``long_tailed`` marks datasets whose
+    own splits are long-tailed (ImageNet-LT), as opposed to suites that subsample a balanced one.
+    """
+
+    name: str
+    build: DatasetBuilder
+    locate: DatasetLocator
+    verify: DatasetVerifier | None
+    how_to_get: str
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    long_tailed: bool = False
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(
+    name: str,
+    *,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    locate: DatasetLocator,
+    how_to_get: str,
+    verify: DatasetVerifier | None = None,
+    long_tailed: bool = False,
+) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Decorator registering a dataset builder under ``name`` as a ``DatasetSpec``; returns the builder."""
+
+    def add(build: DatasetBuilder) -> DatasetBuilder:
+        spec = DatasetSpec(name, build, locate, verify, how_to_get, num_classes, tuple(image_shape), long_tailed)
+        DATASETS.register(name)(spec)
+        return build
+
+    return add
+
+
+def holdout_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one validation hold-out rule: (train, validation) positions among ``n`` training images.
+
+    A permutation drawn by a CPU generator seeded with ``seed``; its first ``val_size`` positions,
+    sorted, are validation, the rest, sorted, training. Every dataset (in memory or streaming) uses it.
+    """
+    if not 0 <= val_size < n:
+        raise UserError(f"val_size {val_size} must be in 0..{n - 1} (the train split has {n} images)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[val_size:].sort().values, order[:val_size].sort().values
 
 
 def search_dirs(request: DataRequest, *system_dirs: str | Path) -> list[Path]:

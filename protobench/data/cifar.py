@@ -8,6 +8,8 @@ array reconstruction) and refuses everything else.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import torch
 
 from protobench.data.base import (
     DataRequest,
+    DatasetBuilder,
     ImageSplit,
     InMemoryDataset,
     download_dir,
@@ -232,13 +235,25 @@ def _build(name: str, request: DataRequest) -> InMemoryDataset:
     return load_from(name, base)
 
 
-@register_dataset("cifar10", num_classes=10)
+def _register(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """``register_dataset`` for one of the two CIFARs, from its entry in ``SPECS``."""
+    return register_dataset(
+        name,
+        num_classes=SPECS[name]["num_classes"],
+        image_shape=(3, 32, 32),
+        locate=partial(locate, name),
+        verify=partial(verify, name),
+        how_to_get=how_to_get(name),
+    )
+
+
+@_register("cifar10")
 def cifar10(request: DataRequest) -> InMemoryDataset:
     """CIFAR-10: 50,000 train and 10,000 test 32x32 colour images of 10 classes."""
     return _build("cifar10", request)
 
 
-@register_dataset("cifar100", num_classes=100)
+@_register("cifar100")
 def cifar100(request: DataRequest) -> InMemoryDataset:
     """CIFAR-100: 50,000 train and 10,000 test 32x32 colour images of 100 (fine) classes."""
     return _build("cifar100", request)

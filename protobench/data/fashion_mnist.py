@@ -78,6 +78,14 @@ def find_idx_dir(folder: Path) -> dict[str, Path] | None:
     return None
 
 
+def locate(request: DataRequest) -> Path | None:
+    """Where Fashion-MNIST's IDX files are found on the search path (nothing is read or downloaded)."""
+    for folder in search_dirs(request, SYSTEM_DIR):
+        if files := find_idx_dir(folder):
+            return files["train_images"].parent
+    return None
+
+
 def load_from(files: dict[str, Path], source: str) -> InMemoryDataset:
     """Build the in-memory dataset from the four IDX files."""
 
@@ -100,7 +108,7 @@ def load_from(files: dict[str, Path], source: str) -> InMemoryDataset:
     )
 
 
-@register_dataset("fashion-mnist", num_classes=10)
+@register_dataset("fashion-mnist", num_classes=10, image_shape=(1, 28, 28), locate=locate, how_to_get=HOW_TO_GET)
 def fashion_mnist(request: DataRequest) -> InMemoryDataset:
     """Fashion-MNIST: 60,000 train and 10,000 test 28x28 grey images of 10 clothing classes."""
     looked = search_dirs(request, SYSTEM_DIR)

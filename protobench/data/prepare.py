@@ -1,8 +1,12 @@
-"""From a suite's data settings to the three loaders of one cell: subsample, hold out validation, batch."""
+"""From a suite's data settings to the three loaders of one cell: subsample, hold out validation, batch.
+
+This module knows nothing of suites: a ``Suite`` hands it a ``DataSettings`` (``Suite.data_settings``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +20,45 @@ from protobench.data.base import (
     Dataset,
     ImageSplit,
     InMemoryDataset,
+    holdout_indices,
 )
 from protobench.data.loader import DeviceLoader
 from protobench.errors import UserError
-from protobench.suites import Suite
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What data preparation needs of a suite: the dataset, its options and the validation split.
+
+    ``source`` names the suite file in error messages.
+    """
+
+    dataset: str
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    val_size: int = 0
+    data_seed: int = 0
+    imbalance_profile: str = "exp"
+    source: str = ""
+
 
 _LOADED: dict[tuple[str, str, str], Dataset] = {}
 
 
-def load_dataset(suite: Suite, data_dir: Path | None, download: bool = True) -> Dataset:
-    """The suite's dataset, loaded once per process (every cell of a grid shares it)."""
-    options = {**suite.dataset_options, "val_size": suite.val_size, "data_seed": suite.data_seed}
-    key = (suite.dataset, str(data_dir), repr(sorted(options.items())))
+def load_dataset(settings: DataSettings, data_dir: Path | None, download: bool = True) -> Dataset:
+    """The dataset of ``settings``, loaded once per process (every cell of a grid shares it)."""
+    options = {**settings.dataset_options, "val_size": settings.val_size, "data_seed": settings.data_seed}
+    key = (settings.dataset, str(data_dir), repr(sorted(options.items())))
     if key not in _LOADED:
-        builder = DATASETS.get(suite.dataset)
-        _LOADED[key] = builder(DataRequest(data_dir=data_dir, download=download, options=options))
+        spec = DATASETS.get(settings.dataset)
+        _LOADED[key] = spec.build(DataRequest(data_dir=data_dir, download=download, options=options))
     return _LOADED[key]
 
 
 def holdout(split: ImageSplit, val_size: int, seed: int) -> tuple[ImageSplit, ImageSplit | None]:
-    """Hold ``val_size`` random images (fixed ``seed``) out of ``split``: (train, validation)."""
+    """Hold ``val_size`` images out of ``split`` by the shared rule ``holdout_indices``: (train, validation)."""
     if val_size == 0:
         return split, None
-    if val_size >= len(split):
-        raise UserError(f"val_size {val_size} leaves no training images (the train split has {len(split)})")
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(split), generator=generator)
-    val_index, train_index = order[:val_size].sort().values, order[val_size:].sort().values
+    train_index, val_index = holdout_indices(len(split), val_size, seed)
     return split.subset(train_index), split.subset(val_index)
 
 
@@ -99,13 +115,16 @@ class CellData:
         return stream("train", True), val, stream("test", False)
 
 
-def prepare_cell_data(suite: Suite, data_dir: Path | None, ratio: float | None, download: bool = True) -> CellData:
-    """Load the suite's dataset, apply its long-tailed subsampling (``ratio``) and hold out validation."""
-    ds = load_dataset(suite, data_dir, download)
+def prepare_cell_data(
+    settings: DataSettings, data_dir: Path | None, ratio: float | None, download: bool = True
+) -> CellData:
+    """Load the dataset, apply its long-tailed subsampling (``ratio``) and hold out validation."""
+    ds = load_dataset(settings, data_dir, download)
     if not isinstance(ds, InMemoryDataset):
         if ratio is not None:
             raise UserError(
-                f"{suite.path}: imbalance ratios apply to in-memory datasets; {suite.dataset} brings its own splits"
+                f"{settings.source}: imbalance ratios apply to in-memory datasets; "
+                f"{settings.dataset} brings its own splits"
             )
         counts = {s: ds.class_counts(s).tolist() for s in ("train", "val", "test")}
         return CellData(ds.name, ds.num_classes, 3, ds.source, counts, ds)
@@ -113,8 +132,8 @@ def prepare_cell_data(suite: Suite, data_dir: Path | None, ratio: float | None, 
     if ratio is not None:
         from protobench.data.longtail import long_tail_subsample
 
-        train = long_tail_subsample(train, ds.num_classes, ratio, suite.imbalance_profile, suite.data_seed)
-    train, val = holdout(train, suite.val_size, suite.data_seed)
+        train = long_tail_subsample(train, ds.num_classes, ratio, settings.imbalance_profile, settings.data_seed)
+    train, val = holdout(train, settings.val_size, settings.data_seed)
     k = ds.num_classes
     counts: dict[str, Any] = {
         "train": train.class_counts(k).tolist(),
@@ -124,6 +143,6 @@ def prepare_cell_data(suite: Suite, data_dir: Path | None, ratio: float | None, 
     return CellData(ds.name, k, int(train.images.shape[1]), ds.source, counts, ds, train, val)
 
 
-def prepare_counts(suite: Suite, request: DataRequest, ratio: float | None) -> dict[str, list[int]]:
-    """Per-class train/val/test counts of a suite's cell after its subsampling (``protobench data stats``)."""
-    return prepare_cell_data(suite, request.data_dir, ratio, request.download).counts
+def prepare_counts(settings: DataSettings, request: DataRequest, ratio: float | None) -> dict[str, list[int]]:
+    """Per-class train/val/test counts of a cell after its subsampling (``protobench data stats``)."""
+    return prepare_cell_data(settings, request.data_dir, ratio, request.download).counts

@@ -95,11 +95,11 @@ def verify_folder(base: Path) -> list[tuple[str, bool]]:
     return [(str(base / f), check_integrity(str(base / f), md5)) for f, md5 in MD5.items()]
 
 
-def verify(name: str, request: DataRequest) -> list[tuple[str, bool]]:
+def verify(request: DataRequest) -> list[tuple[str, bool]]:
     """Check the labelled STL-10 files found on the search path against torchvision's MD5s."""
     base = locate(request)
     if base is None:
-        raise missing_data(name, search_dirs(request), HOW_TO_GET)
+        raise missing_data("stl10", search_dirs(request), HOW_TO_GET)
     return verify_folder(base)
 
 
@@ -121,7 +121,9 @@ def _download(request: DataRequest) -> tuple[Path | None, str]:
     return base, ""
 
 
-@register_dataset("stl10", num_classes=10)
+@register_dataset(
+    "stl10", num_classes=10, image_shape=(3, SIDE, SIDE), locate=locate, verify=verify, how_to_get=HOW_TO_GET
+)
 def stl10(request: DataRequest) -> InMemoryDataset:
     """STL-10: 5,000 train and 8,000 test labelled 96x96 colour images of 10 classes."""
     base = locate(request)

@@ -111,11 +111,11 @@ def verify_folder(base: Path, parts: list[str]) -> list[tuple[str, bool]]:
     return [(str(base / FILES[p][0]), check_integrity(str(base / FILES[p][0]), FILES[p][1])) for p in parts]
 
 
-def verify(name: str, request: DataRequest) -> list[tuple[str, bool]]:
+def verify(request: DataRequest) -> list[tuple[str, bool]]:
     """Check the SVHN files found (train, test, and extra if present) against torchvision's MD5s."""
     base = locate(request)
     if base is None:
-        raise missing_data(name, search_dirs(request), HOW_TO_GET)
+        raise missing_data("svhn", search_dirs(request), HOW_TO_GET)
     parts = ["train", "test"] + (["extra"] if (base / FILES["extra"][0]).is_file() else [])
     return verify_folder(base, parts)
 
@@ -136,7 +136,7 @@ def _download(request: DataRequest, parts: list[str]) -> tuple[Path | None, str]
     return target, ""
 
 
-@register_dataset("svhn", num_classes=10)
+@register_dataset("svhn", num_classes=10, image_shape=(3, 32, 32), locate=locate, verify=verify, how_to_get=HOW_TO_GET)
 def svhn(request: DataRequest) -> InMemoryDataset:
     """SVHN: 73,257 train (+531,131 extra) and 26,032 test 32x32 digit crops; option train_split."""
     parts = _parts(request)

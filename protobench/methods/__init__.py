@@ -1,6 +1,33 @@
-"""Classifier heads, one module each; importing this package registers them all."""
+"""Classifier heads, one module each; importing this package imports (and so registers) every module in it.
 
-from protobench.methods import dl2pa, dnc, ebv, etf, hpn, softmax  # noqa: F401  (importing registers)
-from protobench.methods.base import METHODS, Method, NotApplicable, create_method, register_method
+A new head is one file here with a ``@register_method("name")`` class (docs/engine.md, "The method contract"):
+modules are imported in sorted order, which is the order ``protobench methods`` lists them in.
+"""
 
-__all__ = ["METHODS", "Method", "NotApplicable", "create_method", "register_method"]
+import importlib
+import pkgutil
+
+from protobench.methods.base import (
+    METHODS,
+    Method,
+    NotApplicable,
+    StepMemo,
+    check_options,
+    create_method,
+    register_method,
+    resolved_options,
+)
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "NotApplicable",
+    "StepMemo",
+    "check_options",
+    "create_method",
+    "register_method",
+    "resolved_options",
+]

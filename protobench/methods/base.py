@@ -1,28 +1,38 @@
 """The method interface: what a classifier head must provide to train on the shared engine.
 
 A method sits between the backbone's d-dim embedding and the class scores. The engine calls,
-per training step::
+per training step (protobench/step.py, docs/engine.md)::
 
-    h = method(z)                      # head features (may apply BatchNorm / L2, may be z itself)
-    loss = method.loss(h, y)           # (with mixup: lam * loss(h, y_a) + (1 - lam) * loss(h, y_b))
-    ...backward, optimiser step...
-    method.after_step(h.detach(), y)   # no-grad bookkeeping, e.g. DL2PA's class representatives
+    h = method(z)                            # head features (may apply BatchNorm / L2, may be z itself)
+    loss, memo = method.step_loss(h, y)      # with mixup twice: lam * own labels + (1 - lam) * partner's
+    ...backward...
+    method.after_step(h.detach(), y, memo)   # no-grad bookkeeping, e.g. DL2PA's class representatives
 
-after each epoch ``method.after_epoch()`` (returns per-epoch diagnostics, e.g. how many classes
-changed prototype), and at evaluation ``method.predict(method(z))``. Everything a method must
-keep (prototypes, assignment, representatives, centroids) lives in parameters or registered
-buffers, so ``state_dict()`` is its checkpoint and ``.to(device)`` moves it.
+``memo`` is what the loss computed that the bookkeeping reuses (a tuple of tensors, empty by
+default); with mixup, ``y`` and ``memo`` are those of the dominant label set. After each epoch
+``method.after_epoch()`` (returns per-epoch diagnostics, e.g. how many classes changed prototype),
+and at evaluation ``method.predict(method(z))``. Everything a method must keep (prototypes,
+assignment, representatives, centroids) lives in parameters or registered buffers, updated in
+place, so ``state_dict()`` is its checkpoint, ``.to(device)`` moves it and a CUDA graph replays it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from protobench.errors import UserError
 from protobench.registry import Registry
+
+#: The training regimes: HPN's squared cosine on balanced data, the dot-regression loss on long-tailed
+#: data (docs/methods.md, "Loss families").
+LOSS_FAMILIES: tuple[str, ...] = ("balanced", "long-tailed")
+
+#: Values a head's training loss computed that its after_step reuses (empty: none).
+StepMemo = tuple[torch.Tensor, ...]
 
 
 class NotApplicable(Exception):
@@ -30,9 +40,13 @@ class NotApplicable(Exception):
 
 
 class Method(nn.Module):
-    """Base class of every classifier head. Subclasses set ``defaults`` and implement ``scores``/``loss``."""
+    """Base class of every classifier head. Subclasses set ``defaults`` and implement ``scores`` and
+    ``loss`` (or ``step_loss``, when their bookkeeping reuses what the loss computed)."""
 
-    #: Documented hyperparameters with their defaults; a suite may override any of them, nothing else.
+    #: The registered name (set by ``register_method``), for error messages.
+    method_name: ClassVar[str] = ""
+    #: Documented hyperparameters with their defaults, stated here only: ``create_method`` passes
+    #: each to ``__init__`` as a keyword; a suite may override any of them, nothing else.
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, num_classes: int, dim: int, *, seed: int = 0, loss_family: str = "balanced") -> None:
@@ -41,8 +55,6 @@ class Method(nn.Module):
         self.dim = dim
         self.seed = seed
         self.loss_family = loss_family
-        # What this step's training-loss calls kept for its after_step: (features, labels, values) each.
-        self._step_memos: list[tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]] = []
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Head features from the backbone embedding ``z`` (N x d). Default: ``z`` unchanged."""
@@ -56,43 +68,18 @@ class Method(nn.Module):
         """The training loss (a scalar) of head features ``h`` for labels ``y``."""
         raise NotImplementedError
 
+    def step_loss(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, StepMemo]:
+        """The training loss and what this step's ``after_step`` reuses of it. Default: no memo."""
+        return self.loss(h, y), ()
+
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         """Predicted class per row."""
         return self.scores(h).argmax(dim=1)
 
-    def remember_for_step(self, h: torch.Tensor, y: torch.Tensor, *values: torch.Tensor) -> None:
-        """Keep ``values`` the training loss computed from ``h`` and ``y`` for this step's after_step
-        (the last two calls: with mixup the loss runs once per label set)."""
-        if self.training:
-            self._step_memos = [*self._step_memos[-1:], (h.detach(), y, values)]
-
-    def recall_for_step(self, h: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...] | None:
-        """The values remember_for_step kept, if computed from these features (and, when ``y`` is
-        given, these labels); else None. Consumed: memos serve one step only.
-
-        With mixup the step's labels are those of one of the two loss calls, the dominant one: the
-        very tensor on the eager path, a copy picked on the device when the step is replayed from a
-        CUDA graph. Then the memo is picked on the device too, whole (labels equal to the first
-        call's: its values, else the second's), with no host synchronisation.
-        """
-        memos = [m for m in self._step_memos if m[0].data_ptr() == h.data_ptr() and m[0].shape == h.shape]
-        self._step_memos = []
-        if not memos:
-            return None
-        if y is None:
-            return memos[-1][2]
-        for _, labels, values in reversed(memos):
-            if labels is y:
-                return values
-        if len(memos) < 2 or y.shape != memos[0][1].shape:
-            return None
-        (_, first_labels, first), (_, _, second) = memos
-        is_first = (y == first_labels).all()
-        return tuple(torch.where(is_first, a, b) for a, b in zip(first, second, strict=True))
-
     @torch.no_grad()
-    def after_step(self, h: torch.Tensor, y: torch.Tensor) -> None:
-        """Called after every optimiser step with detached features; no host synchronisation here."""
+    def after_step(self, h: torch.Tensor, y: torch.Tensor, memo: StepMemo = ()) -> None:
+        """Called every training step with detached features, the step's labels and the memo of
+        ``step_loss`` on them (empty: recompute); updates buffers in place, never syncs with the host."""
 
     @torch.no_grad()
     def after_epoch(self) -> dict[str, float]:
@@ -104,20 +91,43 @@ class Method(nn.Module):
         return {name: getattr(self, name) for name in self.defaults}
 
 
-MethodBuilder = Callable[..., Method]
 METHODS: Registry[type[Method]] = Registry("method")
-register_method = METHODS.register
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: register a head under ``name`` (timm's register_model idea) and name it so."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        cls.method_name = name
+        return METHODS.register(name)(cls)
+
+    return add
+
+
+def check_loss_family(method: str, family: str) -> None:
+    """Reject a loss family the method does not know, naming the allowed ones."""
+    if family not in LOSS_FAMILIES:
+        raise UserError(f"method '{method}': unknown loss family {family!r}; allowed: {', '.join(LOSS_FAMILIES)}")
+
+
+def check_options(name: str, options: Mapping[str, Any], where: str = "") -> None:
+    """A UserError naming the first option ``name`` does not document, and the allowed ones."""
+    allowed = METHODS.get(name).defaults
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        choices = ", ".join(sorted(allowed)) or "none"
+        raise UserError(f"{prefix}method '{name}' has no option '{unknown[0]}'; allowed: {choices}")
+
+
+def resolved_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Method ``name``'s defaults with ``options`` over them (unknown options are errors)."""
+    check_options(name, options)
+    return {**METHODS.get(name).defaults, **options}
 
 
 def create_method(
     name: str, num_classes: int, dim: int, *, seed: int = 0, loss_family: str = "balanced", **options: Any
 ) -> Method:
     """Build method ``name``; ``options`` override its documented defaults (unknown ones are errors)."""
-    from protobench.errors import UserError
-
-    cls = METHODS.get(name)
-    unknown = sorted(set(options) - set(cls.defaults))
-    if unknown:
-        allowed = ", ".join(sorted(cls.defaults)) or "none"
-        raise UserError(f"method '{name}' has no option {', '.join(unknown)}; allowed: {allowed}")
-    return cls(num_classes, dim, seed=seed, loss_family=loss_family, **{**cls.defaults, **options})
+    return METHODS.get(name)(num_classes, dim, seed=seed, loss_family=loss_family, **resolved_options(name, options))

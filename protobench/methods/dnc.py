@@ -1,6 +1,6 @@
 """DNC: Deep Nearest Centroids (Wang et al., ICLR 2023), classes summarised by sub-centroids.
 
-Method.md section 3.5. Each class keeps m sub-centroids of its training features. Every step,
+docs/methods.md, "dnc". Each class keeps m sub-centroids of its training features. Every step,
 the class's batch features are split evenly over its sub-centroids by Sinkhorn-Knopp (balanced
 clustering, so no sub-centroid starves) and each sub-centroid moves by momentum towards the mean
 direction of its share; no gradient reaches the centroids. The backbone is trained with
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from protobench.errors import UserError
-from protobench.methods.base import Method, register_method
-from protobench.methods.losses import check_loss_family, random_unit_rows, unit_rows
+from protobench.methods.base import Method, StepMemo, check_loss_family, register_method
+from protobench.methods.losses import random_unit_rows, unit_rows
 
 
 @register_method("dnc")
@@ -54,12 +54,12 @@ class DNC(Method):
         num_classes: int,
         dim: int,
         *,
-        sub_centroids: int = 4,
-        temperature: float = 0.1,
-        momentum: float = 0.999,
-        compactness_weight: float = 0.01,
-        sinkhorn_iterations: int = 10,
-        sinkhorn_epsilon: float = 0.05,
+        sub_centroids: int,
+        temperature: float,
+        momentum: float,
+        compactness_weight: float,
+        sinkhorn_iterations: int,
+        sinkhorn_epsilon: float,
         **base: Any,
     ) -> None:
         super().__init__(num_classes, dim, **base)
@@ -135,24 +135,29 @@ class DNC(Method):
         return table.view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2).argmax(dim=1)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.step_loss(h, y)[0]
+
+    def step_loss(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, StepMemo]:
+        """The loss, and the unit features and balanced clustering it computed (after_step reuses them)."""
         unit = unit_rows(h)
         cos = unit @ self.centroids.T
         best = cos.view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2)
         ce = F.cross_entropy(best / self.temperature, y)
         slots = self.sinkhorn_slots(cos.detach(), y)
-        # after_step sees the same features, labels and centroids: it reuses this clustering.
-        self.remember_for_step(h, y, unit.detach(), slots)
         nearest = cos.gather(1, slots.unsqueeze(1))
-        return ce + self.compactness_weight * (1.0 - nearest).pow(2).mean()
+        # after_step sees the same features, labels and centroids: it reuses this clustering.
+        return ce + self.compactness_weight * (1.0 - nearest).pow(2).mean(), (unit.detach(), slots)
 
     @torch.no_grad()
-    def after_step(self, h: torch.Tensor, y: torch.Tensor) -> None:
-        """Momentum update of each sub-centroid towards the mean direction of its assigned features."""
+    def after_step(self, h: torch.Tensor, y: torch.Tensor, memo: StepMemo = ()) -> None:
+        """Momentum update of each sub-centroid towards the mean direction of its assigned features.
+
+        ``memo`` is the (unit features, slots) pair of the step's loss on these labels; empty: recompute.
+        """
         c = self.centroids
-        memo = self.recall_for_step(h, y)
-        if memo is not None:
+        if memo:
             unit, slots = memo
-        else:  # e.g. with mixup, where the step's labels are not the ones the last loss call clustered
+        else:
             unit = unit_rows(h)
             slots = self.sinkhorn_slots(unit @ c.T, y)
         # The normalised sum is the mean direction (the authors normalise before the EMA); an

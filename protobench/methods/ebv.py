@@ -1,6 +1,6 @@
 """EBV: Equiangular Basis Vectors (Shen et al., CVPR 2023) as a fixed cosine classifier.
 
-Method.md section 3.4: K near-orthogonal unit vectors fixed before training; logits are cosines
+docs/methods.md, "ebv": K near-orthogonal unit vectors fixed before training; logits are cosines
 divided by a temperature, trained with label-smoothed cross-entropy.
 """
 
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from protobench.errors import UserError
-from protobench.methods.base import Method, register_method
-from protobench.methods.losses import check_loss_family, unit_rows
+from protobench.methods.base import Method, check_loss_family, register_method
+from protobench.methods.losses import unit_rows
 from protobench.prototypes import generate
 
 
@@ -36,9 +36,9 @@ class EBV(Method):
         num_classes: int,
         dim: int,
         *,
-        temperature: float = 0.07,
-        label_smoothing: float = 0.1,
-        tau: float | None = None,
+        temperature: float,
+        label_smoothing: float,
+        tau: float | None,
         **base: Any,
     ) -> None:
         super().__init__(num_classes, dim, **base)

@@ -1,6 +1,6 @@
 """ETF: a fixed simplex equiangular tight frame classifier with the dot-regression loss.
 
-Method.md section 3.2 (Yang et al., NeurIPS 2022). The K class vectors form a regular simplex
+Yang et al., NeurIPS 2022 (docs/methods.md, "etf"). The K class vectors form a regular simplex
 (pairwise cosine -1/(K-1)), which exists only when d >= K-1: below that the method is reported
 as not applicable rather than faked.
 """
@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from protobench.methods.base import Method, NotApplicable, register_method
-from protobench.methods.losses import check_loss_family, dot_regression_loss, unit_rows
-from protobench.prototypes import generate
+from protobench.methods.base import Method, NotApplicable, check_loss_family, register_method
+from protobench.methods.losses import dot_regression_loss, unit_rows
+from protobench.prototypes import etf_dimension_problem, generate
 
 
 @register_method("etf")
@@ -30,8 +30,9 @@ class ETF(Method):
     def __init__(self, num_classes: int, dim: int, **base: Any) -> None:
         super().__init__(num_classes, dim, **base)
         check_loss_family("etf", self.loss_family)
-        if dim < num_classes - 1:
-            raise NotApplicable(f"ETF needs d >= K-1 (K={num_classes}, d={dim})")
+        problem = etf_dimension_problem(num_classes, dim)
+        if problem is not None:
+            raise NotApplicable(problem)
         self.bn = nn.BatchNorm1d(dim)
         self.register_buffer("prototypes", generate("etf", num_classes, dim, self.seed))
 

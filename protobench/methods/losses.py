@@ -1,4 +1,4 @@
-"""Losses shared by the prototype heads (method.md sections 2.4 and 3.2), plus small shared helpers.
+"""Losses shared by the prototype heads (docs/methods.md, "Losses"), plus small shared helpers.
 
 Everything here is pure tensor arithmetic with fixed shapes: no ``.item()``, no data-dependent
 shapes (``torch.unique``, boolean indexing) and no ``torch.bincount`` (whose CUDA kernel reads the
@@ -13,20 +13,8 @@ import hashlib
 import torch
 import torch.nn.functional as F
 
-from protobench.errors import UserError
-
 #: Guard for divisions by a feature norm; a feature of exactly zero length gets a finite loss.
 _EPS = 1e-8
-
-#: The two training regimes of method.md: HPN's squared cosine on balanced data, DR loss on long-tailed.
-LOSS_FAMILIES: tuple[str, ...] = ("balanced", "long-tailed")
-
-
-def check_loss_family(method: str, family: str) -> None:
-    """Reject a loss family the method does not know, naming the allowed ones."""
-    if family not in LOSS_FAMILIES:
-        allowed = ", ".join(LOSS_FAMILIES)
-        raise UserError(f"method '{method}': unknown loss family {family!r}; allowed: {allowed}")
 
 
 def seeded_generator(seed: int, purpose: str) -> torch.Generator:
@@ -115,7 +103,7 @@ class _UnitRows(torch.autograd.Function):
 
 
 def dot_regression_loss(h: torch.Tensor, unit_targets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Yang et al.'s dot-regression loss with their per-batch target scaling (method.md 3.2).
+    """Yang et al.'s dot-regression loss with their per-batch target scaling (NeurIPS 2022; docs/methods.md).
 
     ``h`` (N x d) are the head features (L2-normalised BatchNorm outputs in every caller),
     ``unit_targets`` (K x d) the fixed unit class vectors (ETF or prototypes), ``y`` (N) the labels.

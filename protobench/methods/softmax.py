@@ -17,7 +17,7 @@ class Softmax(Method):
 
     defaults = {"label_smoothing": 0.0}
 
-    def __init__(self, num_classes: int, dim: int, *, label_smoothing: float = 0.0, **base: Any) -> None:
+    def __init__(self, num_classes: int, dim: int, *, label_smoothing: float, **base: Any) -> None:
         super().__init__(num_classes, dim, **base)
         self.label_smoothing = label_smoothing
         self.classifier = nn.Linear(dim, num_classes)

@@ -14,9 +14,9 @@ from tests.conftest import tiny_suite
 
 def test_differences_finds_every_change_and_nothing_else(tmp_path, fmnist_dir) -> None:
     suite = load_suite(str(tiny_suite(tmp_path / "g.yaml")))
-    data = prepare_cell_data(suite, fmnist_dir, None)
+    data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
     cpu = torch.device("cpu")
-    a, b = (train_cell(suite, data, "dl2pa", 4, 0, device=cpu, cuda_graphs=True) for _ in range(2))
+    a, b = (train_cell(suite, data, "dl2pa", 4, 0, device=cpu, precision="fp32", cuda_graphs=True) for _ in range(2))
     assert differences(a, b) == []  # on the CPU both run eagerly: the same training twice
     b.history[-1]["test_accuracy"] += 0.01
     b.state["method"]["representatives"][0, 0] += 1e-6
@@ -28,7 +28,7 @@ def test_differences_finds_every_change_and_nothing_else(tmp_path, fmnist_dir) -
 
 def test_compare_reports_each_method_or_why_it_is_not_applicable(tmp_path, fmnist_dir) -> None:
     suite = load_suite(str(tiny_suite(tmp_path / "c.yaml", methods=["softmax", "etf"])))
-    data = prepare_cell_data(suite, fmnist_dir, None)
+    data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
     outcome = compare(suite, data, 4, torch.device("cpu"))
     assert outcome["etf"] == "ETF needs d >= K-1 (K=10, d=4)"
     found, speeds = outcome["softmax"]

@@ -40,7 +40,7 @@ def test_table_has_every_method_with_ratios_and_kernel_counts(tmp_path, fmnist_d
 
 def test_kernel_count_is_exact_and_covers_the_whole_step(tmp_path, fmnist_dir) -> None:
     suite = dataclasses.replace(load_suite(tiny_suite(tmp_path / "k.yaml")), val_size=0)
-    data = prepare_cell_data(suite, fmnist_dir, None)
+    data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
     cpu = torch.device("cpu")
     first = kernels_per_step(suite, data, "softmax", 4, cpu)
     assert first == kernels_per_step(suite, data, "softmax", 4, cpu)

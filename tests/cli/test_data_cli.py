@@ -59,6 +59,28 @@ def test_status_shows_found_and_missing(tmp_path, monkeypatch):
     assert "protobench data prepare imagenet200" in output
 
 
+def test_status_reads_the_dataset_specs(tmp_path, monkeypatch):
+    import dataclasses
+
+    from protobench.data import DATASETS, fashion_mnist
+
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", str(tmp_path / "no-system-copy"))
+    found = dataclasses.replace(DATASETS.get("svhn"), name="toy-found", locate=lambda request: tmp_path / "toy")
+    missing = dataclasses.replace(found, name="toy-missing", locate=lambda request: None, how_to_get="Ask the shop.")
+    monkeypatch.setitem(DATASETS._entries, "toy-found", found)
+    monkeypatch.setitem(DATASETS._entries, "toy-missing", missing)
+    fakefiles.write_fashion_mnist(tmp_path / "d")
+    code, output, _ = invoke("status", "--data-dir", str(tmp_path / "d"))
+    assert code == 0
+    lines = {line.split()[1]: line for line in output.splitlines() if line.strip().startswith("│")}
+    assert set(lines) >= set(DATASETS.names())
+    assert "found" in lines["toy-found"] and str(tmp_path / "toy") in lines["toy-found"]
+    assert "missing" in lines["toy-missing"] and "Ask the shop." in lines["toy-missing"]
+    assert "found" in lines["fashion-mnist"] and str(tmp_path / "d") in lines["fashion-mnist"]
+    assert "missing" in lines["stl10"] and "stl10_binary.tar.gz" in output
+
+
 def test_verify_mismatch_exits_2(tmp_path, monkeypatch):
     from protobench.data import cifar
 
@@ -73,7 +95,8 @@ def test_verify_mismatch_exits_2(tmp_path, monkeypatch):
 
 
 def test_verify_other_names(tmp_path):
-    assert invoke("verify", "imagenet")[2].startswith("imagenet has no published checksums")
+    error = invoke("verify", "imagenet")[2]
+    assert error.startswith("imagenet has no published checksums") and error.endswith("cifar10, cifar100, stl10, svhn")
     assert "did you mean 'cifar10'" in invoke("verify", "cifar11")[2]
     code, _, error = invoke("verify", "svhn", "--data-dir", str(tmp_path))
     assert code == 2 and "svhn data not found" in error

@@ -39,6 +39,15 @@ def test_suites_json(run_cli):
     assert code == 0 and "quickstart" in out and "fashion-mnist" in out
 
 
+def test_suites_balance_covers_long_tailed_datasets(run_cli):
+    code, out, _ = run_cli("suites", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and rows["imagenet-lt"]["balance"] == "long-tailed (dataset)"
+    assert rows["imagenet-lt"]["classes"] == 1000 and rows["imagenet"]["balance"] == "balanced"
+    assert rows["cifar100-lt"]["balance"].startswith("long-tailed ") and rows["cifar100-lt"]["classes"] == 100
+    assert rows["cifar100"]["balance"] == "balanced" and rows["cifar100"]["classes"] == 100
+
+
 def test_methods_lists_defaults(run_cli):
     code, out, _ = run_cli("methods", "--json")
     rows = {r["name"]: r for r in json.loads(out)}

@@ -63,6 +63,8 @@ def test_generate_table_and_parameters(tmp_path):
         (("--classes", 4, "--dim", 1), "d >= 2"),
         (("--classes", 10, "--dim", 5, "--method", "etf"), r"ETF needs d >= K-1 \(K=10, d=5\)"),
         (("--classes", 4, "--dim", 4, "--method", "spiral"), "unknown prototype generator 'spiral'"),
+        (("--classes", 4, "--dim", 4, "--method", "unifrom"), r"\(did you mean 'uniform'\?\); allowed: uniform, hpn"),
+        (("--classes", 4, "--dim", 4, "-m", "ebv", "--t", 2), "--t applies to the uniform generator only, not 'ebv'"),
         (("--classes", 4, "--dim", 4, "--tau", 0.1), "--tau applies to the ebv generator only"),
     ],
 )

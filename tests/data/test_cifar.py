@@ -29,7 +29,7 @@ def _trusted_load(path):
 @pytest.mark.parametrize("py2", [True, False])
 def test_cifar10_reads_batches_as_chw(tmp_path, py2):
     folder = fakefiles.write_cifar10(tmp_path / "data", n_train=50, n_test=20, py2=py2)
-    ds = DATASETS.get("cifar10")(DataRequest(data_dir=tmp_path / "data", download=False))
+    ds = DATASETS.get("cifar10").build(DataRequest(data_dir=tmp_path / "data", download=False))
     assert ds.num_classes == 10 and ds.source == str(folder)
     assert ds.train.images.shape == (50, 3, 32, 32) and ds.train.images.dtype == torch.uint8
     assert ds.test.images.shape == (20, 3, 32, 32) and ds.test.labels.dtype == torch.int64
@@ -45,7 +45,7 @@ def test_cifar10_reads_batches_as_chw(tmp_path, py2):
 
 def test_cifar100_uses_fine_labels(tmp_path):
     fakefiles.write_cifar100(tmp_path, n_train=200, n_test=100)
-    ds = DATASETS.get("cifar100")(DataRequest(data_dir=tmp_path, download=False))
+    ds = DATASETS.get("cifar100").build(DataRequest(data_dir=tmp_path, download=False))
     assert ds.num_classes == 100 and ds.train.images.shape == (200, 3, 32, 32)
     assert ds.train.labels.tolist() == [i % 100 for i in range(200)]
     assert ds.class_names[99] == "class_99"

@@ -10,7 +10,7 @@ from tests.data.fakefiles import write_fashion_mnist
 
 
 def build(request: DataRequest):
-    return DATASETS.get("fashion-mnist")(request)
+    return DATASETS.get("fashion-mnist").build(request)
 
 
 def test_reads_real_idx_layout(fmnist_dir):

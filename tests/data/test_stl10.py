@@ -18,7 +18,7 @@ def _isolate(monkeypatch, tmp_path):
 
 def test_reads_labelled_splits(tmp_path):
     folder = fakefiles.write_stl10(tmp_path, n_train=20, n_test=10)
-    ds = DATASETS.get("stl10")(DataRequest(data_dir=tmp_path, download=False))
+    ds = DATASETS.get("stl10").build(DataRequest(data_dir=tmp_path, download=False))
     assert ds.source == str(folder) and ds.class_names[0] == "airplane"
     assert ds.train.images.shape == (20, 3, 96, 96) and ds.train.images.dtype == torch.uint8
     assert ds.test.images.shape == (10, 3, 96, 96)
@@ -59,5 +59,5 @@ def test_missing_is_one_line(tmp_path):
 
 def test_verify(tmp_path):
     fakefiles.write_stl10(tmp_path, n_train=10, n_test=10)
-    results = stl10.verify("stl10", DataRequest(data_dir=tmp_path, download=False))
+    results = stl10.verify(DataRequest(data_dir=tmp_path, download=False))
     assert len(results) == 4 and not any(ok for _, ok in results)

@@ -19,7 +19,7 @@ def _isolate(monkeypatch, tmp_path):
 
 def test_reads_mat_as_nchw_and_maps_ten_to_zero(tmp_path):
     root = fakefiles.write_svhn(tmp_path / "svhn", n_train=30, n_test=20)
-    ds = DATASETS.get("svhn")(DataRequest(data_dir=tmp_path, download=False))
+    ds = DATASETS.get("svhn").build(DataRequest(data_dir=tmp_path, download=False))
     assert ds.source == str(root) and ds.num_classes == 10
     assert ds.train.images.shape == (30, 3, 32, 32) and ds.train.images.dtype == torch.uint8
     assert ds.test.images.shape == (20, 3, 32, 32)
@@ -73,7 +73,7 @@ def test_missing_and_failed_download(tmp_path, monkeypatch):
 
 def test_verify_lists_present_files(tmp_path):
     fakefiles.write_svhn(tmp_path, n_train=10, n_test=10, n_extra=5)
-    results = svhn.verify("svhn", DataRequest(data_dir=tmp_path, download=False))
+    results = svhn.verify(DataRequest(data_dir=tmp_path, download=False))
     names = [r[0].rsplit("/", 1)[1] for r in results]
     assert names == ["train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"]
     assert not any(ok for _, ok in results)

@@ -23,7 +23,8 @@ def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 def _hand_head(loss_family: str = "balanced", momentum: float = 0.9) -> DL2PA:
     """K = 3, d = 2 with hand-set prototypes and the non-identity assignment 0->2, 1->0, 2->1."""
-    method = DL2PA(3, 2, seed=0, loss_family=loss_family, momentum=momentum)
+    method = create_method("dl2pa", 3, 2, seed=0, loss_family=loss_family, momentum=momentum)
+    assert isinstance(method, DL2PA)
     method.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
     method.assignment.copy_(torch.tensor([2, 0, 1]))
     method.refresh_class_targets()
@@ -109,6 +110,15 @@ def test_representative_update_is_ema_of_class_means_with_duplicates() -> None:
     # class 1: q_1 = normalise(0.5 [0,1] + 0.5 [-1,0]) = [-0.7071068, 0.7071068]
     # class 2: absent, unchanged.
     expected = torch.tensor([[0.9486833, 0.3162278], [-0.7071068, 0.7071068], [1.0, 0.0]])
+    assert torch.allclose(method.representatives, expected, atol=1e-6)
+
+
+def test_ema_weights_the_old_representative_by_the_momentum() -> None:
+    # m = 0.8 tells m from 1 - m (0.5 cannot): q_0 = normalise(0.8 [1,0] + 0.2 [0,1]).
+    method = _hand_head(momentum=0.8)
+    method.representatives.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    method.after_step(torch.tensor([[0.0, 2.0]]), torch.tensor([0]))
+    expected = torch.tensor([[0.9701425, 0.2425356], [0.0, 1.0], [1.0, 0.0]])
     assert torch.allclose(method.representatives, expected, atol=1e-6)
 
 
@@ -200,14 +210,24 @@ def test_step_bookkeeping_reuses_the_loss_features_exactly() -> None:
     trained, fresh = create_method("dl2pa", 5, 4, seed=0), create_method("dl2pa", 5, 4, seed=0)
     for _ in range(3):
         h, y = torch.randn(12, 4) * 3, torch.randint(0, 5, (12,))
-        trained.loss(h, y)  # caches the unit features the update reuses
-        trained.after_step(h.detach(), y)
-        fresh.after_step(h, y)
+        loss, memo = trained.step_loss(h, y)  # the unit features the update reuses
+        assert torch.equal(loss, trained.loss(h, y)) and len(memo) == 1
+        trained.after_step(h.detach(), y, memo)
+        fresh.after_step(h, y)  # no memo: recomputed
         assert torch.allclose(trained.representatives, fresh.representatives, atol=1e-6)
-    other = torch.randn(12, 4)
-    trained.loss(other, y)
-    trained.after_step(torch.randn(12, 4), y)  # other features than the loss saw: recomputed
-    assert trained._step_memos == []
+    # The memo is what after_step uses: features it was not computed from change the update.
+    _, other = trained.step_loss(torch.randn(12, 4), y)
+    before = trained.representatives.clone()
+    fresh.after_step(h, y)
+    trained.after_step(h, y, other)
+    assert not torch.allclose(trained.representatives, fresh.representatives)
+    assert not torch.equal(trained.representatives, before)
+
+
+def test_long_tailed_loss_hands_off_nothing() -> None:
+    method = create_method("dl2pa", 4, 3, seed=0, loss_family="long-tailed")
+    h = method(torch.randn(8, 3))
+    assert method.step_loss(h, torch.arange(8) % 4)[1] == ()
 
 
 def test_bad_momentum_is_a_user_error() -> None:

@@ -108,35 +108,24 @@ def test_sinkhorn_stays_within_each_class_for_a_tiny_epsilon() -> None:
     assert torch.equal(method.sinkhorn_slots(cos, y) // 4, y)
 
 
-def test_step_update_reuses_the_loss_clustering_exactly() -> None:
+def test_step_update_reuses_the_loss_clustering_exactly(monkeypatch) -> None:
     torch.manual_seed(0)
     trained, fresh = create_method("dnc", 3, 4, seed=0, momentum=0.5), create_method("dnc", 3, 4, seed=0, momentum=0.5)
+    original = DNC._sinkhorn
+    calls = []
+    monkeypatch.setattr(DNC, "_sinkhorn", lambda self, *a: calls.append(1) or original(self, *a))
     for _ in range(3):
         h, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
-        trained.loss(h, y)
-        trained.after_step(h.detach(), y)
+        loss, memo = trained.step_loss(h, y)
+        assert torch.equal(loss, trained.loss(h, y))
+        unit, slots = memo
+        assert torch.equal(slots // 4, y)  # each row clustered among its own class's sub-centroids
+        calls.clear()
+        trained.after_step(h.detach(), y, memo)
+        assert calls == []  # the hand-off: no second Sinkhorn run
         fresh.after_step(h, y)
+        assert calls == [1]  # without a memo the update clusters itself
         assert torch.allclose(trained.centroids, fresh.centroids, atol=1e-6)
-
-
-@pytest.mark.parametrize("step_labels", ["own", "partner", "own copy", "partner copy"])
-def test_mixup_step_reuses_the_clustering_of_its_dominant_labels(step_labels: str, monkeypatch) -> None:
-    # With mixup the loss runs for both label sets; the step's labels are one of them: the very
-    # tensor on the eager path, a copy picked on the device in a CUDA graph. Either way the update
-    # must reuse that call's clustering, exactly, without running Sinkhorn again.
-    torch.manual_seed(1)
-    h, own = torch.randn(16, 4), torch.randint(0, 3, (16,))
-    partner = own[torch.randperm(16)]
-    labels = {"own": own, "partner": partner, "own copy": own.clone(), "partner copy": partner.clone()}[step_labels]
-    trained, fresh = create_method("dnc", 3, 4, seed=0, momentum=0.5), create_method("dnc", 3, 4, seed=0, momentum=0.5)
-    fresh.after_step(h, labels)
-    trained.loss(h, own)
-    trained.loss(h, partner)
-    calls = []
-    original = DNC._sinkhorn
-    monkeypatch.setattr(DNC, "_sinkhorn", lambda self, *a: calls.append(1) or original(self, *a))
-    trained.after_step(h.detach(), labels)
-    assert calls == [] and torch.equal(trained.centroids, fresh.centroids)
 
 
 def test_momentum_update_hand_case() -> None:
@@ -147,6 +136,14 @@ def test_momentum_update_hand_case() -> None:
     # = normalise([0.8535534, 0.3535534]) = [0.9238795, 0.3826834] (22.5 degrees); class 1 absent.
     expected = torch.tensor([[0.9238795, 0.3826834], [0.0, 1.0]])
     assert torch.allclose(method.centroids, expected, atol=1e-6)
+
+
+def test_centroid_ema_weights_the_old_centroid_by_the_momentum() -> None:
+    # m = 0.8 tells m from 1 - m (0.5 cannot): c_0 = normalise(0.8 [1,0] + 0.2 [0,1]).
+    method = create_method("dnc", 2, 2, seed=0, sub_centroids=1, momentum=0.8)
+    method.centroids.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    method.after_step(torch.tensor([[0.0, 3.0]]), torch.tensor([0]))
+    assert torch.allclose(method.centroids, torch.tensor([[0.9701425, 0.2425356], [0.0, 1.0]]), atol=1e-6)
 
 
 def test_update_moves_only_the_assigned_sub_centroids() -> None:

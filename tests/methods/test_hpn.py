@@ -88,7 +88,7 @@ def test_hpn_dynamic_matches_on_hpn_prototypes() -> None:
     diag = method.after_epoch()
     assert set(diag) == {"assignment_changed", "rep_proto_cosine"}
     assert torch.equal(method.assignment, hungarian(reps, method.prototypes))
-    with pytest.raises(UserError, match="no option t"):
+    with pytest.raises(UserError, match="no option 't'"):
         create_method("hpn-dynamic", 5, 3, t=2.0)  # HPN's generator has no t
 
 

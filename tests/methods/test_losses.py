@@ -7,11 +7,9 @@ import math
 import pytest
 import torch
 
-from protobench.errors import UserError
 from protobench.methods.losses import (
     _SquaredCosine,
     _UnitRows,
-    check_loss_family,
     class_counts,
     dot_regression_loss,
     random_unit_rows,
@@ -129,9 +127,3 @@ def test_random_unit_rows_reproducible_and_purpose_specific() -> None:
     assert not torch.allclose(a, bare)
     assert math.isclose(float(a.norm(dim=1)[0]), 1.0, rel_tol=1e-6)
 
-
-def test_check_loss_family() -> None:
-    check_loss_family("m", "balanced")
-    check_loss_family("m", "long-tailed")
-    with pytest.raises(UserError, match="long-tailed"):
-        check_loss_family("m", "longtail")

@@ -1,0 +1,103 @@
+"""Where training reports progress: the engine's ``Progress``, the runner's ``RunReporter`` (which
+extends it with run- and cell-level events), and the rich-free implementations: silence (tests,
+benchmarks) and one plain line per epoch and per cell (CI logs, files, worker processes).
+The CLI adds a live rich display on a terminal (protobench/cli/progress.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from protobench.runner import RunSummary
+    from protobench.suites import Suite
+
+
+class Progress(Protocol):
+    """What the engine reports while it trains one cell."""
+
+    def start_cell_epochs(self, epochs: int, batches: int) -> None: ...
+
+    def batch(self, epoch: int, index: int) -> None: ...
+
+    def end_epoch(self, epoch: int, stats: dict[str, float]) -> None: ...
+
+
+class RunReporter(Progress, Protocol):
+    """What the runner reports around the engine's events: the run, and each cell's start and record."""
+
+    def start_run(self, suite: Suite, total: int, skipped: int, device: str) -> None: ...
+
+    def start_cell(self, index: int, count: int, label: str) -> None: ...
+
+    def end_cell(self, record: dict[str, Any]) -> None: ...
+
+    def end_run(self, summary: RunSummary) -> None: ...
+
+
+class SilentProgress:
+    """Reports nothing (tests, benchmarks)."""
+
+    def start_cell_epochs(self, epochs: int, batches: int) -> None:
+        pass
+
+    def batch(self, epoch: int, index: int) -> None:
+        pass
+
+    def end_epoch(self, epoch: int, stats: dict[str, float]) -> None:
+        pass
+
+
+def describe_epoch(stats: dict[str, float]) -> str:
+    """``loss 0.412 train 85.1% test 86.0% 5,123 img/s`` for one epoch's history row."""
+    parts = [f"loss {stats['train_loss']:.3f}", f"train {stats['train_accuracy']:.1f}%"]
+    if "val_accuracy" in stats:
+        parts.append(f"val {stats['val_accuracy']:.1f}%")
+    parts += [f"test {stats['test_accuracy']:.1f}%", f"{stats['images_per_second']:,.0f} img/s"]
+    return " ".join(parts)
+
+
+def describe_record(record: dict[str, Any]) -> str:
+    """The one-line outcome of a finished cell."""
+    if record["status"] == "ok":
+        m = record["metrics"]
+        return f"test {m['test_accuracy']:.2f}% in {record['timings']['wall_seconds']:.0f}s"
+    return f"{record['status']}: {record.get('reason', '')}"
+
+
+class PlainReporter:
+    """A ``RunReporter`` writing one line per epoch and per cell: quiet enough for a CI log."""
+
+    def __init__(self, stream: TextIO | None = None, tag: str = "") -> None:
+        self.stream = stream or sys.stdout
+        self.tag = f"{tag} " if tag else ""
+        self.prefix = ""
+        self.epochs = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start_run(self, suite: Suite, total: int, skipped: int, device: str) -> None:
+        self.say(f"suite {suite.name}: {total} cells, {skipped} already finished, on {device}")
+
+    def start_cell(self, index: int, count: int, label: str) -> None:
+        self.prefix = f"{self.tag}[{index}/{count}] {label}"
+
+    def start_cell_epochs(self, epochs: int, batches: int) -> None:
+        self.epochs = epochs
+
+    def batch(self, epoch: int, index: int) -> None:
+        pass
+
+    def end_epoch(self, epoch: int, stats: dict[str, float]) -> None:
+        self.say(f"{self.prefix} epoch {epoch + 1}/{self.epochs} {describe_epoch(stats)}")
+
+    def end_cell(self, record: dict[str, Any]) -> None:
+        self.say(f"{self.prefix} {describe_record(record)}")
+
+    def end_run(self, summary: RunSummary) -> None:
+        self.say(
+            f"done: {summary.trained} trained, {summary.skipped} skipped, "
+            f"{summary.not_applicable} n/a, {summary.failed} failed"
+        )

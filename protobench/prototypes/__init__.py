@@ -1,0 +1,57 @@
+"""Fixed class prototypes on the unit hypersphere: K unit vectors in R^d (the rows of a K x d array).
+
+Four generators, one module each; importing this package registers them all:
+
+- ``uniform``: DL2PA's Gaussian-potential energy (CVPR 2024),
+  L(P) = log(mean_{i<j} exp(-t ||p_i - p_j||^2)).
+- ``hpn``: Hyperspherical Prototype Networks (NeurIPS 2019), minimise mean_i max_{j != i} cos(p_i, p_j).
+- ``etf``: the regular simplex, an equiangular tight frame (Yang et al., NeurIPS 2022), in closed
+  form; needs d >= K - 1.
+- ``ebv``: Equiangular Basis Vectors (CVPR 2023), near-orthogonal: max |cos| <= tau.
+
+The optimised ones share one solver (``solver``: Riemannian Barzilai-Borwein descent on the product
+of spheres). Results are cached on disk (``cache``), one file per (generator, K, d, seed,
+parameters); ``geometry`` measures a set.
+"""
+
+# Importing registers; the order of these lines is the registry's order (the paper's first).
+# isort: off
+from protobench.prototypes import uniform  # noqa: F401
+from protobench.prototypes import hpn  # noqa: F401
+from protobench.prototypes import etf  # noqa: F401
+from protobench.prototypes import ebv  # noqa: F401
+
+# isort: on
+from protobench.prototypes.base import (
+    GENERATOR_REGISTRY,
+    GenerationInfo,
+    Generator,
+    generator_names,
+    get_generator,
+    register_generator,
+    resolve_params,
+)
+from protobench.prototypes.cache import cache_path
+from protobench.prototypes.etf import etf_dimension_problem
+from protobench.prototypes.generation import generate, generate_with_info
+from protobench.prototypes.geometry import PrototypeMetrics, metrics
+
+#: The registered generator names, for callers that need a list (CLI choices, parametrised tests).
+GENERATORS: tuple[str, ...] = tuple(generator_names())
+
+__all__ = [
+    "GENERATORS",
+    "GENERATOR_REGISTRY",
+    "GenerationInfo",
+    "Generator",
+    "PrototypeMetrics",
+    "cache_path",
+    "etf_dimension_problem",
+    "generate",
+    "generate_with_info",
+    "generator_names",
+    "get_generator",
+    "metrics",
+    "register_generator",
+    "resolve_params",
+]

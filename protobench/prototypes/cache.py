@@ -1,0 +1,59 @@
+"""The on-disk cache of prototype sets: one ``.npz`` per (generator, K, d, seed, parameters).
+
+Files live in ``cache_dir()/"prototypes"``, so a benchmark grid computes each set once. The file
+name is the key; changing how it is made orphans every cached set (bump ``CACHE_VERSION`` only
+when an algorithm changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from protobench.paths import atomic_write, cache_dir
+from protobench.prototypes.base import GenerationInfo
+
+log = logging.getLogger(__name__)
+
+#: Bump when an algorithm changes, so stale cache files are not reused.
+CACHE_VERSION = 1
+
+
+def cache_path(kind: str, K: int, d: int, seed: int, params: dict[str, Any]) -> Path:
+    """The cache file of a set; ``params`` are the resolved ones (defaults filled in)."""
+    key = json.dumps({"v": CACHE_VERSION, "params": params}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / "prototypes" / f"{kind}_K{K}_d{d}_s{seed}_{digest}.npz"
+
+
+def load_cached(path: Path) -> tuple[torch.Tensor, GenerationInfo] | None:
+    """The float32 set and its info stored at ``path``; None when the file cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            array = data["prototypes"]
+            info = GenerationInfo(**json.loads(str(data["info"])))
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        # A damaged cache file is not the user's fault: recompute and overwrite it.
+        log.warning("ignoring unreadable prototype cache file %s", path)
+        return None
+    info.cached = True
+    return torch.from_numpy(array.astype(np.float32)), info
+
+
+def save_cached(path: Path, prototypes: torch.Tensor, info: GenerationInfo) -> None:
+    """Store a set and its info at ``path``; a failure to write is logged, never raised."""
+    try:
+        # Atomic: concurrent runs see either no file or a complete one.
+        atomic_write(
+            path, lambda f: np.savez(f, prototypes=prototypes.numpy(), info=np.array(json.dumps(asdict(info))))
+        )
+    except OSError as exc:
+        # The cache is an optimisation; a read-only cache dir must not fail the run.
+        log.warning("could not write prototype cache %s: %s", path, exc)

@@ -1,0 +1,61 @@
+"""The entry points: check a request, answer it from the cache or build it, store what was built."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from protobench.device import resolve_device
+from protobench.prototypes.base import GenerationInfo, get_generator, resolve_params
+from protobench.prototypes.cache import cache_path, load_cached, save_cached
+
+log = logging.getLogger(__name__)
+
+
+def generate(
+    kind: str,
+    num_classes: int,
+    dim: int,
+    seed: int = 0,
+    *,
+    use_cache: bool = True,
+    device: str | torch.device = "auto",
+    **params: Any,
+) -> torch.Tensor:
+    """K x d float32 CPU tensor of unit prototypes from generator ``kind``, deterministic per seed."""
+    prototypes, _ = generate_with_info(kind, num_classes, dim, seed, use_cache=use_cache, device=device, **params)
+    return prototypes
+
+
+def generate_with_info(
+    kind: str,
+    num_classes: int,
+    dim: int,
+    seed: int = 0,
+    *,
+    use_cache: bool = True,
+    device: str | torch.device = "auto",
+    **params: Any,
+) -> tuple[torch.Tensor, GenerationInfo]:
+    """Like :func:`generate`, also returning how the set was obtained (iterations, loosened tau...)."""
+    resolved = resolve_params(kind, num_classes, dim, seed, params)
+    dev = resolve_device(device)
+    path = cache_path(kind, num_classes, dim, seed, resolved)
+    if use_cache and path.exists():
+        loaded = load_cached(path)
+        if loaded is not None:
+            return loaded
+
+    start = time.perf_counter()
+    prototypes64, info = get_generator(kind).build(num_classes, dim, seed, dev, resolved)
+    info.seconds = time.perf_counter() - start
+    info.device = str(dev)
+    for note in info.notes:
+        log.warning("%s prototypes K=%d d=%d: %s", kind, num_classes, dim, note)
+    prototypes = torch.nn.functional.normalize(prototypes64.detach().cpu(), dim=1).to(torch.float32)
+    if use_cache:
+        save_cached(path, prototypes, info)
+    return prototypes, info
