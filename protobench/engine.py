@@ -137,7 +137,7 @@ def build_learner(
         **suite.method_options.get(method_name, {}),
     ).to(device)
     params = [p for p in (*backbone.parameters(), *method.parameters()) if p.requires_grad]
-    return Learner(backbone, method, build_optimizer(params, suite.train), autocast)
+    return Learner(backbone, method, build_optimizer(params, suite.recipe_for(method_name)), autocast)
 
 
 def cell_loaders(
@@ -176,7 +176,7 @@ def train_cell(
     elsewhere, or when it is off, the step runs eagerly.
     """
     progress = progress or SilentProgress()
-    recipe = suite.train
+    recipe = suite.recipe_for(method_name)
     seed_everything(seed, deterministic)
     learner = build_learner(suite, data, method_name, dim, seed, device, precision)
     backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer

@@ -36,6 +36,19 @@ def latest_setting(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("setting_hash") == newest.get("setting_hash")]
 
 
+def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
+    """A note per kind of mixed provenance among ``records``: several code commits, several versions."""
+    notes = []
+    commits = sorted({r.get("git_commit") or "unknown" for r in records})
+    if len(commits) > 1:
+        short = [c if c == "unknown" else c[:10] + ("-dirty" if c.endswith("-dirty") else "") for c in commits]
+        notes.append(f"mixed code: records from {len(commits)} commits ({', '.join(short)})")
+    versions = sorted({(r.get("versions") or {}).get("protobench", "unknown") for r in records})
+    if len(versions) > 1:
+        notes.append(f"mixed code: records from protobench versions {', '.join(versions)}")
+    return notes
+
+
 def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite: Suite | None) -> Table | None:
     """Aggregate ``records`` of one suite into a Table of ``metric`` (None when nothing to show)."""
     records = [r for r in records if r.get("suite") == suite_name]
@@ -83,6 +96,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
     devices = sorted({f"{r.get('device', '?')} ({r['config'].get('precision', '?')})" for r in shown})
     if devices:
         notes.append(f"ran on: {'; '.join(devices)}")
+    notes += provenance_notes(shown)
     cells = pd.DataFrame(rows)
     if not (cells["status"] == "ok").any():
         return None

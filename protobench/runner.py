@@ -59,7 +59,7 @@ def cell_config(suite: Suite, cell: Cell, *, deterministic: bool, precision: str
         "method_options": resolved_options(cell.method, suite.method_options.get(cell.method, {})),
         "dim": cell.dim,
         "seed": cell.seed,
-        "train": dataclasses.asdict(suite.train),
+        "train": dataclasses.asdict(suite.recipe_for(cell.method)),
         "deterministic": deterministic,
         "precision": precision,
     }
@@ -87,11 +87,15 @@ class PlannedCell:
 
 
 def plan_suite(
-    suite: Suite, results_dir: Path, *, deterministic: bool, precision: str
+    suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device
 ) -> tuple[list[PlannedCell], int]:
-    """The unfinished cells of ``suite`` and how many are already finished in ``results_dir``."""
+    """The unfinished cells of ``suite`` and how many are already finished in ``results_dir``.
+
+    Each cell's precision is resolved here, once, from its method's recipe and the device.
+    """
     plan, finished = [], 0
     for cell in expand(suite):
+        precision = resolve_precision(suite.recipe_for(cell.method).precision, device)
         config = cell_config(suite, cell, deterministic=deterministic, precision=precision)
         digest = results.config_hash(config)
         path = results.cell_path(results_dir, suite.name, cell.method, cell.dim, cell.seed, cell.ratio, digest)
@@ -125,12 +129,12 @@ def run_suite(
 
     ``jobs`` > 1 runs that many cells at once in worker processes sharing the device: small
     models cannot fill a large GPU alone (docs/engine.md, "Several cells at once"), and on a CPU
-    each worker gets an equal share of the cores. Precision and provenance are resolved here, once.
+    each worker gets an equal share of the cores. Precision (per cell, in the plan) and provenance
+    are resolved here, once.
     """
     device = options.device
     reporter = reporter or PlainReporter()
-    precision = resolve_precision(suite.train.precision, device)
-    plan, finished = plan_suite(suite, results_dir, deterministic=options.deterministic, precision=precision)
+    plan, finished = plan_suite(suite, results_dir, deterministic=options.deterministic, device=device)
     summary = RunSummary(total=len(plan) + finished, skipped=finished)
     reporter.start_run(suite, summary.total, summary.skipped, device_name(device))
     run = provenance(device, options.cuda_graphs)

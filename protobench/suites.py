@@ -8,16 +8,14 @@ an unknown method, dataset or backbone is a ``UserError`` naming the file, the k
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from protobench.errors import UserError, did_you_mean
+from protobench.suite_files import available_suites as available_suites  # re-exported for the CLI
+from protobench.suite_files import read_yaml, resolve_suite_path
 
 if TYPE_CHECKING:
     from protobench.data.prepare import DataSettings
@@ -73,9 +71,15 @@ class Suite:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     train: TrainRecipe = field(default_factory=TrainRecipe)
+    #: Per-method changes to ``train`` (any TrainRecipe key), e.g. each head's published or tuned lr.
+    method_recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     paper: dict[str, dict[str, float]] = field(default_factory=dict)
     paper_source: str = ""
     path: str = ""
+
+    def recipe_for(self, method: str) -> TrainRecipe:
+        """The recipe ``method`` trains with: ``train`` with the method's ``method_recipes`` entry over it."""
+        return dataclasses.replace(self.train, **self.method_recipes.get(method, {}))
 
     @property
     def long_tailed(self) -> bool:
@@ -116,6 +120,13 @@ class Suite:
             # A quick run shorter than the warm-up keeps a warm-up that leaves it at least one full-lr epoch.
             warmup = min(self.train.warmup_epochs, max(0, epochs - 1))
             changes["train"] = dataclasses.replace(self.train, epochs=epochs, warmup_epochs=warmup)
+            recipes = {}
+            for method, recipe in self.method_recipes.items():  # the flag wins over every method's recipe too
+                recipe = {k: v for k, v in recipe.items() if k != "epochs"}
+                if "warmup_epochs" in recipe:
+                    recipe["warmup_epochs"] = min(recipe["warmup_epochs"], max(0, epochs - 1))
+                recipes[method] = recipe
+            changes["method_recipes"] = recipes
         suite = dataclasses.replace(self, **changes)
         validate(suite, source="command line")
         return suite
@@ -129,91 +140,6 @@ class Suite:
     def columns(self) -> list[str]:
         """Report columns in grid order."""
         return [self.column(d, r) for r in self.imbalance_ratios for d in self.dims]
-
-
-# ---------------------------------------------------------------- finding and reading files
-
-
-def suites_dirs() -> list[Path]:
-    """Where suite names are looked up: $PROTOBENCH_SUITES, ./suites, then the suites/ shipped beside the package."""
-    dirs = []
-    if env := os.environ.get("PROTOBENCH_SUITES"):
-        dirs.append(Path(env))
-    dirs.append(Path.cwd() / "suites")
-    dirs.append(Path(__file__).resolve().parent.parent / "suites")
-    seen: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [s.resolve() for s in seen]:
-            seen.append(d)
-    return seen
-
-
-def available_suites() -> dict[str, Path]:
-    """Every suite name found, mapped to its file (the first dir wins)."""
-    found: dict[str, Path] = {}
-    for d in suites_dirs():
-        for path in sorted(d.glob("*.yaml")):
-            found.setdefault(path.stem, path)
-    return found
-
-
-def resolve_suite_path(name_or_path: str) -> Path:
-    """A suite name or a YAML path -> the file; an unknown name lists the known ones."""
-    as_path = Path(name_or_path)
-    if as_path.suffix in (".yaml", ".yml") or os.sep in name_or_path:
-        if not as_path.is_file():
-            raise UserError(f"suite file {name_or_path} does not exist")
-        return as_path
-    known = available_suites()
-    if name_or_path not in known:
-        raise UserError(
-            f"unknown suite '{name_or_path}'{did_you_mean(name_or_path, known)}; known: {', '.join(known) or 'none'} "
-            "(or pass a path to a .yaml file)"
-        )
-    return known[name_or_path]
-
-
-def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a suite file and merge the files it ``include:``s under it (cycles are errors)."""
-    path = path.resolve()
-    if path in chain:
-        cycle = " -> ".join(p.name for p in (*chain, path))
-        raise UserError(f"{path}: include cycle {cycle}; remove one include")
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"cannot read suite file {path}: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise UserError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a suite file must be a mapping of keys, got {type(data).__name__}")
-    include = data.pop("include", None)
-    if include is None:
-        return data
-    if not isinstance(include, str):
-        raise UserError(f"{path}: key 'include' must be a file name or suite name, got {include!r}")
-    target = path.parent / include if include.endswith((".yaml", ".yml")) else resolve_suite_path(include)
-    if not target.is_file():
-        raise UserError(f"{path}: key 'include': {target} does not exist")
-    return deep_merge(read_yaml(target, (*chain, path)), data)
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``; nested mappings merge, everything else (and an empty mapping) replaces."""
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and value and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 # ---------------------------------------------------------------- typed conversion
@@ -284,12 +210,32 @@ def build(cls: type, data: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise UserError(f"{where}: key 'train' must be a mapping of recipe keys")
             kwargs[name] = build(TrainRecipe, value, f"{where}: train")
+        elif cls is Suite and name == "method_recipes":
+            kwargs[name] = recipe_changes(value, f"{where}: key 'method_recipes'")
         else:
             kwargs[name] = convert(value, hints[name], f"{where}: key '{name}'")
     missing = [f.name for f in fields(cls) if f.name in ("name", "dataset", "dims", "methods") and f.name not in kwargs]
     if missing:
         raise UserError(f"{where}: missing key '{missing[0]}'")
     return cls(**kwargs)
+
+
+def recipe_changes(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """``method_recipes``: METHOD -> {TrainRecipe key: value}, each value checked against the recipe's types."""
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be a mapping of method -> recipe keys, e.g. {{dl2pa: {{lr: 0.01}}}}")
+    hints = typing.get_type_hints(TrainRecipe)
+    allowed = [f.name for f in fields(TrainRecipe)]
+    changes: dict[str, dict[str, Any]] = {}
+    for method, recipe in value.items():
+        if not isinstance(recipe, dict):
+            raise UserError(f"{where}.{method} must be a mapping of recipe keys, e.g. {{lr: 0.01}}")
+        unknown = [k for k in recipe if k not in allowed]
+        if unknown:
+            hint = did_you_mean(unknown[0], allowed)
+            raise UserError(f"{where}.{method}: unknown recipe key '{unknown[0]}'{hint}; allowed: {', '.join(allowed)}")
+        changes[str(method)] = {k: convert(v, hints[k], f"{where}.{method}.{k}") for k, v in recipe.items()}
+    return changes
 
 
 def check_choice(value: str, allowed: tuple[str, ...] | list[str], where: str) -> None:
@@ -334,23 +280,32 @@ def validate(suite: Suite, source: str) -> None:
     check_choice(suite.imbalance_profile, PROFILES, f"{source}: key 'imbalance_profile'")
     if suite.val_size < 0:
         raise UserError(f"{source}: key 'val_size' must be >= 0")
-    t = suite.train
-    if t.epochs < 1:
-        raise UserError(f"{source}: epochs is {t.epochs}; use epochs >= 1")
-    if t.batch_size < 1 or t.eval_batch_size < 1:
-        raise UserError(f"{source}: train.batch_size and train.eval_batch_size must be >= 1")
-    check_choice(t.optimizer, OPTIMIZERS, f"{source}: key 'train.optimizer'")
-    check_choice(t.schedule, SCHEDULES, f"{source}: key 'train.schedule'")
-    check_choice(t.precision, PRECISIONS, f"{source}: key 'train.precision'")
-    if t.lr <= 0:
-        raise UserError(f"{source}: key 'train.lr' must be > 0")
-    if t.warmup_epochs < 0 or t.warmup_epochs > t.epochs:
-        raise UserError(f"{source}: key 'train.warmup_epochs' must be between 0 and epochs ({t.epochs})")
-    if t.mixup_alpha < 0:
-        raise UserError(f"{source}: key 'train.mixup_alpha' must be >= 0 (0 = no mixup)")
+    check_recipe(suite.train, source)
+    for method in suite.method_recipes:
+        if method not in METHODS:
+            raise UserError(f"{source}: key 'method_recipes': {METHODS.unknown_message(method)}")
+        check_recipe(suite.recipe_for(method), source, f"method_recipes.{method}")
     for method in suite.paper:
         if method not in METHODS:
             raise UserError(f"{source}: key 'paper': {METHODS.unknown_message(method)}")
+
+
+def check_recipe(t: TrainRecipe, source: str, key: str = "train") -> None:
+    """The values of a recipe; errors name ``source`` and the recipe's ``key`` (``train`` or
+    ``method_recipes.METHOD``, which is checked as the whole recipe that method trains with)."""
+    if t.epochs < 1:
+        raise UserError(f"{source}: epochs is {t.epochs}; use epochs >= 1")
+    if t.batch_size < 1 or t.eval_batch_size < 1:
+        raise UserError(f"{source}: {key}.batch_size and {key}.eval_batch_size must be >= 1")
+    check_choice(t.optimizer, OPTIMIZERS, f"{source}: key '{key}.optimizer'")
+    check_choice(t.schedule, SCHEDULES, f"{source}: key '{key}.schedule'")
+    check_choice(t.precision, PRECISIONS, f"{source}: key '{key}.precision'")
+    if t.lr <= 0:
+        raise UserError(f"{source}: key '{key}.lr' must be > 0")
+    if t.warmup_epochs < 0 or t.warmup_epochs > t.epochs:
+        raise UserError(f"{source}: key '{key}.warmup_epochs' must be between 0 and epochs ({t.epochs})")
+    if t.mixup_alpha < 0:
+        raise UserError(f"{source}: key '{key}.mixup_alpha' must be >= 0 (0 = no mixup)")
 
 
 def load_suite(name_or_path: str) -> Suite:

@@ -77,3 +77,14 @@ def test_csv_and_latex(suite, tmp_path):
     assert row["mean"] == pytest.approx(81.0) and row["n"] == 2
     latex = render(tables, "latex")
     assert "\\begin{tabular}{lrr}" in latex and "81.00 $\\pm$ 1.41 (2)" in latex and "\\bottomrule" in latex
+
+
+def test_a_table_says_when_its_records_come_from_different_code(suite):
+    same = [record("softmax", 2, s, 80.0, git_commit="a" * 40, versions={"protobench": "0.1.0"}) for s in range(2)]
+    (table,) = build_tables(same, {"s": suite})
+    assert not [n for n in table.notes if "mixed" in n]
+    mixed = same + [record("softmax", 4, 0, 90.0, git_commit="b" * 40 + "-dirty", versions={"protobench": "0.2.0"})]
+    (table,) = build_tables(mixed, {"s": suite})
+    text = render([table], "md")
+    assert "_mixed code: records from 2 commits (aaaaaaaaaa, bbbbbbbbbb-dirty)_" in text
+    assert "_mixed code: records from protobench versions 0.1.0, 0.2.0_" in text

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from protobench import engine
+from protobench.results import config_hash
 from protobench.runner import RunOptions, cell_config, expand, run_suite
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
@@ -127,3 +128,29 @@ def test_missing_data_stops_the_run_before_any_cell_fails(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="data not found"):
         run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(tmp_path / "nothing", CPU))
     assert not list((tmp_path / "res").glob("*/*/*.json"))
+
+
+def test_a_method_recipe_changes_that_method_s_config_hash_only(tmp_path):
+    plain = load_suite(str(tiny_suite(tmp_path / "a.yaml", methods=["softmax", "dl2pa"])))
+    tuned = load_suite(str(tiny_suite(tmp_path / "b.yaml", methods=["softmax", "dl2pa"],
+                                      method_recipes={"dl2pa": {"lr": 0.01}})))  # fmt: skip
+    for cell in expand(plain):
+        a = cell_config(plain, cell, deterministic=False, precision="fp32")
+        b = cell_config(tuned, cell, deterministic=False, precision="fp32")
+        if cell.method == "dl2pa":
+            assert b["train"]["lr"] == 0.01 and a["train"]["lr"] == 0.05
+            assert config_hash(a) != config_hash(b)
+        else:
+            assert config_hash(a) == config_hash(b)
+
+
+def test_records_carry_the_recipe_each_method_trained_with(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"], dims=[2],
+                                      train={"epochs": 1, "lr": 0.05},
+                                      method_recipes={"dl2pa": {"lr": 0.01}})))  # fmt: skip
+    assert run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU)).trained == 2
+    by_method = {r["method"]: r for r in records(tmp_path / "res")}
+    assert by_method["dl2pa"]["config"]["train"]["lr"] == 0.01
+    assert by_method["softmax"]["config"]["train"]["lr"] == 0.05
+    # The optimiser really used it: the history's lr is the cosine factor times the method's lr.
+    assert by_method["dl2pa"]["history"][0]["lr"] / by_method["softmax"]["history"][0]["lr"] == pytest.approx(0.2)

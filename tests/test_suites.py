@@ -99,3 +99,32 @@ def test_cli_overrides_are_validated(tmp_path):
 def test_columns_for_long_tailed_suites(tmp_path):
     suite = load_suite(str(tiny_suite(Path(tmp_path / "s.yaml"), imbalance_ratios=[100, 10], dims=[16])))
     assert suite.long_tailed and suite.columns() == ["r100", "r10"]
+
+
+def test_method_recipes_override_only_the_named_method(tmp_path):
+    path = tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"],
+                      method_recipes={"dl2pa": {"lr": 0.01, "weight_decay": "1e-4", "milestones": [3]}})  # fmt: skip
+    suite = load_suite(str(path))
+    assert suite.recipe_for("softmax") == suite.train
+    dl2pa = suite.recipe_for("dl2pa")
+    assert (dl2pa.lr, dl2pa.weight_decay, dl2pa.milestones) == (0.01, pytest.approx(1e-4), (3,))
+    assert dl2pa.batch_size == suite.train.batch_size  # everything else from train
+    # --epochs wins over every method's recipe, as over train.
+    short = suite.with_overrides(epochs=1)
+    assert short.recipe_for("dl2pa").epochs == 1 and short.recipe_for("dl2pa").lr == 0.01
+
+
+@pytest.mark.parametrize(
+    ("recipes", "message"),
+    [
+        ({"dl2pb": {"lr": 0.01}}, r"key 'method_recipes': unknown method 'dl2pb' \(did you mean 'dl2pa'\?\)"),
+        ({"dl2pa": {"learning_rate": 0.01}}, r"method_recipes'\.dl2pa: unknown recipe key 'learning_rate'; allowed: "),
+        ({"dl2pa": {"lr": "fast"}}, r"method_recipes'\.dl2pa\.lr must be a number, got 'fast'"),
+        ({"dl2pa": {"lr": -1}}, r"key 'method_recipes\.dl2pa\.lr' must be > 0"),
+        ({"dl2pa": 0.01}, r"method_recipes'\.dl2pa must be a mapping of recipe keys"),
+    ],
+)
+def test_method_recipe_errors_name_the_method_and_key(tmp_path, recipes, message):
+    path = tiny_suite(tmp_path / "s.yaml", method_recipes=recipes)
+    with pytest.raises(UserError, match=message):
+        load_suite(str(path))
