@@ -53,7 +53,7 @@ class Mixup:
     @classmethod
     def draw(cls, rng: np.random.Generator, alpha: float, batch: int, device: torch.device) -> Mixup | None:
         """The next step's mixup: lambda from Beta(alpha, alpha) on the host (no device round trip), a
-        random permutation on the device; None when ``alpha`` is 0 (no mixup)."""
+        random permutation on the device; None when ``alpha`` is 0 or less (no mixup)."""
         if alpha <= 0:
             return None
         lam = float(rng.beta(alpha, alpha))

@@ -118,13 +118,17 @@ class Suite:
             changes["seeds"] = tuple(seeds)
         if epochs is not None:
             # A quick run shorter than the warm-up keeps a warm-up that leaves it at least one full-lr epoch.
-            warmup = min(self.train.warmup_epochs, max(0, epochs - 1))
-            changes["train"] = dataclasses.replace(self.train, epochs=epochs, warmup_epochs=warmup)
+            def warmup(epochs_asked: int) -> int:
+                return min(epochs_asked, max(0, epochs - 1))
+
+            changes["train"] = dataclasses.replace(
+                self.train, epochs=epochs, warmup_epochs=warmup(self.train.warmup_epochs)
+            )
             recipes = {}
             for method, recipe in self.method_recipes.items():  # the flag wins over every method's recipe too
                 recipe = {k: v for k, v in recipe.items() if k != "epochs"}
                 if "warmup_epochs" in recipe:
-                    recipe["warmup_epochs"] = min(recipe["warmup_epochs"], max(0, epochs - 1))
+                    recipe["warmup_epochs"] = warmup(recipe["warmup_epochs"])
                 recipes[method] = recipe
             changes["method_recipes"] = recipes
         suite = dataclasses.replace(self, **changes)
@@ -199,11 +203,7 @@ def convert(value: Any, hint: Any, where: str) -> Any:
 def build(cls: type, data: dict[str, Any], where: str) -> Any:
     """Construct dataclass ``cls`` from ``data``; unknown keys are errors listing the allowed ones."""
     hints = typing.get_type_hints(cls)
-    allowed = [f.name for f in fields(cls) if f.name != "path"]
-    unknown = [k for k in data if k not in allowed]
-    if unknown:
-        hint = did_you_mean(unknown[0], allowed)
-        raise UserError(f"{where}: unknown key '{unknown[0]}'{hint}; allowed: {', '.join(allowed)}")
+    check_keys(data, [f.name for f in fields(cls) if f.name != "path"], f"{where}: unknown key")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         if cls is Suite and name == "train":
@@ -220,6 +220,13 @@ def build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def check_keys(data: dict[str, Any], allowed: list[str], what: str) -> None:
+    """A UserError ``{what} 'k' (did you mean ...); allowed: ...`` for the first key not ``allowed``."""
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        raise UserError(f"{what} '{unknown[0]}'{did_you_mean(unknown[0], allowed)}; allowed: {', '.join(allowed)}")
+
+
 def recipe_changes(value: Any, where: str) -> dict[str, dict[str, Any]]:
     """``method_recipes``: METHOD -> {TrainRecipe key: value}, each value checked against the recipe's types."""
     if not isinstance(value, dict):
@@ -230,10 +237,7 @@ def recipe_changes(value: Any, where: str) -> dict[str, dict[str, Any]]:
     for method, recipe in value.items():
         if not isinstance(recipe, dict):
             raise UserError(f"{where}.{method} must be a mapping of recipe keys, e.g. {{lr: 0.01}}")
-        unknown = [k for k in recipe if k not in allowed]
-        if unknown:
-            hint = did_you_mean(unknown[0], allowed)
-            raise UserError(f"{where}.{method}: unknown recipe key '{unknown[0]}'{hint}; allowed: {', '.join(allowed)}")
+        check_keys(recipe, allowed, f"{where}.{method}: unknown recipe key")
         changes[str(method)] = {k: convert(v, hints[k], f"{where}.{method}.{k}") for k, v in recipe.items()}
     return changes
 

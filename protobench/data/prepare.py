@@ -127,7 +127,8 @@ def prepare_cell_data(
                 f"{settings.dataset} brings its own splits"
             )
         counts = {s: ds.class_counts(s).tolist() for s in ("train", "val", "test")}
-        return CellData(ds.name, ds.num_classes, 3, ds.source, counts, ds)
+        channels = DATASETS.get(settings.dataset).image_shape[0]
+        return CellData(ds.name, ds.num_classes, channels, ds.source, counts, ds)
     train = ds.train
     if ratio is not None:
         from protobench.data.longtail import long_tail_subsample
