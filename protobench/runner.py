@@ -94,16 +94,24 @@ def plan_suite(
     Each cell's precision is resolved here, once, from its method's recipe and the device.
     """
     plan, finished = [], 0
+    for planned in planned_cells(suite, results_dir, deterministic=deterministic, device=device):
+        if results.is_finished(planned.path):
+            finished += 1
+        else:
+            plan.append(planned)
+    return plan, finished
+
+
+def planned_cells(suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device) -> list[PlannedCell]:
+    """Every cell of ``suite`` with its resolved config and record path, finished or not."""
+    planned = []
     for cell in expand(suite):
         precision = resolve_precision(suite.recipe_for(cell.method).precision, device)
         config = cell_config(suite, cell, deterministic=deterministic, precision=precision)
         digest = results.config_hash(config)
         path = results.cell_path(results_dir, suite.name, cell.method, cell.dim, cell.seed, cell.ratio, digest)
-        if results.is_finished(path):
-            finished += 1
-        else:
-            plan.append(PlannedCell(cell, config, digest, path))
-    return plan, finished
+        planned.append(PlannedCell(cell, config, digest, path))
+    return planned
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,13 @@ class Suite:
         return any(r is not None for r in self.imbalance_ratios)
 
     @property
+    def has_validation(self) -> bool:
+        """True when cells get a validation split: ``val_size`` held out, or the dataset's own."""
+        from protobench.data import DATASETS
+
+        return self.val_size > 0 or DATASETS.get(self.dataset).own_validation
+
+    @property
     def data_settings(self) -> DataSettings:
         """What data preparation needs of this suite (protobench.data never imports suites)."""
         from protobench.data.prepare import DataSettings

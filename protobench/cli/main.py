@@ -255,6 +255,9 @@ def mount_subcommands() -> None:
     """Attach the prototypes and data command groups."""
     from protobench.cli.data import app as data_app
     from protobench.cli.prototypes import app as prototypes_app
+    from protobench.cli.tune import tune_command
+
+    app.command("tune")(tune_command)
 
     app.add_typer(prototypes_app, name="prototypes", help="Generate, measure and plot prototype sets.")
     app.add_typer(data_app, name="data", help="Where datasets are, their checksums and per-class counts.")

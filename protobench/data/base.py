@@ -123,7 +123,9 @@ class DatasetSpec:
 
     ``verify`` is None for datasets without published checksums; ``image_shape`` is (C, H, W) of
     the stored images (a streaming dataset's default crop); ``long_tailed`` marks datasets whose
-    own splits are long-tailed (ImageNet-LT), as opposed to suites that subsample a balanced one.
+    own splits are long-tailed (ImageNet-LT), as opposed to suites that subsample a balanced one;
+    ``own_validation`` marks datasets that ship a validation split (ImageNet-LT's val list), so a
+    suite needs no ``val_size`` to have one.
     """
 
     name: str
@@ -134,6 +136,7 @@ class DatasetSpec:
     num_classes: int
     image_shape: tuple[int, int, int]
     long_tailed: bool = False
+    own_validation: bool = False
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -148,11 +151,14 @@ def register_dataset(
     how_to_get: str,
     verify: DatasetVerifier | None = None,
     long_tailed: bool = False,
+    own_validation: bool = False,
 ) -> Callable[[DatasetBuilder], DatasetBuilder]:
     """Decorator registering a dataset builder under ``name`` as a ``DatasetSpec``; returns the builder."""
 
     def add(build: DatasetBuilder) -> DatasetBuilder:
-        spec = DatasetSpec(name, build, locate, verify, how_to_get, num_classes, tuple(image_shape), long_tailed)
+        spec = DatasetSpec(
+            name, build, locate, verify, how_to_get, num_classes, tuple(image_shape), long_tailed, own_validation
+        )
         DATASETS.register(name)(spec)
         return build
 

@@ -97,6 +97,7 @@ def read_split_list(path: Path) -> FileSplit:
     locate=locate,
     how_to_get=LT_HOW_TO_GET,
     long_tailed=True,
+    own_validation=True,
 )
 def imagenet_lt(request: DataRequest) -> FolderStreamingDataset:
     """ImageNet-LT: split files in options train_list, val_list, test_list; paths below the ImageNet dir.
