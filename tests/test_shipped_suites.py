@@ -7,11 +7,14 @@ IDX), and the real loaders read them; only the number of images is small.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from protobench.methods import create_method
 from protobench.suites import available_suites, load_suite
 from tests.data import fakefiles
 
@@ -84,3 +87,81 @@ def test_run_suite_one_epoch_on_format_exact_data(suite, tmp_path, run_cli):
         if record["imbalance_ratio"] is not None:
             assert set(record["shot_groups"]) == {"by_count", "by_index"}
     assert "| softmax |" in out and "| dl2pa |" in out
+
+
+# ---------------------------------------------------------------- per-method published recipes (docs/recipes.md)
+
+#: What each paper suite's method_recipes change for each method; every other method, and every other key,
+#: is the suite's train:. Sources are in the suite files' comments.
+LT: dict[str, dict[str, float]] = {}  # cifar10-lt and its includes: train: is every head's published LT recipe
+PUBLISHED_CHANGES = {
+    "cifar100": {"etf": {"lr": 0.1, "weight_decay": 2e-4}, "dnc": {"lr": 0.1, "weight_decay": 5e-4}},
+    "cifar10": {"etf": {"lr": 0.1, "weight_decay": 2e-4}, "dnc": {"lr": 0.1, "weight_decay": 1e-4}},
+    "imagenet200": {"etf": {"lr": 0.1, "weight_decay": 2e-4}},  # no ImageNet-200 recipe for dnc
+    "cifar10-lt": LT,
+    "cifar100-lt": LT,
+    "svhn-lt": LT,
+    "stl10-lt": LT,
+    "imagenet": {"dnc": {"batch_size": 256, "lr": 0.1, "weight_decay": 1e-4}},
+    "imagenet-lt": {"etf": {"batch_size": 1024, "lr": 0.1, "weight_decay": 5e-4}},
+}
+
+
+def test_cifar100_etf_gets_the_dr_loss_recipe_and_the_squared_cosine_heads_keep_hpns():
+    suite = load_suite("cifar100")
+    assert suite.recipe_for("etf").lr == 0.1 and suite.recipe_for("etf").weight_decay == 2e-4
+    for method in ("hpn", "dl2pa", "dl2pa-static", "hpn-dynamic"):
+        assert (suite.recipe_for(method).lr, suite.recipe_for(method).weight_decay) == (0.01, 1e-4), method
+    assert suite.recipe_for("etf").milestones == suite.train.milestones == (100, 200)  # only lr and wd change
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_CHANGES))
+def test_paper_suites_give_each_method_its_published_recipe(name):
+    suite = load_suite(name)
+    changes = PUBLISHED_CHANGES[name]
+    assert set(changes) <= set(suite.methods)
+    for method in suite.methods:
+        assert suite.recipe_for(method) == dataclasses.replace(suite.train, **changes.get(method, {})), method
+
+
+def test_lt_suites_keep_the_published_lt_recipe_for_every_head():
+    for name in ("cifar10-lt", "cifar100-lt", "svhn-lt", "stl10-lt"):
+        suite = load_suite(name)
+        for method in suite.methods:
+            recipe = suite.recipe_for(method)
+            assert (recipe.lr, recipe.weight_decay, recipe.mixup_alpha) == (0.1, 2e-4, 1.0), (name, method)
+
+
+@pytest.mark.parametrize("name", sorted(SUITE_DATA))
+def test_method_recipes_name_only_methods_the_suite_runs(name):
+    suite = load_suite(name)
+    # An include can only blank an inherited entry ({}), not remove it: a blank entry changes nothing.
+    stray = [method for method, changes in suite.method_recipes.items() if changes and method not in suite.methods]
+    assert not stray, f"{name}: method_recipes for methods it does not run: {stray}"
+
+
+def loss_is_summed(method: str, loss_family: str) -> bool:
+    """True when the head's training loss doubles on a batch repeated twice (a sum, not a mean)."""
+    head = create_method(method, 10, 16, seed=0, loss_family=loss_family)
+    z = torch.randn(40, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(40) % 10
+    with torch.no_grad():
+        once = head.loss(head(z), y)
+        twice = head.loss(head(torch.cat([z, z])), torch.cat([y, y]))
+    return bool(torch.isclose(twice, 2 * once, rtol=1e-4))
+
+
+#: The suites on HPN's ResNet-32, where HPN's published lr is the reference for a summed loss.
+RESNET32_SUITES = ["cifar100", "cifar10", "imagenet200", "cifar10-lt", "cifar100-lt", "svhn-lt", "stl10-lt"]
+
+
+@pytest.mark.parametrize("name", RESNET32_SUITES)
+def test_heads_with_a_summed_loss_train_at_hpns_published_lr(name):
+    """HPN's lr 0.01 / wd 1e-4 was tuned for the squared-cosine loss summed over the batch (128 times the
+    gradient of a mean): any head that trains with a summed loss in these suites must get that recipe."""
+    suite = load_suite(name)
+    summed = [m for m in suite.methods if loss_is_summed(m, suite.loss)]
+    if suite.loss == "balanced":
+        assert {"hpn", "dl2pa"} <= set(summed)
+    for method in summed:
+        assert (suite.recipe_for(method).lr, suite.recipe_for(method).weight_decay) == (0.01, 1e-4), method
