@@ -106,9 +106,10 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
 
 
 def format_cell(row: pd.Series) -> str:
-    """``86.21 +- 0.35 (3)``, ``n/a``, ``error`` or ``-``."""
+    """``86.21 +- 0.35 (3)`` (and a ``--vs`` marker), ``n/a``, ``error`` or ``-``."""
     if row["status"] == "ok":
-        return f"{row['mean']:.2f} +- {row['std']:.2f} ({row['n']})"
+        marker = row.get("marker") or ""
+        return f"{row['mean']:.2f} +- {row['std']:.2f} ({row['n']}){' ' + marker if marker else ''}"
     return {"n/a": "n/a", "error": "error"}.get(row["status"], "-")
 
 
@@ -150,7 +151,8 @@ def render_latex(table: Table) -> str:
     header, rows = grid(table)
 
     def tex(s: str) -> str:
-        return s.replace("+-", "$\\pm$").replace("_", "\\_").replace("%", "\\%")
+        s = s.replace("+-", "$\\pm$").replace("_", "\\_").replace("%", "\\%")
+        return s.replace(" >", " $>$").replace(" <", " $<$").replace(" ~", " $\\sim$")
 
     lines = [
         f"% {table.title}",
@@ -183,11 +185,44 @@ def render(tables: list[Table], fmt: str) -> str:
     return "\n".join(renderer(t) for t in tables)
 
 
-def build_tables(records: list[dict[str, Any]], suites: dict[str, Suite | None]) -> list[Table]:
-    """The final-epoch table and, where validation exists, the validation-selected table of each suite."""
+#: ``report --vs M`` markers: how the row's method compares with M in that cell (docs/compare.md).
+VS_MARKERS = {"better": ">", "worse": "<", "no evidence": "~"}
+
+
+def build_tables(records: list[dict[str, Any]], suites: dict[str, Suite | None], vs: str | None = None) -> list[Table]:
+    """The final-epoch table and, where validation exists, the validation-selected table of each suite;
+    with ``vs``, every other method's cells marked by ``compare``'s verdict against it."""
     tables = []
     for name, suite in suites.items():
         for metric in METRICS:
             if (table := summarise(name, records, metric, suite)) is not None:
+                if vs is not None:
+                    mark_against(table, records, vs, suite)
                 tables.append(table)
     return tables
+
+
+def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Suite | None) -> None:
+    """Add to each cell of ``table`` the verdict of its method against ``vs`` (>, <, ~; none with too few seeds)."""
+    from protobench.compare import METRIC_KEYS, NO_EVIDENCE, compare
+
+    metric = next(name for name, key in METRIC_KEYS.items() if key == table.metric)
+    others = [m for m in table.methods if m != vs]
+    if vs not in table.methods or not others:
+        table.notes.append(f"--vs {vs}: no records of {vs} in this table")
+        return
+    marks = {}
+    for row in compare(records, table.suite, vs, others, metric, suite):
+        if row.verdict == f"{row.b} better":
+            marks[row.b, row.column] = VS_MARKERS["better"]
+        elif row.verdict == f"{vs} better":
+            marks[row.b, row.column] = VS_MARKERS["worse"]
+        elif row.verdict == NO_EVIDENCE:
+            marks[row.b, row.column] = VS_MARKERS["no evidence"]
+    table.cells["marker"] = [
+        marks.get((m, c), "") for m, c in zip(table.cells["method"], table.cells["column"], strict=True)
+    ]
+    table.notes.append(
+        f"vs {vs}: > better, < worse, ~ no evidence (95% CI of the difference, paired by seed where the seeds "
+        "match, else Welch; unmarked: fewer than 3 seeds); docs/compare.md"
+    )

@@ -88,3 +88,32 @@ def test_a_table_says_when_its_records_come_from_different_code(suite):
     text = render([table], "md")
     assert "_mixed code: records from 2 commits (aaaaaaaaaa, bbbbbbbbbb-dirty)_" in text
     assert "_mixed code: records from protobench versions 0.1.0, 0.2.0_" in text
+
+
+def test_vs_marks_each_cell_with_its_verdict_against_the_method(tmp_path):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa", "hpn"], dims=[2, 4])))
+    spread = [70.0, 80.0, 90.0, 75.0, 85.0]
+    records = []
+    for seed, base in enumerate(spread):
+        records.append(record("dl2pa", 2, seed, base))
+        records.append(record("softmax", 2, seed, base + 1.0 + 0.01 * seed))  # better, seed by seed
+        records.append(record("hpn", 2, seed, base - 2.0 - 0.01 * seed))  # worse, seed by seed
+        records.append(record("dl2pa", 4, seed, 80.0 + seed))
+        records.append(record("softmax", 4, seed, 80.0 + (seed * 3) % 5))  # differences 0, 2, -1, 1, -2: a tie
+    records += [record("hpn", 4, s, 80.0) for s in range(2)]  # two seeds: no verdict
+    (table,) = build_tables(records, {"s": suite}, vs="dl2pa")
+    text = render([table], "md")
+    assert "| softmax | 81.02 +- 7.91 (5) > | 82.00 +- 1.58 (5) ~ |" in text
+    assert "| hpn | 77.98 +- 7.90 (5) < | 80.00 +- 0.00 (2) |" in text
+    assert "| dl2pa | 80.00 +- 7.91 (5) | 82.00 +- 1.58 (5) |" in text
+    assert any(n.startswith("vs dl2pa: > better, < worse, ~ no evidence") for n in table.notes)
+    latex = render([table], "latex")
+    assert "(5) $>$" in latex and "(5) $\\sim$" in latex and "(5) $<$" in latex
+    (plain,) = build_tables(records, {"s": suite})
+    assert " >" not in render([plain], "md")
+
+
+def test_report_vs_rejects_an_unknown_method(run_cli, tmp_path):
+    (tmp_path / "res").mkdir()
+    code, _, err = run_cli("report", "--results", tmp_path / "res", "--vs", "dl2pb")
+    assert code == 2 and err.count("\n") == 1 and "dl2pa" in err

@@ -59,6 +59,24 @@ def parse_list(text: str | None, kind: type, flag: str) -> list | None:
         raise UserError(f"{flag} '{text}' is not a comma-separated list of {kind.__name__}s") from None
 
 
+def with_grid_flags(suite: Any, methods: str | None, dims: str | None, seeds: str | None, epochs: int | None) -> Any:
+    """``suite`` with the --methods/--dims/--seeds/--epochs flags that were given applied (and validated)."""
+    return suite.with_overrides(
+        methods=parse_list(methods, str, "--methods"),
+        dims=parse_list(dims, int, "--dims"),
+        seeds=parse_list(seeds, int, "--seeds"),
+        epochs=epochs,
+    )
+
+
+def check_run_flags(jobs: int, data_dir: Path | None) -> None:
+    """The flags every training command shares: --jobs >= 1, --data-dir an existing folder."""
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: use 1 or more")
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
+
+
 @app.command("suites")
 def suites_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the suites as JSON for scripts.")] = False,
@@ -179,16 +197,8 @@ def run_command(
     from protobench.runner import RunOptions, run_suite
     from protobench.suites import load_suite
 
-    loaded = load_suite(suite).with_overrides(
-        methods=parse_list(methods, str, "--methods"),
-        dims=parse_list(dims, int, "--dims"),
-        seeds=parse_list(seeds, int, "--seeds"),
-        epochs=epochs,
-    )
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: use 1 or more")
-    if data_dir is not None and not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
+    loaded = with_grid_flags(load_suite(suite), methods, dims, seeds, epochs)
+    check_run_flags(jobs, data_dir)
     options = RunOptions(data_dir, resolve_device(device), deterministic, save_checkpoints, cuda_graphs)
     reporter = make_reporter() if jobs == 1 else PlainReporter()
     summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
@@ -198,9 +208,16 @@ def run_command(
 
 
 def print_report(
-    names: list[str], results: Path, fmt: str, out: Path | None, known: dict | None = None, device: str | None = None
+    names: list[str],
+    results: Path,
+    fmt: str,
+    out: Path | None,
+    known: dict | None = None,
+    device: str | None = None,
+    vs: str | None = None,
 ) -> None:
-    """Build the tables of ``names`` from ``results`` (optionally only one device's) and print or write them."""
+    """Build the tables of ``names`` from ``results`` (optionally only one device's, and marked against
+    method ``vs``) and print or write them."""
     from protobench.report import build_tables, render
     from protobench.results import iter_records
     from protobench.suites import available_suites, load_suite
@@ -216,7 +233,7 @@ def print_report(
             suites[name] = known[name]
         else:
             suites[name] = load_suite(name) if name in available_suites() else None
-    tables = build_tables(records, suites)
+    tables = build_tables(records, suites, vs)
     if not tables:
         raise UserError(f"no finished results for {', '.join(names) or 'any suite'} under {results}; run a suite first")
     text = render(tables, fmt)
@@ -240,6 +257,10 @@ def report_command(
     device: Annotated[
         str | None, typer.Option(help="Only records whose device contains this text, e.g. H100 or cpu.")
     ] = None,
+    vs: Annotated[
+        str | None,
+        typer.Option("--vs", help="Mark each cell >, < or ~ (better, worse, no evidence) against this method."),
+    ] = None,
 ) -> None:
     """Tables of finished results: rows = methods, columns = dims, cells = mean +- std over seeds (n)."""
     from protobench.report import FORMATS
@@ -248,16 +269,23 @@ def report_command(
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
     if not results.is_dir():
         raise UserError(f"--results {results} does not exist; run a suite first or point at a results folder")
-    print_report(list(suites or []), results, fmt, out, device=device)
+    if vs is not None:
+        from protobench.methods import METHODS
+
+        if vs not in METHODS:
+            raise UserError(f"--vs: {METHODS.unknown_message(vs)}")
+    print_report(list(suites or []), results, fmt, out, device=device, vs=vs)
 
 
 def mount_subcommands() -> None:
     """Attach the prototypes and data command groups."""
+    from protobench.cli.compare import compare_command
     from protobench.cli.data import app as data_app
     from protobench.cli.prototypes import app as prototypes_app
     from protobench.cli.tune import tune_command
 
     app.command("tune")(tune_command)
+    app.command("compare")(compare_command)
 
     app.add_typer(prototypes_app, name="prototypes", help="Generate, measure and plot prototype sets.")
     app.add_typer(data_app, name="data", help="Where datasets are, their checksums and per-class counts.")

@@ -40,7 +40,7 @@ def tune_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the trials and choices as JSON for scripts.")] = False,
 ) -> None:
     """Choose each method's lr (and weight decay) on the validation split, never on test."""
-    from protobench.cli.main import parse_list
+    from protobench.cli.main import check_run_flags, parse_list, with_grid_flags
     from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.device import resolve_device
     from protobench.runner import RunOptions
@@ -50,14 +50,8 @@ def tune_command(
     base = load_suite(suite)
     check_tunable(base)  # before any flag is looked at: the one refusal that matters most
     grid = grid_points(parse_list(lr, float, "--lr"), parse_list(weight_decay, float, "--weight-decay"))
-    tuned = base.with_overrides(
-        methods=parse_list(methods, str, "--methods"),
-        dims=parse_list(dims, int, "--dims"),
-        seeds=parse_list(seeds, int, "--seeds"),
-        epochs=epochs,
-    )
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: use 1 or more")
+    tuned = with_grid_flags(base, methods, dims, seeds, epochs)
+    check_run_flags(jobs, data_dir)
     if out is not None:
         check_out(out, base)
     options = RunOptions(data_dir, resolve_device(device))

@@ -1,0 +1,253 @@
+"""Is method A better than method B? Per column of one suite: the mean difference, a 95% CI, and a verdict.
+
+Paired by seed when both methods ran the same seeds (a seed fixes the data order, augmentation and the
+backbone's initial weights for every head, docs/engine.md), else Welch's t. The tests, the interval and
+the verdict rule are described in docs/compare.md. No correction for multiple comparisons is applied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from protobench.errors import UserError, did_you_mean
+from protobench.report import latest_setting, provenance_notes
+from protobench.suites import Suite
+
+METRIC_KEYS = {"final": "test_accuracy", "val-selected": "test_accuracy_at_best_val"}
+CONFIDENCE = 0.95
+MIN_SEEDS = 3  # fewer seeds on either side (or fewer pairs): the difference only, no interval
+MAX_SIGN_FLIP = 10  # the exact sign-flip test enumerates 2^n sign assignments up to this n
+TOO_FEW = "too few seeds"
+NO_EVIDENCE = "no evidence"
+
+
+@dataclass
+class Row:
+    """A vs one B at one column: counts, means, the difference A-B, its 95% CI, p-values and a verdict."""
+
+    suite: str
+    column: str
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    mean_a: float | None
+    mean_b: float | None
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None  # paired or Welch t-test; None when undefined (zero variance, too few seeds)
+    p_sign_flip: float | None  # exact sign-flip test, paired rows with n <= MAX_SIGN_FLIP only
+    test: str
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready values (None, never NaN or inf)."""
+        return {k: finite(v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Cell:
+    """One method at one column: its status, metric value per seed, and the records those came from."""
+
+    status: str  # ok | n/a | error | missing
+    values: dict[int, float] = field(default_factory=dict)
+    used: list[dict[str, Any]] = field(default_factory=list)
+    ignored: int = 0  # records of older settings
+    reason: str | None = None
+
+
+def finite(value: Any) -> Any:
+    """``value`` as a plain float, or None when it is NaN or infinite; other values unchanged."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def metric_key(metric: str) -> str:
+    """``final`` -> test_accuracy, ``val-selected`` -> test_accuracy_at_best_val."""
+    if metric not in METRIC_KEYS:
+        raise UserError(f"--metric '{metric}' is unknown; use one of {', '.join(METRIC_KEYS)}")
+    return METRIC_KEYS[metric]
+
+
+def suite_columns(records: list[dict[str, Any]], suite: Suite | None) -> list[str]:
+    """The suite's columns in grid order, then any others in the records, sorted as the report sorts them."""
+    columns = suite.columns() if suite else []
+    extra = {r["column"] for r in records} - set(columns)
+    return columns + sorted(extra, key=lambda c: (len(c), c))
+
+
+def cell(records: list[dict[str, Any]], method: str, column: str, key: str) -> Cell:
+    """The values per seed of ``method`` at ``column``, from its latest setting only."""
+    group = [r for r in records if r["method"] == method and r["column"] == column]
+    if not group:
+        return Cell("missing")
+    chosen = latest_setting(group)
+    ignored = len(group) - len(chosen)
+    ok = [r for r in chosen if r.get("status") == "ok" and (r.get("metrics") or {}).get(key) is not None]
+    if ok:
+        return Cell("ok", {int(r["seed"]): float(r["metrics"][key]) for r in ok}, ok, ignored)
+    for status in ("n/a", "error"):
+        if found := [r for r in chosen if r.get("status") == status]:
+            return Cell(status, ignored=ignored, reason=found[0].get("reason"))
+    return Cell("missing", ignored=ignored)
+
+
+def sign_flip_p(diffs: np.ndarray) -> float:
+    """Exact two-sided sign-flip p: the share of the 2^n sign assignments whose |mean| >= the observed (ties in)."""
+    n = len(diffs)
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    means = np.abs(signs @ diffs) / n
+    observed = abs(diffs.mean())
+    tolerance = 1e-9 * max(1.0, observed)  # the same sum in another order may differ in the last bits
+    return float(np.count_nonzero(means >= observed - tolerance)) / len(signs)
+
+
+def constant(values: np.ndarray) -> bool:
+    """True when every value is the same (up to floating-point noise)."""
+    return bool(np.ptp(values) <= 1e-9 * max(1.0, float(np.abs(values).max())))
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float | None, float | None, str]:
+    """CI low, high, t p-value and sign-flip p of the per-seed differences a-b, and the test's label."""
+    diffs = a - b
+    n = len(diffs)
+    mean = float(diffs.mean())
+    p_flip = sign_flip_p(diffs) if n <= MAX_SIGN_FLIP else None
+    test = f"paired t (n={n})" + (", sign-flip p" if p_flip is not None else "")
+    if constant(diffs):  # zero variance: the interval is the point, the t statistic is undefined
+        return mean, mean, None, p_flip, test
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * diffs.std(ddof=1) / math.sqrt(n)
+    return mean - half, mean + half, finite(stats.ttest_rel(a, b).pvalue), p_flip, test
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float | None]:
+    """CI low, high (Welch-Satterthwaite degrees of freedom) and Welch's t p-value of mean(a) - mean(b)."""
+    diff = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se <= 1e-12 * max(1.0, abs(diff)):  # both constant: the interval is the point
+        return diff, diff, None
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
+    return diff - half, diff + half, finite(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def verdict(a: str, b: str, low: float, high: float) -> str:
+    """``A better`` when the CI is above 0, ``B better`` when below 0, else no evidence."""
+    if low > 0:
+        return f"{a} better"
+    if high < 0:
+        return f"{b} better"
+    return NO_EVIDENCE
+
+
+def compare_cells(suite_name: str, column: str, a: str, b: str, ca: Cell, cb: Cell) -> Row:
+    """The row of A's cell against B's cell at one column."""
+    mean_a = float(np.mean(list(ca.values.values()))) if ca.values else None
+    mean_b = float(np.mean(list(cb.values.values()))) if cb.values else None
+    row = Row(suite_name, column, a, b, len(ca.values), len(cb.values), mean_a, mean_b,
+              None, None, None, None, None, "", "")  # fmt: skip
+    if ca.status != "ok" or cb.status != "ok":
+        row.verdict = "; ".join(f"{m}: {c.status}" for m, c in ((a, ca), (b, cb)) if c.status != "ok")
+        return row
+    row.diff = mean_a - mean_b
+    seeds = sorted(ca.values)
+    is_paired = len(seeds) >= 2 and seeds == sorted(cb.values)
+    row.test = f"paired (n={len(seeds)})" if is_paired else "Welch"
+    if min(row.n_a, row.n_b) < MIN_SEEDS:
+        row.verdict = TOO_FEW
+        return row
+    if is_paired:
+        va = np.array([ca.values[s] for s in seeds])
+        vb = np.array([cb.values[s] for s in seeds])
+        row.ci_low, row.ci_high, row.p_value, row.p_sign_flip, row.test = paired(va, vb)
+    else:
+        va, vb = np.array(list(ca.values.values())), np.array(list(cb.values.values()))
+        row.ci_low, row.ci_high, row.p_value = welch(va, vb)
+    row.verdict = verdict(a, b, row.ci_low, row.ci_high)
+    return row
+
+
+def cells(
+    records: list[dict[str, Any]], suite_name: str, methods: list[str], metric: str, suite: Suite | None
+) -> tuple[list[str], dict[tuple[str, str], Cell]]:
+    """The suite's columns and the Cell of every (method, column)."""
+    key = metric_key(metric)
+    records = [r for r in records if r.get("suite") == suite_name]
+    columns = suite_columns(records, suite)
+    return columns, {(m, c): cell(records, m, c, key) for m in methods for c in columns}
+
+
+def compare(
+    records: list[dict[str, Any]],
+    suite_name: str,
+    a: str,
+    bs: list[str],
+    metric: str = "final",
+    suite: Suite | None = None,
+) -> list[Row]:
+    """A against each of ``bs`` at every column of ``suite_name`` where either has records (B-major,
+    columns in suite order)."""
+    columns, found = cells(records, suite_name, [a, *bs], metric, suite)
+    return [
+        compare_cells(suite_name, c, a, b, found[a, c], found[b, c])
+        for b in bs
+        for c in columns
+        if not (found[a, c].status == found[b, c].status == "missing")
+    ]
+
+
+def by_cell(rows: list[Row]) -> dict[tuple[str, str], Row]:
+    """The rows keyed by (B, column), to look a cell's verdict up (e.g. beside a report table)."""
+    return {(row.b, row.column): row for row in rows}
+
+
+def notes(
+    records: list[dict[str, Any]],
+    suite_name: str,
+    a: str,
+    bs: list[str],
+    metric: str = "final",
+    suite: Suite | None = None,
+) -> list[str]:
+    """What a reader of the comparison should know: n/a reasons, older settings ignored, mixed code."""
+    columns, found = cells(records, suite_name, [a, *bs], metric, suite)
+    lines: list[str] = []
+    for (method, column), c in found.items():
+        if c.status == "n/a":
+            lines.append(f"n/a: {method} at {column}: {c.reason}")
+    ignored = sum(c.ignored for c in found.values())
+    if ignored:
+        lines.append(f"{ignored} record(s) of older settings of the same cells are not compared")
+    rows = compare(records, suite_name, a, bs, metric, suite)
+    few = [f"{r.b} at {r.column}" for r in rows if r.verdict == TOO_FEW]
+    if few:
+        lines.append(f"{TOO_FEW} ({', '.join(few)}): no interval is possible with n < {MIN_SEEDS}")
+    lines += provenance_notes([r for c in found.values() for r in c.used])
+    return lines
+
+
+def check_request(records: list[dict[str, Any]], suite_name: str, a: str, bs: list[str], where: str) -> None:
+    """UserError unless the suite has records, A and every B have some, and A is not among the Bs."""
+    if not bs:
+        raise UserError("give at least one method B to compare A with")
+    if a in bs:
+        raise UserError(f"A '{a}' is also among B ({', '.join(bs)}); compare it with other methods")
+    mine = [r for r in records if r.get("suite") == suite_name]
+    if not mine:
+        raise UserError(f"no records of suite {suite_name} under {where}; run it first")
+    present = sorted({r["method"] for r in mine})
+    for method in (a, *bs):
+        if method not in present:
+            raise UserError(
+                f"method '{method}' has no records of suite {suite_name} under {where}"
+                f"{did_you_mean(method, present)}; methods there: {', '.join(present)}"
+            )
