@@ -23,6 +23,7 @@ from protobench.backbones import create_backbone
 from protobench.data.base import Augment, BatchLoader
 from protobench.data.prepare import CellData
 from protobench.device import seed_everything, synchronize
+from protobench.diagnostics import feature_report
 from protobench.methods import Method, create_method
 from protobench.progress import Progress, SilentProgress
 from protobench.step import Learner, Mixup, step_function
@@ -113,6 +114,10 @@ class CellOutcome:
     method_hyperparameters: dict[str, Any]
     timings: dict[str, float]
     state: dict[str, Any] = field(default_factory=dict)
+    #: Measured once on the test set after the last epoch (protobench.diagnostics.feature_report).
+    diagnostics: dict[str, float | None] = field(default_factory=dict)
+    #: At d <= 3, a sample of test features, their labels and the class anchors (arrays), for plots.
+    embeddings: dict[str, Any] | None = None
 
 
 def build_learner(
@@ -233,6 +238,7 @@ def train_cell(
         history.append(row)
         progress.end_epoch(epoch, row)
     wall = time.perf_counter() - start
+    features = feature_report(backbone, method, test_loader, data.num_classes, learner.autocast)
     metrics: dict[str, float | int | None] = {
         "test_accuracy": history[-1]["test_accuracy"],
         "val_accuracy": history[-1].get("val_accuracy"),
@@ -249,6 +255,8 @@ def train_cell(
         history=history,
         method_hyperparameters=method.hyperparameters(),
         timings={"wall_seconds": wall, "train_seconds": train_seconds},
+        diagnostics=features.values,
+        embeddings=features.embeddings,
         state={
             "backbone": backbone.state_dict(),
             "method": method.state_dict(),

@@ -50,6 +50,8 @@ RECORD_KEYS = {
     "shot_groups": "long-tailed only: accuracy of many/medium/few-shot classes (two groupings)",
     "history": "one row per epoch: losses, accuracies, lr, images/s, method diagnostics",
     "method_hyperparameters": "the head's resolved hyperparameters",
+    "diagnostics": "test-set geometry and calibration after the last epoch (docs/diagnostics.md)",
+    "embeddings": "file name of the test-embedding sample saved beside the record (d <= 3)",
     "timings": "wall and training seconds",
     "checkpoint": "file name of the checkpoint saved beside the record (--save-checkpoints)",
     "versions": "python, torch, torchvision, protobench",
@@ -101,20 +103,26 @@ def new_record(
     }
 
 
-def complete(record: dict[str, Any], outcome: CellOutcome, checkpoint: str | None = None) -> None:
-    """Fill a trained cell's record from its outcome (shot groups when long-tailed)."""
+def complete(
+    record: dict[str, Any], outcome: CellOutcome, checkpoint: str | None = None, embeddings: str | None = None
+) -> None:
+    """Fill a trained cell's record from its outcome (shot groups when long-tailed) and name the
+    files saved beside it."""
     record.update(
         status="ok",
         metrics=outcome.metrics,
         per_class_accuracy=outcome.per_class_accuracy,
         history=outcome.history,
         method_hyperparameters=outcome.method_hyperparameters,
+        diagnostics=outcome.diagnostics,
         timings=outcome.timings,
     )
     if record["imbalance_ratio"] is not None:
         record["shot_groups"] = shot_group_accuracy(record["data"]["counts"]["train"], outcome.per_class_accuracy)
     if checkpoint is not None:
         record["checkpoint"] = checkpoint
+    if embeddings is not None:
+        record["embeddings"] = embeddings
     record["finished_at"] = now()
 
 
@@ -143,6 +151,19 @@ def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict
         "by_count": group_accuracy(per_class, shot_groups(train_counts)),
         "by_index": group_accuracy(per_class, index_range_groups(len(train_counts))),
     }
+
+
+def embeddings_path(record_path: Path) -> Path:
+    """Where a cell's embedding sample lives: beside its record, ``<record stem>.embeddings.npz``."""
+    return record_path.with_name(record_path.stem + ".embeddings.npz")
+
+
+def save_embeddings(path: Path, arrays: dict[str, Any]) -> str:
+    """Save the embedding sample (features, labels, anchors) atomically; returns the file name."""
+    import numpy as np
+
+    atomic_write(path, lambda f: np.savez_compressed(f, **{k: v for k, v in arrays.items() if v is not None}))
+    return path.name
 
 
 def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> str:

@@ -232,7 +232,12 @@ def run_cells(
                 if options.save_checkpoints
                 else None
             )
-            results.complete(record, outcome, checkpoint)
+            embeddings = (
+                results.save_embeddings(results.embeddings_path(planned.path), outcome.embeddings)
+                if outcome.embeddings is not None
+                else None
+            )
+            results.complete(record, outcome, checkpoint, embeddings)
             summary.trained += 1
         results.write_record(planned.path, record)
         reporter.end_cell(record)

@@ -86,6 +86,11 @@ class Method(nn.Module):
         """Called after every training epoch; returns diagnostics to record for that epoch."""
         return {}
 
+    def class_anchors(self) -> torch.Tensor | None:
+        """K x d: what each class's features are pulled to or scored against (its assigned prototype,
+        classifier row or centroid), for the diagnostics; None when a head has no such vector."""
+        return None
+
     def hyperparameters(self) -> dict[str, Any]:
         """The resolved hyperparameters (an attribute per key of ``defaults``), recorded with every result."""
         return {name: getattr(self, name) for name in self.defaults}

@@ -129,6 +129,10 @@ class DNC(Method):
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return self._cosines(h).view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2) / self.temperature
 
+    def class_anchors(self) -> torch.Tensor:
+        """Each class's sub-centroids averaged (one vector a class; the centroid itself when m = 1)."""
+        return self.centroids.view(self.num_classes, self.sub_centroids, self.dim).mean(dim=1)
+
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         # Positive per-row factors do not change the argmax: no normalisation needed.
         table = h.float() @ self.centroids.T

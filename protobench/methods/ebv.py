@@ -55,6 +55,9 @@ class EBV(Method):
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return (unit_rows(h) @ self.prototypes.T) / self.temperature
 
+    def class_anchors(self) -> torch.Tensor:
+        return self.prototypes
+
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         # A positive per-row factor does not change the argmax: no normalisation needed.
         return (h.float() @ self.prototypes.T).argmax(dim=1)

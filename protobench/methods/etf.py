@@ -42,5 +42,8 @@ class ETF(Method):
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return h.float() @ self.prototypes.T
 
+    def class_anchors(self) -> torch.Tensor:
+        return self.prototypes
+
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return dot_regression_loss(h, self.prototypes, y)

@@ -58,7 +58,7 @@ class PrototypeHead(Method):
         """Recompute ``class_targets`` = P[A] after the assignment changed."""
         self.class_targets.copy_(self.prototypes[self.assignment])
 
-    def class_prototypes(self) -> torch.Tensor:
+    def class_anchors(self) -> torch.Tensor:
         """K x d: row c is the prototype currently assigned to class c."""
         return self.class_targets
 
@@ -139,5 +139,5 @@ class MatchedPrototypeHead(PrototypeHead):
             self.assignment.copy_(result.assignment.to(self.assignment.device))
             self.refresh_class_targets()
             changed = int(result.changed)
-        cosine = (F.normalize(self.representatives, dim=1) * self.class_prototypes()).sum(dim=1).mean()
+        cosine = (F.normalize(self.representatives, dim=1) * self.class_anchors()).sum(dim=1).mean()
         return {"assignment_changed": changed, "rep_proto_cosine": float(cosine)}

@@ -25,5 +25,8 @@ class Softmax(Method):
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return self.classifier(h)
 
+    def class_anchors(self) -> torch.Tensor:
+        return self.classifier.weight
+
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)

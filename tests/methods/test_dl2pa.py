@@ -191,7 +191,7 @@ def test_state_dict_round_trip() -> None:
         assert torch.equal(restored.state_dict()[name], method.state_dict()[name])
     assert restored.assignment.dtype == torch.long
     # The derived P[A] follows the loaded assignment, so predictions do too.
-    assert torch.equal(restored.class_prototypes(), method.prototypes[method.assignment])
+    assert torch.equal(restored.class_anchors(), method.prototypes[method.assignment])
     z = torch.randn(20, 3)
     assert torch.equal(restored.eval().predict(restored(z)), method.eval().predict(method(z)))
 
@@ -201,7 +201,7 @@ def test_rematching_moves_the_loss_targets_and_predictions() -> None:
     method.representatives.copy_(method.prototypes[torch.tensor([3, 2, 1, 0])])
     method.after_epoch()
     assert method.assignment.tolist() == [3, 2, 1, 0]
-    assert torch.equal(method.class_prototypes(), method.prototypes[torch.tensor([3, 2, 1, 0])])
+    assert torch.equal(method.class_anchors(), method.prototypes[torch.tensor([3, 2, 1, 0])])
     assert method.predict(method.prototypes).tolist() == [3, 2, 1, 0]
 
 
