@@ -1,20 +1,111 @@
-"""Paper-style tables from the results store: rows = methods, columns = dims (or ratios), mean +- std (n)."""
+"""Paper-style tables from the results store: rows = methods, columns = dims (or ratios), mean +- std (n).
+
+Any metric of a record can be tabulated: a key of its ``metrics`` or of its ``diagnostics``
+(docs/diagnostics.md). The renderers (Markdown, CSV, LaTeX, HTML) are in ``protobench.report_formats``.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from protobench.errors import UserError, did_you_mean
 from protobench.suites import Suite
 
-METRICS = {
-    "test_accuracy": "final-epoch test accuracy (%)",
-    "test_accuracy_at_best_val": "test accuracy at the best validation epoch (%)",
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is titled, which direction is best (None: neither) and how many decimals it shows."""
+
+    title: str
+    better: str | None = "higher"  # "higher", "lower" or None (no best is marked)
+    digits: int = 3
+
+
+#: Every metric the report knows by name; the one place for titles, precision and which way is better.
+#: Other keys found in records are tabulated too, titled by their key, 3 decimals, no best marked.
+METRICS: dict[str, Metric] = {
+    "test_accuracy": Metric("final-epoch test accuracy (%)", "higher", 2),
+    "test_accuracy_at_best_val": Metric("test accuracy at the best validation epoch (%)", "higher", 2),
+    "val_accuracy": Metric("val_accuracy (final-epoch validation accuracy, %)", "higher", 2),
+    "best_val_accuracy": Metric("best_val_accuracy (best validation accuracy over the epochs, %)", "higher", 2),
+    "best_val_epoch": Metric("best_val_epoch (epoch of the best validation accuracy)", None, 1),
+    "train_accuracy": Metric("train_accuracy (final-epoch training accuracy, %)", "higher", 2),
+    "train_loss": Metric("train_loss (final-epoch training loss, lower = better)", "lower", 3),
+    "train_images_per_second": Metric("train_images_per_second (training throughput, images/s)", "higher", 0),
+    "nc1": Metric("nc1 (within / between class variability, lower = tighter)", "lower", 3),
+    "class_mean_anchor_cosine": Metric(
+        "class_mean_anchor_cosine (cosine of each class mean with its anchor, higher = better aligned)", "higher", 3
+    ),
+    "class_mean_cosine_mean": Metric(
+        "class_mean_cosine_mean (mean cosine between class means, lower = more spread; a simplex has -1/(K-1))",
+        "lower",
+        3,
+    ),
+    "class_mean_cosine_std": Metric(
+        "class_mean_cosine_std (spread of the cosines between class means; a simplex has 0)", None, 3
+    ),
+    "anchor_min_angle_degrees": Metric(
+        "anchor_min_angle_degrees (smallest angle between two anchors, degrees, higher = more separated)", "higher", 3
+    ),
+    "ece": Metric("ece (expected calibration error, 15 bins, lower = better calibrated)", "lower", 3),
 }
-FORMATS = ("md", "csv", "latex")
+#: The tables a report shows without ``--metric``.
+DEFAULT_METRICS = ("test_accuracy", "test_accuracy_at_best_val")
+#: ``--metric`` names besides the record keys (the same names as ``protobench compare --metric``).
+ALIASES = {"final": "test_accuracy", "val-selected": "test_accuracy_at_best_val"}
+FORMATS = ("md", "csv", "latex", "html")
+
+
+def metric_info(key: str) -> Metric:
+    """The title, direction and precision of ``key`` (a key no one described: its name, 3 decimals)."""
+    return METRICS.get(key) or Metric(key, None, 3)
+
+
+def record_value(record: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(whether the record has ``key`` at all, its value): looked up in ``metrics``, then ``diagnostics``."""
+    metrics, diagnostics = record.get("metrics") or {}, record.get("diagnostics") or {}
+    if metrics.get(key) is not None:
+        return True, metrics[key]
+    if key in diagnostics:
+        return True, diagnostics[key]
+    return key in metrics, None
+
+
+def is_number(value: Any) -> bool:
+    """True for an int or float (not a bool): a value a table can average."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def available_metrics(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The ``--metric`` names these records allow: the aliases, then every key of their metrics and diagnostics
+    that holds a number (or None) somewhere."""
+    keys = {
+        k
+        for r in records
+        for part in ("metrics", "diagnostics")
+        for k, v in (r.get(part) or {}).items()
+        if v is None or is_number(v)
+    }
+    return [*ALIASES, *sorted(keys)]
+
+
+def resolve_metrics(names: Sequence[str], records: list[dict[str, Any]]) -> list[str]:
+    """The record keys of ``--metric`` names (aliases resolved, duplicates dropped); UserError for unknown ones."""
+    allowed = available_metrics(records)
+    keys: list[str] = []
+    for name in names:
+        if name not in allowed:
+            hint = did_you_mean(name, allowed)
+            raise UserError(f"--metric '{name}' is unknown{hint}; use one of {', '.join(allowed)}")
+        key = ALIASES.get(name, name)
+        if key not in keys:
+            keys.append(key)
+    return keys
 
 
 @dataclass
@@ -62,7 +153,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
     rows = []
     shown: list[dict[str, Any]] = []  # the records the table aggregates
     notes: list[str] = []
-    ignored = 0
+    ignored = unrecorded = 0
     for method in methods:
         for column in columns:
             group = [r for r in records if r["method"] == method and r["column"] == column]
@@ -74,10 +165,13 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             else:
                 chosen = latest_setting(group)
                 ignored += len(group) - len(chosen)
-                ok = [r for r in chosen if r.get("status") == "ok" and r["metrics"].get(metric) is not None]
+                done = [r for r in chosen if r.get("status") == "ok"]
+                found = [(r, *record_value(r, metric)) for r in done]
+                unrecorded += sum(not has for _, has, _ in found)
+                ok = [(r, value) for r, _, value in found if is_number(value)]
                 if ok:
-                    shown += ok
-                    values = [float(r["metrics"][metric]) for r in ok]
+                    shown += [r for r, _ in ok]
+                    values = [float(value) for _, value in ok]
                     row.update(status="ok", mean=sum(values) / len(values), n=len(values))
                     row["std"] = pd.Series(values).std(ddof=1) if len(values) > 1 else 0.0
                 elif any(r.get("status") == "n/a" for r in chosen):
@@ -93,6 +187,8 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             rows.append(row)
     if ignored:
         notes.append(f"{ignored} record(s) of older settings of the same cells are not shown")
+    if unrecorded:
+        notes.append(f"{unrecorded} record(s) have no {metric} (made before it was recorded)")
     devices = sorted({f"{r.get('device', '?')} ({r['config'].get('precision', '?')})" for r in shown})
     if devices:
         notes.append(f"ran on: {'; '.join(devices)}")
@@ -101,100 +197,51 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
     if not (cells["status"] == "ok").any():
         return None
     epochs = sorted({r["config"]["train"]["epochs"] for r in records if r.get("status") == "ok"})
-    title = f"{suite_name}: {METRICS[metric]}, mean +- std over seeds (n), epochs {', '.join(map(str, epochs))}"
+    described = f"{metric_info(metric).title}, mean +- std over seeds (n)"
+    title = f"{suite_name}: {described}, epochs {', '.join(map(str, epochs))}"
     return Table(suite_name, metric, title, cells, methods, columns, notes)
 
 
-def format_cell(row: pd.Series) -> str:
-    """``86.21 +- 0.35 (3)`` (and a ``--vs`` marker), ``n/a``, ``error`` or ``-``."""
-    if row["status"] == "ok":
-        marker = row.get("marker") or ""
-        return f"{row['mean']:.2f} +- {row['std']:.2f} ({row['n']}){' ' + marker if marker else ''}"
-    return {"n/a": "n/a", "error": "error"}.get(row["status"], "-")
-
-
-def grid(table: Table) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the human-readable table (paper and delta columns where numbers exist)."""
-    has_paper = table.cells["paper"].notna().any()
-    header = ["method"]
+def best_cells(table: Table) -> set[tuple[str, str]]:
+    """The (method, column) cells holding the best mean of their column, as shown (ties: all of them);
+    none where the metric has no better direction or a column has fewer than two values."""
+    info = metric_info(table.metric)
+    if info.better is None:
+        return set()
+    best = set()
+    ok = table.cells[table.cells["status"] == "ok"]
     for column in table.columns:
-        label = f"d={column}" if column.isdigit() else column
-        header.append(label)
-        if has_paper:
-            header += [f"{label} paper", f"{label} delta"]
-    rows = []
-    for method in table.methods:
-        line = [method]
-        for column in table.columns:
-            row = table.cells[(table.cells["method"] == method) & (table.cells["column"] == column)].iloc[0]
-            line.append(format_cell(row))
-            if has_paper:
-                paper = row["paper"]
-                has = paper is not None and not (isinstance(paper, float) and math.isnan(paper))
-                line.append(f"{paper:.2f}" if has else "-")
-                line.append(f"{row['mean'] - paper:+.2f}" if has and row["status"] == "ok" else "-")
-        rows.append(line)
-    return header, rows
+        here = ok[ok["column"] == column]
+        if len(here) < 2:
+            continue
+        shown = {m: round(float(v), info.digits) for m, v in zip(here["method"], here["mean"], strict=True)}
+        target = max(shown.values()) if info.better == "higher" else min(shown.values())
+        best |= {(m, column) for m, v in shown.items() if v == target}
+    return best
 
 
-def render_markdown(table: Table) -> str:
-    """A GitHub Markdown table with its title and notes."""
-    header, rows = grid(table)
-    lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += [f"\n_{n}_" for n in table.notes]
-    return "\n".join(lines) + "\n"
+def render(tables: list[Table], fmt: str, images: Sequence[str | Path] | None = None) -> str:
+    """Render ``tables`` as md, csv, latex or html (``images``: PNG files inlined in html; see report_formats)."""
+    from protobench.report_formats import render as render_tables
 
-
-def render_latex(table: Table) -> str:
-    """A booktabs tabular with +- as $\\pm$."""
-    header, rows = grid(table)
-
-    def tex(s: str) -> str:
-        s = s.replace("+-", "$\\pm$").replace("_", "\\_").replace("%", "\\%")
-        return s.replace(" >", " $>$").replace(" <", " $<$").replace(" ~", " $\\sim$")
-
-    lines = [
-        f"% {table.title}",
-        "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
-        "\\toprule",
-        " & ".join(tex(h) for h in header) + " \\\\",
-        "\\midrule",
-    ]
-    lines += [" & ".join(tex(c) for c in r) + " \\\\" for r in rows]
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-def render_csv(tables: list[Table]) -> str:
-    """All tables in long form: suite, metric, method, column, mean, std, n, status, paper."""
-    frames = []
-    for table in tables:
-        frame = table.cells.copy()
-        frame.insert(0, "metric", table.metric)
-        frame.insert(0, "suite", table.suite)
-        frames.append(frame)
-    return pd.concat(frames).to_csv(index=False, float_format="%.4f")
-
-
-def render(tables: list[Table], fmt: str) -> str:
-    """Render ``tables`` as md, csv or latex."""
-    if fmt == "csv":
-        return render_csv(tables)
-    renderer = render_markdown if fmt == "md" else render_latex
-    return "\n".join(renderer(t) for t in tables)
+    return render_tables(tables, fmt, images)
 
 
 #: ``report --vs M`` markers: how the row's method compares with M in that cell (docs/compare.md).
 VS_MARKERS = {"better": ">", "worse": "<", "no evidence": "~"}
 
 
-def build_tables(records: list[dict[str, Any]], suites: dict[str, Suite | None], vs: str | None = None) -> list[Table]:
-    """The final-epoch table and, where validation exists, the validation-selected table of each suite;
-    with ``vs``, every other method's cells marked by ``compare``'s verdict against it."""
+def build_tables(
+    records: list[dict[str, Any]],
+    suites: dict[str, Suite | None],
+    vs: str | None = None,
+    metrics: Sequence[str] | None = None,
+) -> list[Table]:
+    """A table per suite and metric (record keys; default: the final-epoch and, where validation exists, the
+    validation-selected accuracy); with ``vs``, every other method's cells marked by ``compare``'s verdict."""
     tables = []
     for name, suite in suites.items():
-        for metric in METRICS:
+        for metric in metrics or DEFAULT_METRICS:
             if (table := summarise(name, records, metric, suite)) is not None:
                 if vs is not None:
                     mark_against(table, records, vs, suite)
@@ -203,10 +250,15 @@ def build_tables(records: list[dict[str, Any]], suites: dict[str, Suite | None],
 
 
 def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Suite | None) -> None:
-    """Add to each cell of ``table`` the verdict of its method against ``vs`` (>, <, ~; none with too few seeds)."""
+    """Add to each cell of ``table`` the verdict of its method against ``vs`` (>, <, ~; none with too few seeds).
+    ``compare`` knows the accuracy metrics only: other tables get a note instead of markers."""
     from protobench.compare import METRIC_KEYS, NO_EVIDENCE, compare
 
-    metric = next(name for name, key in METRIC_KEYS.items() if key == table.metric)
+    metric = next((name for name, key in METRIC_KEYS.items() if key == table.metric), None)
+    if metric is None:
+        known = ", ".join(METRIC_KEYS)
+        table.notes.append(f"--vs {vs}: not applied to {table.metric} (compare knows only {known})")
+        return
     others = [m for m in table.methods if m != vs]
     if vs not in table.methods or not others:
         table.notes.append(f"--vs {vs}: no records of {vs} in this table")

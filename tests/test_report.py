@@ -1,6 +1,13 @@
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from protobench.errors import UserError
 from protobench.report import build_tables, render
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
@@ -117,3 +124,192 @@ def test_report_vs_rejects_an_unknown_method(run_cli, tmp_path):
     (tmp_path / "res").mkdir()
     code, _, err = run_cli("report", "--results", tmp_path / "res", "--vs", "dl2pb")
     assert code == 2 and err.count("\n") == 1 and "dl2pa" in err
+
+
+# One fixed store, rendered in every format and compared with tests/expected/ (PROTOBENCH_UPDATE_EXPECTED=1
+# rewrites those files from the current code; check the diff by eye before keeping it).
+EXPECTED = Path(__file__).parent / "expected"
+
+
+def diagnosed(method, dim, seed, acc, best, nc1, ece, **extra):
+    """A finished record with diagnostics, on the CPU in fp32."""
+    base = record(method, dim, seed, acc, best=best, device="cpu", **extra)
+    base["config"]["precision"] = "fp32"
+    base["metrics"]["train_loss"] = 0.5 - 0.01 * seed
+    return dict(base, diagnostics={"nc1": nc1, "ece": ece, "class_mean_anchor_cosine": 0.9})
+
+
+def fixed_store():
+    """A suite (softmax, dl2pa, hpn at d=2, 4; a paper number) and its records: diagnostics on most, none on
+    hpn's (older records), an n/a and a failed cell, and an older setting of one cell."""
+    records = []
+    for seed, (acc, nc1, ece) in enumerate([(80.0, 0.25, 0.05), (82.0, 0.28, 0.04), (84.0, 0.23, 0.06)]):
+        records.append(diagnosed("softmax", 2, seed, acc, acc + 1, nc1, ece))
+    for seed, (acc, nc1, ece) in enumerate([(83.0, 0.12, 0.21), (84.5, 0.10, 0.19), (85.0, 0.14, 0.23)]):
+        records.append(diagnosed("dl2pa", 2, seed, acc, acc - 1, nc1, ece))
+    for seed in range(2):  # made before diagnostics were recorded
+        older = record("hpn", 2, seed, 78.0 + seed, best=77.0 + seed, device="cpu")
+        records.append(dict(older, config={"train": {"epochs": 3}, "precision": "fp32"}))
+    records.append(diagnosed("softmax", 4, 0, 50.0, None, 0.9, 0.3, setting="old", finished="2025-12-01"))
+    records += [diagnosed("softmax", 4, s, 88.0 + s, None, 0.031 + 0.002 * s, 0.0125) for s in range(2)]
+    records.append(record("dl2pa", 4, 0, None, status="n/a", reason="ETF needs d >= K-1 (K=10, d=4)"))
+    records.append(record("hpn", 4, 0, None, status="error", reason="boom"))
+    return records
+
+
+@pytest.fixture
+def paper_suite(tmp_path):
+    path = tiny_suite(
+        tmp_path / "s.yaml", methods=["softmax", "dl2pa", "hpn"], dims=[2, 4], paper={"softmax": {2: 81.5}}
+    )
+    return load_suite(str(path))
+
+
+FIXED_METRICS = ["test_accuracy", "test_accuracy_at_best_val", "nc1", "ece"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("md", "report.md"), ("csv", "report.csv"), ("latex", "report.tex"), ("html", "report.html")]
+)
+def test_every_format_matches_its_stored_expected_output(paper_suite, fmt, name):
+    tables = build_tables(fixed_store(), {"s": paper_suite}, metrics=FIXED_METRICS)
+    assert [t.metric for t in tables] == FIXED_METRICS
+    text = render(tables, fmt)
+    if os.environ.get("PROTOBENCH_UPDATE_EXPECTED"):
+        (EXPECTED / name).write_text(text)
+    assert text == (EXPECTED / name).read_text()
+
+
+def test_a_diagnostics_table_has_its_values_precision_and_lower_is_better_bold(paper_suite):
+    (table,) = build_tables(fixed_store(), {"s": paper_suite}, metrics=["nc1"])
+    assert table.title == (
+        "s: nc1 (within / between class variability, lower = tighter), mean +- std over seeds (n), epochs 3"
+    )
+    md = render([table], "md")
+    assert "| method | d=2 | d=4 |" in md  # paper and delta columns only for test_accuracy
+    assert "| softmax | 0.253 +- 0.025 (3) | 0.032 +- 0.001 (2) |" in md
+    assert "| dl2pa | 0.120 +- 0.020 (3) | n/a |" in md
+    latex = render([table], "latex")
+    assert "softmax & 0.253 $\\pm$ 0.025 (3) & 0.032 $\\pm$ 0.001 (2) \\\\" in latex  # alone at d=4: not bold
+    assert "dl2pa & \\textbf{0.120 $\\pm$ 0.020 (3)} & n/a \\\\" in latex  # lowest nc1 is best
+    (accuracy,) = build_tables(fixed_store(), {"s": paper_suite}, metrics=["test_accuracy"])
+    assert "dl2pa & \\textbf{84.17 $\\pm$ 1.04 (3)} & - & - & n/a" in render([accuracy], "latex")  # highest
+
+
+def test_ties_are_all_bold_and_a_metric_without_direction_has_none(suite):
+    records = [record("softmax", 2, 0, 80.0), record("dl2pa", 2, 0, 80.001)]
+    (table,) = build_tables(records, {"s": suite})
+    assert render([table], "latex").count("\\textbf{80.00 $\\pm$ 0.00 (1)}") == 2
+    records = [dict(r, metrics={"best_val_epoch": e}) for r, e in zip(records, [3, 5], strict=True)]
+    (table,) = build_tables(records, {"s": suite}, metrics=["best_val_epoch"])
+    assert "\\textbf" not in render([table], "latex") and "5.0 $\\pm$ 0.0 (1)" in render([table], "latex")
+
+
+def test_records_without_the_key_are_missing_with_a_note(paper_suite):
+    (table,) = build_tables(fixed_store(), {"s": paper_suite}, metrics=["ece"])
+    md = render([table], "md")
+    assert "| hpn | - | error |" in md
+    assert "_2 record(s) have no ece (made before it was recorded)_" in md
+    assert "| softmax | 0.050 +- 0.010 (3) | 0.013 +- 0.000 (2) |" in md
+    (final,) = build_tables(fixed_store(), {"s": paper_suite}, metrics=["test_accuracy"])
+    assert not [n for n in final.notes if "have no" in n]
+
+
+def test_a_metric_is_looked_up_in_metrics_then_diagnostics(suite):
+    one = dict(record("softmax", 2, 0, 80.0), diagnostics={"nc1": 0.5, "train_loss": 9.0})
+    one["metrics"]["train_loss"] = 0.25
+    for key, cell in [("train_loss", "0.250 +- 0.000 (1)"), ("nc1", "0.500 +- 0.000 (1)")]:
+        (table,) = build_tables([one], {"s": suite}, metrics=[key])
+        assert f"| softmax | {cell} | - |" in render([table], "md")
+
+
+def test_vs_marks_accuracy_tables_only_and_says_so_elsewhere(paper_suite):
+    final, nc1 = build_tables(fixed_store(), {"s": paper_suite}, vs="softmax", metrics=["test_accuracy", "nc1"])
+    assert any(n.startswith("vs softmax: > better") for n in final.notes)
+    assert "--vs softmax: not applied to nc1 (compare knows only final, val-selected)" in nc1.notes
+    assert "| dl2pa | 0.120 +- 0.020 (3) | n/a |" in render([nc1], "md")  # no markers
+
+
+def write_store(root, records):
+    for r in records:
+        path = root / r["suite"] / r["method"] / f"{r['column']}-{r['seed']}-{r['setting_hash']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    return root
+
+
+def test_report_metric_flag_is_repeatable_and_comma_separated(run_cli, tmp_path):
+    store = write_store(tmp_path / "res", fixed_store())
+    code, out, err = run_cli(
+        "report", "--results", store, "--metric", "nc1,final", "--metric", "ece", "--format", "csv"
+    )
+    assert code == 0, err
+    assert list(dict.fromkeys(pd.read_csv(io.StringIO(out))["metric"])) == ["nc1", "test_accuracy", "ece"]
+    code, out, err = run_cli("report", "--results", store, "--metric", "val-selected", "--metric", "train_loss")
+    assert code == 0, err
+    assert "test accuracy at the best validation epoch (%)" in out and "train_loss (final-epoch training loss" in out
+    assert "final-epoch test accuracy" not in out
+    code, out, _ = run_cli("report", "--results", store)  # default: the two accuracy tables
+    assert out.count("**s: ") == 2 and "nc1" not in out
+
+
+def test_report_unknown_metric_is_one_line_listing_the_accepted_names(run_cli, tmp_path):
+    store = write_store(tmp_path / "res", fixed_store())
+    code, out, err = run_cli("report", "--results", store, "--metric", "nc2")
+    assert code == 2 and err.count("\n") == 1 and out == ""
+    assert err.startswith("error: --metric 'nc2' is unknown (did you mean 'nc1'?); use one of final, val-selected, ")
+    for name in ("nc1", "ece", "class_mean_anchor_cosine", "train_loss", "test_accuracy"):
+        assert name in err
+
+
+def test_report_html_to_a_file(run_cli, tmp_path):
+    store = write_store(tmp_path / "res", fixed_store())
+    target = tmp_path / "report.html"
+    code, out, err = run_cli("report", "--results", store, "--format", "html", "--out", target, "--metric", "nc1")
+    assert code == 0 and out == f"wrote {target}\n", err
+    page = target.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<h2>s: nc1 (within / between class variability" in page
+    assert "<td><b>0.120 &plusmn; 0.020 (3)</b></td>" in page and "http" not in page and page.isascii()
+
+
+def test_html_inlines_png_images_under_plots(paper_suite, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(0.5, 0.5), dpi=20)
+    axes.plot([0, 1], [1, 0])
+    png = tmp_path / "nc1 <d=2>.png"
+    figure.savefig(png)
+    plt.close(figure)
+    tables = build_tables(fixed_store(), {"s": paper_suite})
+    page = render(tables, "html", images=[png])
+    encoded = base64.b64encode(png.read_bytes()).decode("ascii")
+    assert "<h2>Plots</h2>" in page and f'src="data:image/png;base64,{encoded}"' in page
+    assert page.index("<h2>Plots</h2>") > page.rindex("</table>")
+    assert 'alt="nc1 &lt;d=2&gt;.png"' in page and "<figcaption>nc1 &lt;d=2&gt;.png</figcaption>" in page
+    assert "Plots" not in render(tables, "html")
+    (tmp_path / "x.png").write_text("not a png")
+    with pytest.raises(UserError, match="not a PNG"):
+        render(tables, "html", images=[tmp_path / "x.png"])
+    with pytest.raises(ValueError, match="html only"):
+        render(tables, "md", images=[png])
+
+
+def test_report_metric_a_suite_never_recorded_is_one_line_not_unknown(run_cli, tmp_path):
+    older = [dict(r, suite="o") for r in fixed_store() if r["method"] == "hpn"]  # no diagnostics
+    store = write_store(tmp_path / "res", fixed_store() + older)
+    code, _, err = run_cli("report", "o", "--results", store, "--metric", "nc1")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: no finished results with nc1 for o under ") and "made before" in err
+    code, _, err = run_cli("report", "o", "--results", store, "--metric", ",")
+    assert code == 2 and err == "error: --metric is empty; give metric names, e.g. --metric nc1 or --metric final,ece\n"
+
+
+def test_only_keys_holding_numbers_are_metrics(suite):
+    from protobench.report import available_metrics
+
+    one = dict(record("softmax", 2, 0, 80.0), diagnostics={"nc1": 0.5, "note": "text", "flag": True, "ece": None})
+    names = ["final", "val-selected", "ece", "nc1", "test_accuracy", "test_accuracy_at_best_val"]
+    assert available_metrics([one]) == names

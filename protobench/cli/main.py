@@ -215,14 +215,20 @@ def print_report(
     known: dict | None = None,
     device: str | None = None,
     vs: str | None = None,
+    metrics: list[str] | None = None,
+    plots: Path | None = None,
 ) -> None:
-    """Build the tables of ``names`` from ``results`` (optionally only one device's, and marked against
-    method ``vs``) and print or write them."""
-    from protobench.report import build_tables, render
+    """Build the tables of ``names`` from ``results`` (optionally only one device's, of the ``metrics``
+    named as ``--metric`` takes them, and marked against method ``vs``) and print or write them;
+    with ``plots``, write every plot of each suite there too (inlined in an html page)."""
+    from protobench.report import build_tables, render, resolve_metrics
     from protobench.results import iter_records
     from protobench.suites import available_suites, load_suite
 
     records = list(iter_records(results, names or None))
+    keys = None
+    if metrics and records:  # names known anywhere in the store, so an older suite's gap is not "unknown"
+        keys = resolve_metrics(metrics, list(iter_records(results)) if names else records)
     if device:
         records = [r for r in records if device.lower() in str(r.get("device", "")).lower()]
     if not names:
@@ -233,10 +239,27 @@ def print_report(
             suites[name] = known[name]
         else:
             suites[name] = load_suite(name) if name in available_suites() else None
-    tables = build_tables(records, suites, vs)
+    tables = build_tables(records, suites, vs, keys)
     if not tables:
-        raise UserError(f"no finished results for {', '.join(names) or 'any suite'} under {results}; run a suite first")
-    text = render(tables, fmt)
+        where = f"for {', '.join(names) or 'any suite'} under {results}"
+        if keys:
+            raise UserError(
+                f"no finished results with {', '.join(keys)} {where} (records made before a metric was recorded, "
+                "or where it is undefined, have none); try another --metric"
+            )
+        raise UserError(f"no finished results {where}; run a suite first")
+    images: list[Path] = []
+    if plots is not None:
+        from protobench.plots import make_plots
+
+        try:
+            for name in names:
+                images += make_plots(records, name, suites[name], plots, results)
+        except OSError as error:
+            raise UserError(f"--plots {plots}: cannot write ({error.strerror})") from None
+        typer.echo(f"wrote {len(images)} plot files to {plots}", err=out is None)
+    pngs = [p for p in images if p.suffix == ".png"]
+    text = render(tables, fmt, images=pngs) if fmt == "html" and pngs else render(tables, fmt)
     if out is None:
         typer.echo(text)
         return
@@ -252,7 +275,7 @@ def print_report(
 def report_command(
     suites: Annotated[list[str] | None, typer.Argument(help="Suites to report (default: all in the store).")] = None,
     results: Annotated[Path, typer.Option(help="The results store to read.")] = Path("results"),
-    fmt: Annotated[str, typer.Option("--format", help="md, csv or latex.")] = "md",
+    fmt: Annotated[str, typer.Option("--format", help="md, csv, latex or html (one self-contained page).")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
     device: Annotated[
         str | None, typer.Option(help="Only records whose device contains this text, e.g. H100 or cpu.")
@@ -260,6 +283,18 @@ def report_command(
     vs: Annotated[
         str | None,
         typer.Option("--vs", help="Mark each cell >, < or ~ (better, worse, no evidence) against this method."),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Tabulate these (repeat or comma-separate): final, val-selected, or any key of a record's "
+            "metrics or diagnostics, e.g. train_accuracy, nc1, ece. Default: final and val-selected.",
+        ),
+    ] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option(help="Also write the suite's plots (PNG and SVG) to this folder; html inlines them."),
     ] = None,
 ) -> None:
     """Tables of finished results: rows = methods, columns = dims, cells = mean +- std over seeds (n)."""
@@ -274,7 +309,10 @@ def report_command(
 
         if vs not in METHODS:
             raise UserError(f"--vs: {METHODS.unknown_message(vs)}")
-    print_report(list(suites or []), results, fmt, out, device=device, vs=vs)
+    metrics = [name.strip() for text in metric or [] for name in text.split(",") if name.strip()]
+    if metric and not metrics:
+        raise UserError("--metric is empty; give metric names, e.g. --metric nc1 or --metric final,ece")
+    print_report(list(suites or []), results, fmt, out, device=device, vs=vs, metrics=metrics or None, plots=plots)
 
 
 def mount_subcommands() -> None:

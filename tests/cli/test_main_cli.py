@@ -119,3 +119,16 @@ def test_missing_data_exit_2(run_cli, tmp_path, monkeypatch):
     code, out, err = run_cli("run", tiny_suite(tmp_path / "m.yaml"), "--data-dir", empty, "--results", tmp_path / "r")
     assert code == 2 and "fashion-mnist data not found" in err and str(empty) in err
     assert err.count("\n") == 1
+
+
+def test_report_plots_writes_png_and_svg_and_html_inlines_them(run_cli, tmp_path, fmnist_dir):
+    suite = tiny_suite(tmp_path / "p.yaml", dims=[2], methods=["softmax", "dl2pa"], train={"epochs": 1})
+    common = ["--results", tmp_path / "res"]
+    assert run_cli("run", suite, *common, "--data-dir", fmnist_dir, "--device", "cpu")[0] == 0
+    code, _, err = run_cli("report", "p", *common, "--plots", tmp_path / "plots", "--format", "html",
+                           "--out", tmp_path / "r.html")  # fmt: skip
+    assert code == 0, err
+    names = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert {"p-accuracy-vs-dim.png", "p-accuracy-vs-dim.svg", "p-embeddings-d2-dl2pa.png"} <= names
+    html = (tmp_path / "r.html").read_text()
+    assert html.count('src="data:image/png;base64,') == len([n for n in names if n.endswith(".png")])

@@ -1,0 +1,397 @@
+"""Figures of one suite's records, as PNG and SVG: accuracy against the dimension or imbalance ratio,
+shot-group accuracy, prototype assignment changes, training curves and the saved embedding sample on
+the circle or sphere (docs/diagnostics.md). Like the tables, of each method x column only the newest
+setting's "ok" records are shown (``report.latest_setting``). matplotlib is imported when plotting.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protobench.report import latest_setting
+from protobench.suites import Suite
+
+#: rcParams of every figure: a fixed SVG id salt and text kept as text, so SVGs are stable and searchable.
+STYLE = {
+    "svg.hashsalt": "protobench",
+    "svg.fonttype": "none",
+    "savefig.dpi": 120,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.fontsize": 8,
+    "axes.titlesize": 10,
+}
+#: Per format, the savefig metadata that would otherwise carry the time of writing.
+STABLE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}
+#: The accuracies plotted against d (the same wording as the report's table titles).
+TITLES = {
+    "test_accuracy": "final-epoch test accuracy (%)",
+    "test_accuracy_at_best_val": "test accuracy at the best validation epoch (%)",
+}
+SHOT_GROUPS = {"many": "many (> 100)", "medium": "medium (20-100)", "few": "few (< 20)"}
+MARKERS = "osD^vPX*h<>p"
+LINESTYLES = ("-", "--", ":", "-.")  # per dim of a long-tailed suite
+Record = dict[str, Any]
+Cell = tuple[float | None, int]  # (imbalance ratio, dim)
+
+
+@dataclass
+class Plots:
+    """What every plot of one suite shares, and the files written so far."""
+
+    plt: Any
+    suite_name: str
+    shown: list[Record]
+    methods: list[str]
+    styles: dict[str, tuple[Any, str]]
+    out_dir: Path
+    results_root: Path
+    formats: tuple[str, ...]
+    written: list[Path] = field(default_factory=list)
+
+    def save(self, fig: Any, kind: str, detail: str | None = None) -> None:
+        """Write ``fig`` as ``<suite>-<kind>[-<detail>].<ext>`` in every format, then close it."""
+        stem = f"{self.suite_name}-{kind}" + (f"-{detail}" if detail else "")
+        try:
+            fig.tight_layout()
+            for ext in self.formats:
+                path = self.out_dir / f"{stem}.{ext}"
+                fig.savefig(path, format=ext, bbox_inches="tight", metadata=STABLE_METADATA.get(ext))
+                self.written.append(path)
+        finally:
+            self.plt.close(fig)
+
+
+def make_plots(
+    records: list[Record],
+    suite_name: str,
+    suite: Suite | None,
+    out_dir: Path,
+    results_root: Path,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Write every plot of ``suite_name`` that its records allow into ``out_dir`` as ``<suite>-<kind>[-<detail>].<ext>``
+    in each of ``formats``; returns the paths written. Embedding samples are read from beside their records
+    under ``results_root``; one that is missing or unreadable is skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    shown = shown_records(records, suite_name)
+    if not shown:
+        return []
+    order = list(suite.methods) if suite else []
+    order += sorted({r["method"] for r in shown} - set(order))
+    cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
+    styles = {m: (cmap(i % cmap.N), MARKERS[i % len(MARKERS)]) for i, m in enumerate(order)}
+    methods = [m for m in order if any(r["method"] == m for r in shown)]
+    ctx = Plots(plt, suite_name, shown, methods, styles, Path(out_dir), Path(results_root), tuple(formats))
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context(STYLE):
+        plot_accuracy(ctx, "test_accuracy", longtail=False)
+        plot_accuracy(ctx, "test_accuracy_at_best_val", longtail=False, detail="val-selected")
+        plot_shot_groups(ctx)
+        plot_accuracy(ctx, "test_accuracy", longtail=True)
+        plot_assignment_changes(ctx)
+        plot_training_curves(ctx)
+        plot_embeddings(ctx)
+    return ctx.written
+
+
+# ---------------------------------------------------------------- selecting and aggregating
+
+
+def shown_records(records: Iterable[Record], suite_name: str) -> list[Record]:
+    """The "ok" records of the newest setting of each (method, column) of ``suite_name``."""
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        if r.get("suite") == suite_name:
+            groups[r["method"], str(r["column"])].append(r)
+    return [r for group in groups.values() for r in latest_setting(group) if r.get("status") == "ok"]
+
+
+def finite(value: Any) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def metric_of(record: Record, key: str) -> float | None:
+    return finite((record.get("metrics") or {}).get(key))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value), as the tables report them."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def n_label(name: str, counts: Iterable[int]) -> str:
+    """``dl2pa (n=5)``, or ``dl2pa (n=3-5)`` when the number of seeds differs between points."""
+    counts = sorted(set(counts))
+    return f"{name} (n={counts[0]})" if len(counts) == 1 else f"{name} (n={counts[0]}-{counts[-1]})"
+
+
+def cells_of(records: Iterable[Record]) -> list[Cell]:
+    """The (ratio, dim) cells of ``records``: balanced first, then by ratio and dim."""
+    return sorted({(r.get("imbalance_ratio"), r["dim"]) for r in records}, key=lambda c: (c[0] or 0.0, c[1]))
+
+
+def in_cell(records: Iterable[Record], cell: Cell, method: str | None = None) -> list[Record]:
+    return [r for r in records if (r.get("imbalance_ratio"), r["dim"]) == cell and method in (None, r["method"])]
+
+
+def cell_label(cell: Cell) -> str:
+    return f"d={cell[1]}" if cell[0] is None else f"ratio {cell[0]:g}, d={cell[1]}"
+
+
+def cell_detail(cell: Cell, with_dim: bool) -> str:
+    """A file-name part: ``d16``, or ``r100`` (``r100-d16`` when the long-tailed records have several dims)."""
+    ratio, dim = cell
+    return f"d{dim}" if ratio is None else f"r{ratio:g}" + (f"-d{dim}" if with_dim else "")
+
+
+def several_longtail_dims(records: Iterable[Record]) -> bool:
+    return len({r["dim"] for r in records if r.get("imbalance_ratio") is not None}) > 1
+
+
+def legend_outside(ax: Any, **kwargs: Any) -> Any:
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def log_ticks(ax: Any, values: Sequence[float]) -> None:
+    """A log-x axis whose ticks are exactly ``values``."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set(xscale="log", xlim=(min(values) / 1.25, max(values) * 1.25))
+    ax.set_xticks(list(values), labels=[f"{v:g}" for v in values])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def errorbar_lines(ctx: Plots, ax: Any, series: list[tuple[str, str, str, dict[float, list[float]]]]) -> None:
+    """Each series (name, method, linestyle, x -> values over seeds) as mean +- std per x; the series
+    are spread a little apart on the log axis so that their error bars do not hide each other."""
+    for i, (name, method, ls, points) in enumerate(series):
+        xs = sorted(points)
+        stats = [mean_std(points[x]) for x in xs]
+        shift = 10 ** ((i - (len(series) - 1) / 2) * 0.006)
+        color, marker = ctx.styles[method]
+        style = {"color": color, "marker": marker, "ls": ls, "lw": 1.5, "capsize": 3}
+        label = n_label(name, [len(points[x]) for x in xs])
+        ax.errorbar([x * shift for x in xs], [m for m, _ in stats], yerr=[e for _, e in stats], label=label, **style)
+
+
+# ---------------------------------------------------------------- accuracy against dim and ratio
+
+
+def plot_accuracy(ctx: Plots, metric: str, longtail: bool, detail: str | None = None) -> None:
+    """``metric`` per method, mean +- std over seeds, against d (balanced records) or against the
+    imbalance ratio (long-tailed records; a line per method and dim when there are several dims)."""
+    chosen = [r for r in ctx.shown if (r.get("imbalance_ratio") is not None) == longtail]
+    if not (chosen := [r for r in chosen if metric_of(r, metric) is not None]):
+        return
+    dims = sorted({r["dim"] for r in chosen})
+    series = []
+    for method in ctx.methods:
+        for dim in dims if longtail else [None]:
+            points: dict[float, list[float]] = defaultdict(list)
+            for r in chosen:
+                if r["method"] == method and dim in (None, r["dim"]):
+                    points[float(r["imbalance_ratio"]) if longtail else r["dim"]].append(metric_of(r, metric))
+            name = f"{method} d={dim}" if longtail and len(dims) > 1 else method
+            ls = LINESTYLES[dims.index(dim) % len(LINESTYLES)] if longtail else "-"
+            if points:
+                series.append((name, method, ls, points))
+    fig, ax = ctx.plt.subplots(figsize=(8.5, 4.8))
+    errorbar_lines(ctx, ax, series)
+    log_ticks(ax, sorted({x for *_, points in series for x in points}))
+    ax.set(xlabel="imbalance ratio n_max / n_min" if longtail else "embedding dimension d", ylabel="test accuracy (%)")
+    against = " against imbalance" if longtail else ""
+    ax.set_title(f"{ctx.suite_name}: {TITLES[metric]}{against}\nmean ± std over seeds (n)")
+    legend_outside(ax)
+    ctx.save(fig, "accuracy-vs-ratio" if longtail else "accuracy-vs-dim", detail)
+
+
+def plot_shot_groups(ctx: Plots) -> None:
+    """Per ratio (and dim), bars of each method's many/medium/few-shot accuracy (groups by train count)."""
+    longtail = [r for r in ctx.shown if r.get("imbalance_ratio") is not None and r.get("shot_groups")]
+    with_dim = several_longtail_dims(longtail)
+    for cell in cells_of(longtail):
+        present = [m for m in ctx.methods if in_cell(longtail, cell, m)]
+        fig, ax = ctx.plt.subplots(figsize=(max(6.0, 1.1 * len(present) + 2.5), 4.8))
+        width = 0.8 / len(SHOT_GROUPS)
+        for g, (group, label) in enumerate(SHOT_GROUPS.items()):
+            stats = []
+            for method in present:
+                own = in_cell(longtail, cell, method)
+                values = [finite((r["shot_groups"].get("by_count") or {}).get(group)) for r in own]
+                values = [v for v in values if v is not None]  # an empty group is NaN
+                stats.append(mean_std(values) if values else (math.nan, math.nan))
+            x = np.arange(len(present)) + (g - (len(SHOT_GROUPS) - 1) / 2) * width
+            ax.bar(x, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=2, label=label,
+                   color=ctx.plt.get_cmap("Set2")(g), edgecolor="0.3", lw=0.5)  # fmt: skip
+            for at, (mean, _) in zip(x, stats, strict=True):
+                if math.isnan(mean):
+                    ax.text(at, 1, "no classes", rotation=90, ha="center", va="bottom", fontsize=7, color="0.4")
+        labels = [n_label(m, [len(in_cell(longtail, cell, m))]) for m in present]
+        ax.set_xticks(range(len(present)), labels=labels, rotation=25, ha="right")
+        ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
+        ax.grid(axis="x", visible=False)
+        title = f"{ctx.suite_name}: test accuracy by shot group, imbalance ratio {cell[0]:g}"
+        ax.set_title(title + (f", d={cell[1]}" if with_dim else "") + "\nmean ± std over seeds (n)")
+        legend_outside(ax, title="classes by train images")
+        ctx.save(fig, "shot-groups", cell_detail(cell, with_dim))
+
+
+# ---------------------------------------------------------------- per-epoch history
+
+
+def mean_over_seeds(records: list[Record], key: str) -> tuple[list[int], list[float]]:
+    """Epochs and the mean over ``records`` (the seeds) of history ``key`` at each epoch that has it."""
+    by_epoch: dict[int, list[float]] = defaultdict(list)
+    for r in records:
+        for row in r.get("history") or []:
+            if (value := finite(row.get(key))) is not None:
+                by_epoch[int(row["epoch"])].append(value)
+    epochs = sorted(by_epoch)
+    return epochs, [float(np.mean(by_epoch[e])) for e in epochs]
+
+
+def plot_assignment_changes(ctx: Plots) -> None:
+    """A panel per method whose history has ``assignment_changed``, a line per dim (mean over seeds)."""
+    key = "assignment_changed"
+    having = [
+        m for m in ctx.methods if any(key in row for r in ctx.shown if r["method"] == m for row in r.get("history", []))
+    ]
+    if not having:
+        return
+    fig, axes = ctx.plt.subplots(1, len(having), figsize=(4.2 * len(having) + 1.0, 4.2), sharey=True, squeeze=False)
+    for ax, method in zip(axes[0], having, strict=True):
+        own = [r for r in ctx.shown if r["method"] == method]
+        cells = cells_of(own)
+        for j, cell in enumerate(cells):
+            epochs, means = mean_over_seeds(in_cell(own, cell), key)
+            color, label = ctx.plt.get_cmap("viridis")(0.9 * j / max(1, len(cells) - 1)), cell_label(cell)
+            if epochs:  # none where this dim's records predate the diagnostic
+                ax.plot(epochs, means, marker="o", ms=3, color=color, label=n_label(label, [len(in_cell(own, cell))]))
+        ax.set(title=method, xlabel="epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("classes re-assigned (mean over seeds)")
+    fig.suptitle(f"{ctx.suite_name}: classes whose prototype assignment changed, per epoch", fontsize=11)
+    ctx.save(fig, "assignment-changes")
+
+
+def plot_training_curves(ctx: Plots) -> None:
+    """Per column, train loss and test accuracy per epoch (mean over seeds), one line per method."""
+    with_dim = several_longtail_dims(ctx.shown)
+    for cell in cells_of(ctx.shown):
+        fig, (loss_ax, acc_ax) = ctx.plt.subplots(1, 2, figsize=(12, 4.6))
+        losses: list[float] = []
+        for method in ctx.methods:
+            if not (own := in_cell(ctx.shown, cell, method)):
+                continue
+            color, marker = ctx.styles[method]
+            for ax, key in ((loss_ax, "train_loss"), (acc_ax, "test_accuracy")):
+                epochs, means = mean_over_seeds(own, key)
+                ax.plot(epochs, means, color=color, marker=marker, ms=4, label=n_label(method, [len(own)]))
+                losses += means if key == "train_loss" else []
+        positive = [v for v in losses if v > 0]
+        if positive and max(positive) / min(positive) > 20:
+            loss_ax.set_yscale("log")  # the heads' losses differ by orders of magnitude
+        loss_ax.set_title("train loss" + (" (log scale)" if loss_ax.get_yscale() == "log" else ""))
+        acc_ax.set_title("test accuracy (%)")
+        for ax in (loss_ax, acc_ax):
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        legend_outside(acc_ax)
+        fig.suptitle(f"{ctx.suite_name}: training curves at {cell_label(cell)}, mean over seeds", fontsize=11)
+        ctx.save(fig, "training-curves", cell_detail(cell, with_dim))
+
+
+# ---------------------------------------------------------------- embeddings on the circle or sphere
+
+
+def load_embeddings(path: Path) -> dict[str, Any] | None:
+    """features (N x d, d = 2 or 3), labels (N,) and anchors (K x d or None); None when unusable."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            features = np.asarray(npz["features"], dtype=float)
+            labels = np.asarray(npz["labels"]).astype(int)
+            anchors = np.asarray(npz["anchors"], dtype=float) if "anchors" in npz.files else None
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile):
+        return None  # missing, not an archive, a plain .npy (no context manager), or damaged
+    if features.ndim != 2 or features.shape[1] not in (2, 3) or labels.shape != (features.shape[0],):
+        return None
+    if anchors is not None and (anchors.ndim != 2 or anchors.shape[1] != features.shape[1]):
+        anchors = None
+    keep = np.isfinite(features).all(axis=1) & (np.linalg.norm(features, axis=1) > 0) & (labels >= 0)
+    if not keep.any():
+        return None
+    return {"features": features[keep], "labels": labels[keep], "anchors": anchors}
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def plot_embeddings(ctx: Plots) -> None:
+    """Per (method, ratio, dim <= 3), the first seed's saved test features on the unit circle or sphere."""
+    for method in ctx.methods:
+        own = [r for r in ctx.shown if r["method"] == method and r["dim"] <= 3]
+        for cell in cells_of(own):
+            for record in sorted(in_cell(own, cell), key=lambda r: r["seed"]):
+                # beside the record (protobench/results.py: embeddings_path), named by its ``embeddings`` key
+                name = Path(str(record.get("embeddings") or "")).name
+                if name and (sample := load_embeddings(ctx.results_root / record["suite"] / method / name)):
+                    detail = f"d{cell[1]}-{method}" + (f"-r{cell[0]:g}" if cell[0] is not None else "")
+                    ctx.save(embedding_figure(ctx, sample, record), "embeddings", detail)
+                    break
+
+
+def embedding_figure(ctx: Plots, sample: dict[str, Any], record: Record) -> Any:
+    """Unit features coloured by class on the circle (d=2) or sphere (d=3), anchors as large markers."""
+    features, labels, anchors = unit_rows(sample["features"]), sample["labels"], sample["anchors"]
+    d = features.shape[1]
+    classes = int(max(labels.max() + 1, 0 if anchors is None else anchors.shape[0]))
+    cmap = ctx.plt.get_cmap("tab10" if classes <= 10 else "tab20" if classes <= 20 else "turbo")
+    colors = [cmap(c % cmap.N if classes <= 20 else c / (classes - 1)) for c in range(classes)]
+    fig = ctx.plt.figure(figsize=(7.2, 6.0))
+    if d == 2:
+        ax = fig.add_subplot()
+        ax.plot(np.cos(theta := np.linspace(0, 2 * np.pi, 400)), np.sin(theta), color="0.6", lw=1, zorder=1)
+        ax.set(aspect="equal", xlim=(-1.2, 1.2), ylim=(-1.2, 1.2))
+        extra: dict[str, Any] = {}
+    else:
+        ax = fig.add_subplot(projection="3d", computed_zorder=False)  # anchors drawn over the points
+        u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 25), np.linspace(0, np.pi, 13))
+        ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.75", lw=0.4, alpha=0.4)
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
+        ax.set_box_aspect((1, 1, 1), zoom=1.3)
+        ax.set_axis_off()
+        extra = {"depthshade": False}
+    for c in range(classes):
+        if len(points := features[labels == c]):
+            ax.scatter(*points.T, s=10, alpha=0.6, color=colors[c], linewidths=0, zorder=2, label=f"class {c}")
+    if anchors is not None:
+        ax.scatter(*unit_rows(anchors).T, s=170, c=colors[: len(anchors)], edgecolors="black", linewidths=1.4,
+                   zorder=4, label="anchors (normalised)", **extra)  # fmt: skip
+    ratio = "" if record.get("imbalance_ratio") is None else f", imbalance ratio {record['imbalance_ratio']:g}"
+    title = f"{ctx.suite_name}: {record['method']} test embeddings, d={d}{ratio}, seed {record['seed']}\n"
+    title += f"{len(features)} test features on the unit {'circle' if d == 2 else 'sphere'}"
+    if (accuracy := metric_of(record, "test_accuracy")) is not None:
+        title += f"; test accuracy {accuracy:.2f}%"
+    ax.set_title(title)
+    if classes <= 20:
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+            anchor = text.get_text().startswith("anchors")  # a white marker: the anchors take their class's colour
+            handle.set(alpha=1.0, sizes=[80 if anchor else 30], **({"facecolor": "white"} if anchor else {}))
+    return fig
