@@ -96,6 +96,20 @@ class TuneResult:
     chosen: dict[str, GridPoint | None]
     summary: RunSummary
 
+    def at_grid_edge(self) -> dict[str, str]:
+        """Methods whose chosen value is the smallest or largest lr (or weight decay) of a grid with
+        several: their best may lie beyond the grid. Maps method -> e.g. ``lr=0.003 (the smallest)``."""
+        edges = {}
+        for method, point in self.chosen.items():
+            if point is None:
+                continue
+            for key, value in point.changes().items():
+                values = sorted({p.changes()[key] for p in self.grid})
+                if len(values) > 1 and value in (values[0], values[-1]):
+                    side = "smallest" if value == values[0] else "largest"
+                    edges[method] = f"{GridPoint(**{key: value}).label()} (the {side})"
+        return edges
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view for ``--json``."""
 
@@ -117,6 +131,7 @@ class TuneResult:
                 m: {"trials": [trial(t) for t in ts], "chosen": c.changes() if (c := self.chosen[m]) else None}
                 for m, ts in self.trials.items()
             },
+            "at_grid_edge": self.at_grid_edge(),
         }
 
 
@@ -198,6 +213,9 @@ def tuned_suite_yaml(result: TuneResult, out: Path, command: str) -> str:
         shown = ", ".join(f"{t.point.label()} {t.mean:.2f}" if t.eligible else f"{t.point.label()} -" for t in ts)
         pick = result.chosen[method]
         lines.append(f"#   {method}: {shown} -> {pick.label() if pick else 'none eligible: keeps the suite recipe'}")
+    if edges := result.at_grid_edge():
+        listed = "; ".join(f"{m} {where}" for m, where in edges.items())
+        lines.append(f"# At the grid's edge (the best may lie beyond it; extend the grid to know): {listed}.")
     recipes = {m: p.changes() for m, p in result.chosen.items() if p is not None}
     body = {
         "name": out.stem,

@@ -100,6 +100,8 @@ def test_tune_picks_the_best_validation_mean_and_never_reads_test(tmp_path, fmni
         "hpn": GridPoint(lr=0.03),  # 0.1 had a failed cell
         "etf": GridPoint(lr=0.03),  # chosen on d=9 alone; d=2 is n/a at every point
     }
+    # softmax's 0.03 and etf's are inside the grid; dl2pa's 0.01 is its smallest value.
+    assert result.at_grid_edge() == {"dl2pa": "lr=0.01 (the smallest)"}
     softmax = result.trials["softmax"][1]
     assert softmax.mean == pytest.approx((78 + 74 + 78 + 74) / 4) and len(softmax.values) == 4
     hpn_high = result.trials["hpn"][2]
@@ -122,6 +124,7 @@ def test_a_method_with_no_eligible_point_keeps_its_recipe(tmp_path, fmnist_dir, 
     assert result.chosen == {"etf": None, "softmax": GridPoint(lr=0.01)}
     text = tuning.tuned_suite_yaml(result, tmp_path / "s-tuned.yaml", "protobench tune s.yaml --lr 0.01,0.03")
     assert "etf: lr=0.01 -, lr=0.03 - -> none eligible: keeps the suite recipe" in text
+    assert "# At the grid's edge (the best may lie beyond it; extend the grid to know): softmax lr=0.01" in text
     assert "etf" not in load_suite(str(write(tmp_path / "s-tuned.yaml", text))).method_recipes
 
 

@@ -136,6 +136,9 @@ def print_trials(result: TuneResult) -> None:
             row.append(text)
         table.add_row(*row)
     page_console().print(table)
+    if edges := result.at_grid_edge():
+        listed = "; ".join(f"{m} {where}" for m, where in edges.items())
+        typer.echo(f"at the grid's edge, so the best may lie beyond it (extend the grid to know): {listed}")
     untuned = [m for m, p in result.chosen.items() if p is None]
     if untuned:
         typer.echo(f"no eligible grid point for {', '.join(untuned)}: kept on the suite's recipe")
