@@ -46,6 +46,7 @@ def write_data(kind: str, root: Path, run_cli) -> None:
 SUITE_DATA = {
     "quickstart": "fashion-mnist",
     "fashion-mnist": "fashion-mnist",
+    "fashion-mnist-tuned": "fashion-mnist",
     "fashion-mnist-lt": "fashion-mnist",
     "cifar10": "cifar10",
     "cifar100": "cifar100",
