@@ -196,13 +196,26 @@ def compare(
 ) -> list[Row]:
     """A against each of ``bs`` at every column of ``suite_name`` where either has records (B-major,
     columns in suite order)."""
+    return comparison(records, suite_name, a, bs, metric, suite)[0]
+
+
+def comparison(
+    records: list[dict[str, Any]],
+    suite_name: str,
+    a: str,
+    bs: list[str],
+    metric: str = "final",
+    suite: Suite | None = None,
+) -> tuple[list[Row], list[str]]:
+    """The rows of ``compare`` and the notes beneath them, from one pass over the records."""
     columns, found = cells(records, suite_name, [a, *bs], metric, suite)
-    return [
+    rows = [
         compare_cells(suite_name, c, a, b, found[a, c], found[b, c])
         for b in bs
         for c in columns
         if not (found[a, c].status == found[b, c].status == "missing")
     ]
+    return rows, reader_notes(found, rows)
 
 
 def by_cell(rows: list[Row]) -> dict[tuple[str, str], Row]:
@@ -219,7 +232,11 @@ def notes(
     suite: Suite | None = None,
 ) -> list[str]:
     """What a reader of the comparison should know: n/a reasons, older settings ignored, mixed code."""
-    columns, found = cells(records, suite_name, [a, *bs], metric, suite)
+    return comparison(records, suite_name, a, bs, metric, suite)[1]
+
+
+def reader_notes(found: dict[tuple[str, str], Cell], rows: list[Row]) -> list[str]:
+    """The notes of a comparison from its cells and rows."""
     lines: list[str] = []
     for (method, column), c in found.items():
         if c.status == "n/a":
@@ -227,7 +244,6 @@ def notes(
     ignored = sum(c.ignored for c in found.values())
     if ignored:
         lines.append(f"{ignored} record(s) of older settings of the same cells are not compared")
-    rows = compare(records, suite_name, a, bs, metric, suite)
     few = [f"{r.b} at {r.column}" for r in rows if r.verdict == TOO_FEW]
     if few:
         lines.append(f"{TOO_FEW} ({', '.join(few)}): no interval is possible with n < {MIN_SEEDS}")

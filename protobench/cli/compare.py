@@ -36,7 +36,7 @@ def compare_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows and notes as JSON for scripts.")] = False,
 ) -> None:
     """Compare method A with each B per column: mean difference, 95% CI, p-values and a verdict."""
-    from protobench.compare import check_request, compare, metric_key, notes
+    from protobench.compare import check_request, comparison, metric_key
     from protobench.results import iter_records
     from protobench.suites import available_suites, load_suite
 
@@ -47,8 +47,7 @@ def compare_command(
     records = list(iter_records(results, [suite]))
     check_request(records, suite, a, bs, str(results))
     known = load_suite(suite) if suite in available_suites() else None
-    rows = compare(records, suite, a, bs, metric, known)
-    lines = notes(records, suite, a, bs, metric, known)
+    rows, lines = comparison(records, suite, a, bs, metric, known)
     if as_json:
         answer = {"suite": suite, "a": a, "b": bs, "metric": metric, "metric_key": key}
         typer.echo(json.dumps({**answer, "rows": [r.as_dict() for r in rows], "notes": lines}, indent=1))
