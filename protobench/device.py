@@ -7,6 +7,7 @@ and a precision name, so model and method code never look at either (docs/engine
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +27,9 @@ def resolve_device(spec: str | torch.device) -> torch.device:
         if not torch.cuda.is_available():
             raise UserError(f"--device {spec}: no CUDA device is available here; use --device cpu or auto")
         device = torch.device(spec)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0..")
+        if device.index is not None and device.index >= (count := torch.cuda.device_count()):
+            indices = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise UserError(f"--device {spec}: this machine has {count} CUDA device(s); use {indices}, or cuda")
         return device
     raise UserError(f"--device '{spec}' is not a device; use auto, cpu, cuda or cuda:N")
 
@@ -60,6 +62,30 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every global random number generator (python, numpy, torch CPU and CUDA), in
+    types that ``torch.load(weights_only=True)`` reads back (no numpy arrays)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    return {
+        "python": random.getstate(),
+        "numpy": numpy_state,
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back what ``rng_state`` returned."""
+    random.setstate(state["python"])
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def synchronize(device: torch.device) -> None:

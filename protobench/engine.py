@@ -9,6 +9,7 @@ step itself (protobench/step.py) never waits for the host. Device and precision 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from torch import nn
 from protobench.backbones import create_backbone
 from protobench.data.base import Augment, BatchLoader
 from protobench.data.prepare import CellData
-from protobench.device import seed_everything, synchronize
+from protobench.device import restore_rng, rng_state, seed_everything, synchronize
 from protobench.diagnostics import feature_report
 from protobench.methods import Method, create_method
 from protobench.progress import Progress, SilentProgress
@@ -160,6 +161,93 @@ def cell_loaders(
     )
 
 
+@dataclass
+class Checkpointing:
+    """How ``train_cell`` saves its training state as it goes and whether it continues an earlier one.
+
+    ``save`` receives the whole state (``training_state``) at the end of every epoch and, inside an
+    epoch, once ``every_seconds`` have passed since the last save; ``resume`` is a state saved so to
+    continue from; ``should_stop`` is asked after every step, and when it says yes the state is saved
+    and ``Interrupted`` raised (pre-emption; docs/long-runs.md).
+    """
+
+    save: Callable[[dict[str, Any]], None]
+    every_seconds: float = 600.0
+    resume: dict[str, Any] | None = None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+class Interrupted(Exception):
+    """Training stopped on request after saving its state; the same command resumes it."""
+
+
+class TrainingFailed(Exception):
+    """Training raised in ``epoch`` (1-based); ``cause`` is the original error."""
+
+    def __init__(self, epoch: int, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.epoch = epoch
+        self.cause = cause
+
+
+@dataclass
+class LoopState:
+    """Where a cell's training loop is and what it has measured so far: everything of a checkpoint
+    besides the learner's own state and the random number generators."""
+
+    epoch: int = 0  # the epoch being trained (0-based); after an epoch ends, the next one
+    batch: int = 0  # batches of ``epoch`` already trained
+    step: int = 0  # optimiser steps so far
+    loss_sum: torch.Tensor | None = None  # this epoch's summed training loss and correct count
+    correct: torch.Tensor | None = None
+    seen: int = 0  # this epoch's training images so far
+    epoch_seconds: float = 0.0  # this epoch's training time so far
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val: float = -1.0
+    test_at_best_val: float | None = None
+    best_epoch: int | None = None
+    train_seconds: float = 0.0  # finished epochs only
+    train_images: int = 0
+    wall_seconds: float = 0.0  # up to the last save
+    test_per_class: list[float] = field(default_factory=list)  # the last finished epoch's
+
+    def start_epoch(self, device: torch.device) -> None:
+        """Zero this epoch's sums (unless resuming inside it)."""
+        if self.batch == 0 or self.loss_sum is None or self.correct is None:
+            self.loss_sum = torch.zeros((), device=device)
+            self.correct = torch.zeros((), device=device)
+            self.seen, self.epoch_seconds = 0, 0.0
+
+
+def training_state(learner: Learner, loop: LoopState, mixup: np.random.Generator) -> dict[str, Any]:
+    """A cell's whole training state: backbone, head (prototypes, assignment, representatives,
+    centroids), optimiser, loop position and measurements, and every random number generator."""
+    return {
+        "backbone": learner.backbone.state_dict(),
+        "method": learner.method.state_dict(),
+        "optimizer": learner.optimizer.state_dict(),
+        "loop": dataclasses.asdict(loop),
+        "rng": rng_state(),
+        "mixup_rng": mixup.bit_generator.state,
+    }
+
+
+def restore_training_state(
+    state: dict[str, Any], learner: Learner, mixup: np.random.Generator, device: torch.device
+) -> LoopState:
+    """Load ``training_state``'s output into a freshly built learner and generators; returns the loop."""
+    learner.backbone.load_state_dict(state["backbone"])
+    learner.method.load_state_dict(state["method"])
+    learner.optimizer.load_state_dict(state["optimizer"])
+    restore_rng(state["rng"])
+    mixup.bit_generator.state = state["mixup_rng"]
+    loop = LoopState(**state["loop"])
+    for name in ("loss_sum", "correct"):
+        if (value := getattr(loop, name)) is not None:
+            setattr(loop, name, value.to(device))
+    return loop
+
+
 def train_cell(
     suite: Suite,
     data: CellData,
@@ -172,13 +260,16 @@ def train_cell(
     deterministic: bool = False,
     cuda_graphs: bool = True,
     progress: Progress | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> CellOutcome:
     """Train one method at one dim and seed on ``data`` and evaluate it every epoch.
 
     ``precision`` is resolved already (``fp32`` or ``bf16``; protobench.device.resolve_precision).
-
     On CUDA, ``cuda_graphs`` replays each training step from a CUDA graph (``GraphedTrainStep``);
-    elsewhere, or when it is off, the step runs eagerly.
+    elsewhere, or when it is off, the step runs eagerly. With ``checkpointing`` the state is saved as
+    training goes and, given one, a saved state is continued: the batches, random draws and updates
+    that follow are those an uninterrupted run makes. An error while training is raised as
+    ``TrainingFailed`` with its epoch.
     """
     progress = progress or SilentProgress()
     recipe = suite.recipe_for(method_name)
@@ -189,72 +280,103 @@ def train_cell(
     step_fn = step_function(learner, device, cuda_graphs)
     steps_per_epoch = len(train_loader)
     mixup = np.random.default_rng(seed)  # draws each step's mixup lambda (Mixup.draw)
-    history: list[dict[str, float]] = []
-    best_val, test_at_best_val, best_epoch = -1.0, None, None
-    train_seconds, train_images = 0.0, 0
+    loop = LoopState()
+    if checkpointing is not None and checkpointing.resume is not None:
+        loop = restore_training_state(checkpointing.resume, learner, mixup, device)
     progress.start_cell_epochs(recipe.epochs, steps_per_epoch)
-    start = time.perf_counter()
-    step = 0
-    for epoch in range(recipe.epochs):
-        backbone.train()
-        method.train()
-        train_loader.set_epoch(epoch)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen = 0
-        synchronize(device)
-        epoch_start = time.perf_counter()
-        for index, (images, labels) in enumerate(train_loader):
-            for group in optimizer.param_groups:
-                group["lr"] = recipe.lr * lr_factor(step, steps_per_epoch, recipe)
-            mix = Mixup.draw(mixup, recipe.mixup_alpha, images.shape[0], device)
-            loss, step_correct = step_fn(images, labels, mix)
-            loss_sum += loss * labels.shape[0]
-            correct += step_correct
-            seen += labels.shape[0]
-            step += 1
-            progress.batch(epoch, index)
-        synchronize(device)
-        epoch_seconds = time.perf_counter() - epoch_start
-        train_seconds += epoch_seconds
-        train_images += seen
-        diagnostics = method.after_epoch()
-        row: dict[str, float] = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": float(loss_sum) / max(1, seen),
-            "train_accuracy": 100 * float(correct) / max(1, seen),
-            "images_per_second": seen / epoch_seconds,
-            **{k: float(v) for k, v in diagnostics.items()},
-        }
-        if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
-        if val_loader is not None:
-            row["val_accuracy"] = evaluate(backbone, method, val_loader, data.num_classes, learner.autocast).accuracy
-        test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast)
-        row["test_accuracy"] = test.accuracy
-        if val_loader is not None and row["val_accuracy"] > best_val:
-            best_val, test_at_best_val, best_epoch = row["val_accuracy"], test.accuracy, epoch + 1
-        history.append(row)
-        progress.end_epoch(epoch, row)
-    wall = time.perf_counter() - start
+    start, wall_before = time.perf_counter(), loop.wall_seconds
+    last_save = time.monotonic()
+
+    def save() -> None:
+        nonlocal last_save
+        if checkpointing is not None:
+            loop.wall_seconds = wall_before + time.perf_counter() - start
+            if loop.loss_sum is not None and not math.isfinite(float(loop.loss_sum)):
+                raise FloatingPointError(f"training loss became {float(loop.loss_sum)} in epoch {loop.epoch + 1}")
+            checkpointing.save(training_state(learner, loop, mixup))
+            last_save = time.monotonic()
+
+    try:
+        while loop.epoch < recipe.epochs:
+            epoch = loop.epoch
+            backbone.train()
+            method.train()
+            train_loader.set_epoch(epoch, skip_batches=loop.batch)
+            loop.start_epoch(device)
+            synchronize(device)
+            resumed_seconds, epoch_start = loop.epoch_seconds, time.perf_counter()
+            for index, (images, labels) in enumerate(train_loader, start=loop.batch):
+                for group in optimizer.param_groups:
+                    group["lr"] = recipe.lr * lr_factor(loop.step, steps_per_epoch, recipe)
+                mix = Mixup.draw(mixup, recipe.mixup_alpha, images.shape[0], device)
+                loss, step_correct = step_fn(images, labels, mix)
+                loop.loss_sum += loss * labels.shape[0]
+                loop.correct += step_correct
+                loop.seen += labels.shape[0]
+                loop.step += 1
+                loop.batch = index + 1
+                progress.batch(epoch, index)
+                if checkpointing is not None:
+                    stop = checkpointing.should_stop()
+                    if stop or time.monotonic() - last_save >= checkpointing.every_seconds:
+                        synchronize(device)
+                        loop.epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
+                        save()
+                        if stop:
+                            raise Interrupted(f"stopped in epoch {epoch + 1} after batch {index + 1}")
+            synchronize(device)
+            epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
+            loop.train_seconds += epoch_seconds
+            loop.train_images += loop.seen
+            diagnostics = method.after_epoch()
+            row: dict[str, float] = {
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": float(loop.loss_sum) / max(1, loop.seen),
+                "train_accuracy": 100 * float(loop.correct) / max(1, loop.seen),
+                "images_per_second": loop.seen / epoch_seconds,
+                **{k: float(v) for k, v in diagnostics.items()},
+            }
+            if not math.isfinite(row["train_loss"]):
+                raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
+            if val_loader is not None:
+                row["val_accuracy"] = evaluate(
+                    backbone, method, val_loader, data.num_classes, learner.autocast
+                ).accuracy
+            test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast)
+            row["test_accuracy"] = test.accuracy
+            if val_loader is not None and row["val_accuracy"] > loop.best_val:
+                loop.best_val, loop.test_at_best_val, loop.best_epoch = row["val_accuracy"], test.accuracy, epoch + 1
+            loop.history.append(row)
+            loop.test_per_class = test.per_class
+            loop.epoch, loop.batch, loop.loss_sum, loop.correct = epoch + 1, 0, None, None
+            progress.end_epoch(epoch, row)
+            save()
+            if checkpointing is not None and checkpointing.should_stop() and loop.epoch < recipe.epochs:
+                raise Interrupted(f"stopped after epoch {epoch + 1}")
+    except (Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        raise TrainingFailed(loop.epoch + 1, error) from error
+    wall = wall_before + time.perf_counter() - start
     features = feature_report(backbone, method, test_loader, data.num_classes, learner.autocast)
+    history = loop.history
     metrics: dict[str, float | int | None] = {
         "test_accuracy": history[-1]["test_accuracy"],
         "val_accuracy": history[-1].get("val_accuracy"),
-        "test_accuracy_at_best_val": test_at_best_val,
-        "best_val_accuracy": best_val if val_loader is not None else None,
-        "best_val_epoch": best_epoch,
+        "test_accuracy_at_best_val": loop.test_at_best_val,
+        "best_val_accuracy": loop.best_val if val_loader is not None else None,
+        "best_val_epoch": loop.best_epoch,
         "train_accuracy": history[-1]["train_accuracy"],
         "train_loss": history[-1]["train_loss"],
-        "train_images_per_second": train_images / train_seconds,
+        "train_images_per_second": loop.train_images / loop.train_seconds,
     }
     return CellOutcome(
         metrics=metrics,
-        per_class_accuracy=test.per_class,
+        per_class_accuracy=loop.test_per_class,
         history=history,
         method_hyperparameters=method.hyperparameters(),
-        timings={"wall_seconds": wall, "train_seconds": train_seconds},
+        timings={"wall_seconds": wall, "train_seconds": loop.train_seconds},
         diagnostics=features.values,
         embeddings=features.embeddings,
         state={

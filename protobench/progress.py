@@ -31,6 +31,10 @@ class RunReporter(Progress, Protocol):
 
     def start_cell(self, index: int, count: int, label: str) -> None: ...
 
+    def note(self, text: str) -> None: ...
+
+    def warn(self, text: str) -> None: ...
+
     def end_cell(self, record: dict[str, Any]) -> None: ...
 
     def end_run(self, summary: RunSummary) -> None: ...
@@ -84,6 +88,14 @@ class PlainReporter:
     def start_cell(self, index: int, count: int, label: str) -> None:
         self.prefix = f"{self.tag}[{index}/{count}] {label}"
 
+    def note(self, text: str) -> None:
+        """A line about the run: a resumed, locked or stopped cell."""
+        self.say(f"{self.tag}{text}")
+
+    def warn(self, text: str) -> None:
+        """A ``warning:`` line on stderr (a damaged checkpoint); the run goes on."""
+        print(f"{self.tag}warning: {text}", file=sys.stderr, flush=True)
+
     def start_cell_epochs(self, epochs: int, batches: int) -> None:
         self.epochs = epochs
 
@@ -97,7 +109,12 @@ class PlainReporter:
         self.say(f"{self.prefix} {describe_record(record)}")
 
     def end_run(self, summary: RunSummary) -> None:
+        extra = "".join(
+            f", {count} {what}"
+            for count, what in ((summary.resumed, "resumed"), (summary.locked, "left locked"))
+            if count
+        )
         self.say(
             f"done: {summary.trained} trained, {summary.skipped} skipped, "
-            f"{summary.not_applicable} n/a, {summary.failed} failed"
+            f"{summary.not_applicable} n/a, {summary.failed} failed{extra}"
         )

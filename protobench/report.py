@@ -165,6 +165,10 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             else:
                 chosen = latest_setting(group)
                 ignored += len(group) - len(chosen)
+                for r in chosen:
+                    if r.get("status") == "error":  # shown even when the other seeds are in the mean
+                        epoch = f", epoch {r['failed_epoch']}" if r.get("failed_epoch") else ""
+                        notes.append(f"failed: {method} at {column}, seed {r.get('seed')}{epoch}: {r.get('reason')}")
                 done = [r for r in chosen if r.get("status") == "ok"]
                 found = [(r, *record_value(r, metric)) for r in done]
                 unrecorded += sum(not has for _, has, _ in found)
@@ -182,6 +186,8 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
                         notes.append(note)
                 elif any(r.get("status") == "error" for r in chosen):
                     row["status"] = "error"
+                    reason = next(str(r.get("reason", "")) for r in chosen if r.get("status") == "error")
+                    row["reason"] = reason.split(":")[0]
                 else:
                     row["status"] = "missing"
             rows.append(row)

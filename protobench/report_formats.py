@@ -17,12 +17,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def format_cell(row: pd.Series, digits: int = 2) -> str:
-    """``86.21 +- 0.35 (3)`` (and a ``--vs`` marker), ``n/a``, ``error`` or ``-``; ``digits`` decimals."""
+    """``86.21 +- 0.35 (3)`` (and a ``--vs`` marker), ``n/a``, ``failed (reason)`` or ``-``; ``digits`` decimals."""
     if row["status"] == "ok":
         marker = row.get("marker") or ""
         text = f"{row['mean']:.{digits}f} +- {row['std']:.{digits}f} ({row['n']})"
         return text + (f" {marker}" if marker else "")
-    return {"n/a": "n/a", "error": "error"}.get(row["status"], "-")
+    if row["status"] == "error":
+        reason = row.get("reason")
+        return f"failed ({reason})" if isinstance(reason, str) and reason else "failed"
+    return {"n/a": "n/a"}.get(row["status"], "-")
 
 
 def grid(table: Table) -> tuple[list[str], list[list[str]], set[tuple[int, int]]]:
@@ -89,7 +92,7 @@ def render_latex(table: Table) -> str:
 
 
 def render_csv(tables: list[Table]) -> str:
-    """All tables in long form: suite, metric, method, column, mean, std, n, status, paper."""
+    """All tables in long form: suite, metric, method, column, mean, std, n, paper, status, reason (failed)."""
     frames = []
     for table in tables:
         frame = table.cells.copy()

@@ -18,7 +18,7 @@ import hashlib
 import json
 import platform
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ RECORD_KEYS = {
     "status": "ok | n/a | error",
     "reason": "why a cell is n/a or failed",
     "traceback": "the traceback of a failed cell",
+    "failed_epoch": "the epoch (1-based) a failed cell was training when it raised",
     "config": "the resolved configuration of the cell",
     "config_hash": "sha256 of config",
     "setting_hash": "sha256 of config without the seed",
@@ -53,7 +54,7 @@ RECORD_KEYS = {
     "diagnostics": "test-set geometry and calibration after the last epoch (docs/diagnostics.md)",
     "embeddings": "file name of the test-embedding sample saved beside the record (d <= 3)",
     "timings": "wall and training seconds",
-    "checkpoint": "file name of the checkpoint saved beside the record (--save-checkpoints)",
+    "checkpoint": "file name of the final checkpoint kept beside the record (--keep-checkpoints)",
     "versions": "python, torch, torchvision, protobench",
     "git_commit": "the protobench checkout's commit, if any (-dirty: uncommitted code)",
     "device": "the device the cell ran on",
@@ -131,16 +132,21 @@ def not_applicable(record: dict[str, Any], reason: str) -> None:
     record.update(status="n/a", reason=reason, finished_at=now())
 
 
-def failed(record: dict[str, Any], error: BaseException) -> None:
-    """Mark a cell that raised; it is retried by the next run."""
+def failed(record: dict[str, Any], error: BaseException, epoch: int | None = None) -> None:
+    """Mark a cell that raised (in ``epoch``, 1-based, when it was training); the next run retries it,
+    from its last checkpoint. CUDA's out-of-memory error is named as such."""
     import traceback
 
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    name = "CUDA out of memory" if type(error).__name__ == "OutOfMemoryError" else type(error).__name__
     record.update(
         status="error",
-        reason=f"{type(error).__name__}: {error}",
+        reason=f"{name}: {message}" if message else name,
         traceback="".join(traceback.format_exception(error)),
         finished_at=now(),
     )
+    if epoch is not None:
+        record["failed_epoch"] = epoch
 
 
 def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict[str, dict[str, float]]:
@@ -166,15 +172,6 @@ def save_embeddings(path: Path, arrays: dict[str, Any]) -> str:
     return path.name
 
 
-def save_checkpoint(path: Path, state: dict[str, Any], config: dict[str, Any]) -> str:
-    """Save backbone, method (prototypes, assignment, representatives, centroids) and optimiser state
-    atomically beside the record; returns the file name the record keeps."""
-    import torch
-
-    atomic_write(path, lambda f: torch.save({**state, "config": config}, f))
-    return path.name
-
-
 def config_hash(config: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of ``config``."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
@@ -192,11 +189,37 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, default=str).encode()))
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The record at ``path``, or None when it is missing or unreadable (a record is never half-written)."""
+class UnreadableRecord(Exception):
+    """A file in the store that cannot be used as a record; the message says why."""
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """The record at ``path``; ``UnreadableRecord`` when the file is missing, unreadable, cut short,
+    not JSON or not a JSON object (records are written atomically, so only a copy or an edit breaks one)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        text = path.read_bytes().decode()
+    except OSError as error:
+        raise UnreadableRecord(error.strerror or type(error).__name__) from None
+    except UnicodeDecodeError:
+        raise UnreadableRecord("not UTF-8 text") from None
+    if not text.strip():
+        raise UnreadableRecord("empty file")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        problem = error.msg.removesuffix(" starting at")  # "Unterminated string starting at" needs its position
+        raise UnreadableRecord(f"not valid JSON: {problem} at line {error.lineno}") from None
+    if not isinstance(record, dict):
+        raise UnreadableRecord(f"JSON {type(record).__name__}, not an object")
+    return record
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when it is missing or unreadable; for ``is_finished`` such a
+    cell is unfinished, so the next run trains it again and overwrites the file."""
+    try:
+        return load_record(path)
+    except UnreadableRecord:
         return None
 
 
@@ -206,14 +229,22 @@ def is_finished(path: Path) -> bool:
     return record is not None and record.get("status") in ("ok", "n/a")
 
 
-def iter_records(root: Path, suites: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Every readable record under ``root`` (optionally only of ``suites``)."""
+def iter_records(
+    root: Path, suites: list[str] | None = None, on_unreadable: Callable[[Path, str], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every readable record under ``root`` (optionally only of ``suites``). A file that is not a
+    readable record is skipped; ``on_unreadable(path, why)`` hears of each one (the CLI warns)."""
     root = Path(root)
     folders = [root / s for s in suites] if suites else [p for p in sorted(root.glob("*")) if p.is_dir()]
     for folder in folders:
         for path in sorted(folder.glob("*/*.json")):
-            if (record := read_record(path)) is not None:
-                yield record
+            try:
+                record = load_record(path)
+            except UnreadableRecord as error:
+                if on_unreadable is not None:
+                    on_unreadable(path, str(error))
+                continue
+            yield record
 
 
 def versions() -> dict[str, str]:

@@ -42,7 +42,10 @@ def resolve_suite_path(name_or_path: str) -> Path:
     as_path = Path(name_or_path)
     if as_path.suffix in (".yaml", ".yml") or os.sep in name_or_path:
         if not as_path.is_file():
-            raise UserError(f"suite file {name_or_path} does not exist")
+            what = "is not a file" if as_path.exists() else "does not exist"
+            raise UserError(
+                f"suite file {name_or_path} {what}; check the path, or give a suite name (see protobench suites)"
+            )
         return as_path
     known = available_suites()
     if name_or_path not in known:
@@ -73,15 +76,26 @@ def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a suite file must be a mapping of keys, got {type(data).__name__}")
+        raise UserError(
+            f"{path}: the top level is a {type(data).__name__}; a suite file must be a mapping of suite keys "
+            "(name:, dataset:, dims:, methods:, ...)"
+        )
     include = data.pop("include", None)
     if include is None:
         return data
     if not isinstance(include, str):
         raise UserError(f"{path}: key 'include' must be a file name or suite name, got {include!r}")
-    target = path.parent / include if include.endswith((".yaml", ".yml")) else resolve_suite_path(include)
+    if include.endswith((".yaml", ".yml")):
+        target = path.parent / include
+    else:
+        try:
+            target = resolve_suite_path(include)
+        except UserError as error:
+            raise UserError(f"{path}: key 'include': {error}") from None
     if not target.is_file():
-        raise UserError(f"{path}: key 'include': {target} does not exist")
+        raise UserError(
+            f"{path}: key 'include': {target} does not exist; name a file beside this one (or a suite name)"
+        )
     return deep_merge(read_yaml(target, (*chain, path)), data)
 
 

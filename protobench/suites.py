@@ -218,7 +218,7 @@ def build(cls: type, data: dict[str, Any], where: str) -> Any:
                 raise UserError(f"{where}: key 'train' must be a mapping of recipe keys")
             kwargs[name] = build(TrainRecipe, value, f"{where}: train")
         elif cls is Suite and name == "method_recipes":
-            kwargs[name] = recipe_changes(value, f"{where}: key 'method_recipes'")
+            kwargs[name] = recipe_changes(value, where)
         else:
             kwargs[name] = convert(value, hints[name], f"{where}: key '{name}'")
     missing = [f.name for f in fields(cls) if f.name in ("name", "dataset", "dims", "methods") and f.name not in kwargs]
@@ -235,17 +235,23 @@ def check_keys(data: dict[str, Any], allowed: list[str], what: str) -> None:
 
 
 def recipe_changes(value: Any, where: str) -> dict[str, dict[str, Any]]:
-    """``method_recipes``: METHOD -> {TrainRecipe key: value}, each value checked against the recipe's types."""
+    """``method_recipes``: METHOD -> {TrainRecipe key: value}, each value checked against the recipe's
+    types; ``where`` (the file) is named in every error with the key, e.g. ``method_recipes.dl2pa``."""
     if not isinstance(value, dict):
-        raise UserError(f"{where} must be a mapping of method -> recipe keys, e.g. {{dl2pa: {{lr: 0.01}}}}")
+        raise UserError(
+            f"{where}: key 'method_recipes' must be a mapping of method -> recipe keys, e.g. {{dl2pa: {{lr: 0.01}}}}"
+        )
     hints = typing.get_type_hints(TrainRecipe)
     allowed = [f.name for f in fields(TrainRecipe)]
     changes: dict[str, dict[str, Any]] = {}
     for method, recipe in value.items():
+        key = f"{where}: key 'method_recipes.{method}'"
         if not isinstance(recipe, dict):
-            raise UserError(f"{where}.{method} must be a mapping of recipe keys, e.g. {{lr: 0.01}}")
-        check_keys(recipe, allowed, f"{where}.{method}: unknown recipe key")
-        changes[str(method)] = {k: convert(v, hints[k], f"{where}.{method}.{k}") for k, v in recipe.items()}
+            raise UserError(f"{key} must be a mapping of recipe keys, e.g. {{lr: 0.01}}")
+        check_keys(recipe, allowed, f"{key}: unknown recipe key")
+        changes[str(method)] = {
+            k: convert(v, hints[k], f"{where}: key 'method_recipes.{method}.{k}'") for k, v in recipe.items()
+        }
     return changes
 
 
@@ -282,8 +288,9 @@ def validate(suite: Suite, source: str) -> None:
             raise UserError(f"{source}: dim {dim} is out of range; use {MIN_DIM} <= dim <= {MAX_DIM}")
     if not suite.seeds:
         raise UserError(f"{source}: key 'seeds' is empty")
-    if any(s < 0 for s in suite.seeds):
-        raise UserError(f"{source}: seeds must be >= 0")
+    for seed in suite.seeds:
+        if seed < 0:
+            raise UserError(f"{source}: seed {seed} is negative; use seeds >= 0, e.g. 0,1,2")
     for ratio in suite.imbalance_ratios:
         if ratio is not None and ratio < 1:
             raise UserError(f"{source}: imbalance ratio {ratio:g} must be >= 1 (n_max / n_min), e.g. 100")

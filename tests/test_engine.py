@@ -123,3 +123,77 @@ def test_evaluate_counts_overall_and_per_class_accuracy():
     result = evaluate(backbone, head, loader, 3, contextlib.nullcontext)
     assert result.accuracy == pytest.approx(100 * 6 / 8)
     assert result.per_class == pytest.approx([100 * 2 / 3, 50.0, 100.0])
+
+
+# ---------------------------------------------------------------- checkpoints and resume
+
+
+def comparable(outcome) -> dict:
+    """What must not depend on an interruption: everything but timings (images/s, seconds)."""
+    history = [{k: v for k, v in row.items() if k != "images_per_second"} for row in outcome.history]
+    metrics = {k: v for k, v in outcome.metrics.items() if k != "train_images_per_second"}
+    return {
+        "history": history,
+        "metrics": metrics,
+        "per_class": outcome.per_class_accuracy,
+        "diagnostics": outcome.diagnostics,
+        "state": {k: v.tolist() for k, v in outcome.state["method"].items()},
+        "weights": [v.tolist() for v in outcome.state["backbone"].values()],
+    }
+
+
+@pytest.mark.parametrize("method", ["dl2pa", "dnc", "softmax"])
+@pytest.mark.parametrize(
+    ("polls", "position"),  # stop is asked after every step and every epoch's end; 5 steps an epoch
+    [(7, (1, 1)), (11, (1, 5)), (12, (2, 0))],  # after batch 1 of epoch 2, after its last batch, after it
+)
+def test_a_stopped_and_resumed_cell_trains_exactly_as_an_uninterrupted_one(
+    tmp_path, fmnist_dir, method, polls, position
+):
+    from protobench.engine import Checkpointing, Interrupted
+
+    train = {"epochs": 3, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, "mixup_alpha": 0.2,
+             "crop_padding": 2, "flip": True}  # fmt: skip
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=[method], train=train)))
+    data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
+    kw = dict(device=torch.device("cpu"), precision="fp32", deterministic=True)
+    reference = train_cell(suite, data, method, 3, 0, **kw)
+    saved, asked = [], []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) == polls
+
+    with pytest.raises(Interrupted):
+        train_cell(suite, data, method, 3, 0, **kw, checkpointing=Checkpointing(saved.append, should_stop=stop))
+    assert (saved[-1]["loop"]["epoch"], saved[-1]["loop"]["batch"]) == position
+    resumed = train_cell(suite, data, method, 3, 0, **kw, checkpointing=Checkpointing(lambda s: None, resume=saved[-1]))
+    assert comparable(resumed) == comparable(reference)
+
+
+def test_checkpoints_come_every_epoch_and_inside_epochs_when_due(tmp_path, fmnist_dir):
+    from protobench.engine import Checkpointing
+
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", train={"epochs": 2, "batch_size": 32, "lr": 0.05})))
+    data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
+    kw = dict(device=torch.device("cpu"), precision="fp32")
+    steps = []
+    train_cell(
+        suite, data, "softmax", 2, 0, **kw, checkpointing=Checkpointing(lambda s: steps.append(s["loop"]["step"]))
+    )
+    assert steps == [5, 10]  # 160 training images / 32: the two epochs' ends
+    steps.clear()
+    every_step = Checkpointing(lambda s: steps.append((s["loop"]["epoch"], s["loop"]["batch"])), every_seconds=0)
+    train_cell(suite, data, "softmax", 2, 0, **kw, checkpointing=every_step)
+    assert steps[:6] == [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0)]
+
+
+def test_a_non_finite_loss_fails_the_cell_with_its_epoch(tmp_path, fmnist_dir, monkeypatch):
+    from protobench.engine import TrainingFailed
+    from protobench.methods.softmax import Softmax
+
+    real = Softmax.loss
+    monkeypatch.setattr(Softmax, "loss", lambda self, h, y: real(self, h, y) * float("nan"))
+    with pytest.raises(TrainingFailed) as failure:
+        run_tiny(tmp_path, fmnist_dir)
+    assert failure.value.epoch == 1 and isinstance(failure.value.cause, FloatingPointError)

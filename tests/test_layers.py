@@ -38,9 +38,7 @@ def test_nothing_outside_the_cli_imports_it() -> None:
 
 def test_data_imports_neither_suites_nor_the_training_layers() -> None:
     upward = ("protobench.suites", "protobench.runner", "protobench.engine", "protobench.step", "protobench.methods")
-    offenders = {
-        name: sorted(i for i in imports if i.startswith(upward)) for name, imports in _modules("data").items()
-    }
+    offenders = {name: sorted(i for i in imports if i.startswith(upward)) for name, imports in _modules("data").items()}
     assert {k: v for k, v in offenders.items() if v} == {}
 
 

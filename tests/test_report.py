@@ -47,11 +47,18 @@ def test_na_and_error_cells(suite):
     records = [
         record("softmax", 2, 0, 80.0),
         record("dl2pa", 2, 0, None, status="n/a", reason="ETF needs d >= K-1 (K=10, d=2)"),
-        record("dl2pa", 4, 0, None, status="error", reason="boom"),
+        record("dl2pa", 4, 0, None, status="error", reason="FloatingPointError: training loss became nan in epoch 3"),
+        record("softmax", 4, 0, 70.0),
+        record("softmax", 4, 1, None, status="error", reason="CUDA out of memory: tried to allocate 2 GiB"),
     ]
+    records[2]["failed_epoch"] = 3
     text = render(build_tables(records, {"s": suite}), "md")
-    assert "| dl2pa | n/a | error |" in text
+    assert "| dl2pa | n/a | failed (FloatingPointError) |" in text
     assert "n/a: dl2pa at 2: ETF needs d >= K-1" in text
+    assert "failed: dl2pa at 4, seed 0, epoch 3: FloatingPointError: training loss became nan in epoch 3" in text
+    # A failed seed beside finished ones: the mean is of the finished ones, and the note says so.
+    assert "| softmax | 80.00 +- 0.00 (1) | 70.00 +- 0.00 (1) |" in text
+    assert "failed: softmax at 4, seed 1: CUDA out of memory: tried to allocate 2 GiB" in text
 
 
 def test_only_the_latest_setting_is_aggregated(suite):
@@ -208,7 +215,7 @@ def test_ties_are_all_bold_and_a_metric_without_direction_has_none(suite):
 def test_records_without_the_key_are_missing_with_a_note(paper_suite):
     (table,) = build_tables(fixed_store(), {"s": paper_suite}, metrics=["ece"])
     md = render([table], "md")
-    assert "| hpn | - | error |" in md
+    assert "| hpn | - | failed (boom) |" in md
     assert "_2 record(s) have no ece (made before it was recorded)_" in md
     assert "| softmax | 0.050 +- 0.010 (3) | 0.013 +- 0.000 (2) |" in md
     (final,) = build_tables(fixed_store(), {"s": paper_suite}, metrics=["test_accuracy"])

@@ -50,6 +50,27 @@ def test_iter_records_by_suite(tmp_path):
     assert [r["suite"] for r in results.iter_records(tmp_path, ["b"])] == ["b"]
 
 
+def test_unreadable_records_are_skipped_and_reported_with_the_reason(tmp_path):
+    results.write_record(tmp_path / "a" / "m" / "ok.json", {"suite": "a", "status": "ok"})
+    broken = {"cut.json": '{"suite": "a", "sta', "empty.json": "", "list.json": "[1, 2]"}
+    for name, text in broken.items():
+        (tmp_path / "a" / "m" / name).write_text(text)
+    (tmp_path / "a" / "m" / "binary.json").write_bytes(b"\xff\xfe\x00")
+    heard: dict[str, str] = {}
+    found = list(results.iter_records(tmp_path, None, lambda path, why: heard.setdefault(path.name, why)))
+    assert found == [{"suite": "a", "status": "ok"}]
+    assert heard == {
+        "binary.json": "not UTF-8 text",
+        "cut.json": "not valid JSON: Unterminated string at line 1",
+        "empty.json": "empty file",
+        "list.json": "JSON list, not an object",
+    }
+    for name in heard:  # the runner's view: not finished, so the cell trains again and overwrites the file
+        assert results.read_record(tmp_path / "a" / "m" / name) is None
+        assert not results.is_finished(tmp_path / "a" / "m" / name)
+    assert len(list(results.iter_records(tmp_path))) == 1  # without a callback: skipped silently
+
+
 def test_versions_name_everything():
     assert set(results.versions()) == {"python", "torch", "torchvision", "protobench"}
 

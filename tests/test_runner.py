@@ -1,13 +1,22 @@
 """The runner: grid expansion, config identity, skipping, n/a and failed cells, worker processes."""
 
+import dataclasses
+import io
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from signal import SIGTERM
 
 import pytest
 import torch
 
-from protobench import engine
+from protobench import engine, locks, results
+from protobench.progress import PlainReporter
 from protobench.results import config_hash
-from protobench.runner import RunOptions, cell_config, expand, run_suite
+from protobench.runner import RunOptions, cell_config, expand, planned_cells, run_suite
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
 
@@ -72,15 +81,17 @@ def test_failing_cell_is_recorded_and_grid_goes_on(tmp_path, fmnist_dir, monkeyp
     assert (retry.skipped, retry.trained) == (1, 1)  # the failed cell is retried
 
 
-def test_checkpoints_hold_the_method_state(tmp_path, fmnist_dir):
-    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 1})))
-    options = RunOptions(fmnist_dir, CPU, save_checkpoints=True)
+def test_keep_checkpoints_keeps_the_final_state_beside_the_record(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 2})))
+    options = RunOptions(fmnist_dir, CPU, keep_checkpoints=True)
     assert run_suite(suite, results_dir=tmp_path / "res", options=options).trained == 1
     (record,) = records(tmp_path / "res")
-    state = torch.load(tmp_path / "res" / suite.name / "dl2pa" / record["checkpoint"], weights_only=False)
+    folder = tmp_path / "res" / suite.name / "dl2pa"
+    state = torch.load(folder / record["checkpoint"], weights_only=True)
     assert {"prototypes", "assignment", "representatives"} <= set(state["method"])
     assert state["method"]["prototypes"].shape == (10, 3) and state["config"]["method"] == "dl2pa"
-    assert {"backbone", "optimizer"} <= set(state)
+    assert {"backbone", "optimizer", "rng", "mixup_rng"} <= set(state) and state["loop"]["epoch"] == 2
+    assert not list(folder.glob("*.ckpt-*.pt")) and not list(folder.glob("*.lock"))  # only the final one
 
 
 def _comparable(record):
@@ -154,3 +165,91 @@ def test_records_carry_the_recipe_each_method_trained_with(tmp_path, fmnist_dir)
     assert by_method["softmax"]["config"]["train"]["lr"] == 0.05
     # The optimiser really used it: the history's lr is the cosine factor times the method's lr.
     assert by_method["dl2pa"]["history"][0]["lr"] / by_method["softmax"]["history"][0]["lr"] == pytest.approx(0.2)
+
+
+# ---------------------------------------------------------------- long runs (docs/long-runs.md)
+
+
+class SignalAfterEpoch(PlainReporter):
+    """Sends this process ``signum`` when epoch ``epoch`` (1-based) of the first cell ends."""
+
+    def __init__(self, signum: int, epoch: int) -> None:
+        super().__init__(stream=io.StringIO())
+        self.signum, self.epoch, self.sent = signum, epoch, False
+
+    def end_epoch(self, epoch: int, stats: dict) -> None:
+        super().end_epoch(epoch, stats)
+        if epoch + 1 == self.epoch and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+def test_sigterm_checkpoints_the_cell_and_the_next_run_resumes_it_exactly(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 3})))
+    options = RunOptions(fmnist_dir, CPU, deterministic=True)
+    reference = run_suite(suite, results_dir=tmp_path / "ref", options=options)
+    assert reference.trained == 1
+    stopped = run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=SignalAfterEpoch(SIGTERM, 1))
+    assert stopped.interrupted == SIGTERM and stopped.trained == 0
+    folder = tmp_path / "res" / suite.name / "dl2pa"
+    (left,) = folder.iterdir()  # the checkpoint at the end of epoch 1; no record, no lock
+    assert torch.load(left, weights_only=True)["loop"]["epoch"] == 1 and ".ckpt-" in left.name
+    reporter = PlainReporter(stream=io.StringIO())
+    resumed = run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=reporter)
+    assert (resumed.resumed, resumed.trained, resumed.interrupted) == (1, 1, None)
+    assert "resuming from the end of epoch 1/3" in reporter.stream.getvalue()
+    assert _comparable(records(tmp_path / "res")[0]) == _comparable(records(tmp_path / "ref")[0])
+    assert not list(folder.glob("*.ckpt-*.pt"))
+
+
+def test_restart_discards_the_checkpoint(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2], train={"epochs": 2})))
+    options = RunOptions(fmnist_dir, CPU)
+    run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=SignalAfterEpoch(SIGTERM, 1))
+    again = run_suite(suite, results_dir=tmp_path / "res", options=dataclasses.replace(options, restart=True))
+    assert (again.resumed, again.trained) == (0, 1)
+
+
+def test_a_non_finite_loss_fails_its_cell_with_the_epoch_and_the_grid_goes_on(tmp_path, fmnist_dir, monkeypatch):
+    from protobench.methods.softmax import Softmax
+
+    real = Softmax.loss
+
+    def diverging(self, h, y):
+        return real(self, h, y) * (float("nan") if self.dim == 2 else 1.0)
+
+    monkeypatch.setattr(Softmax, "loss", diverging)
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2, 4])))
+    summary = run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
+    assert (summary.failed, summary.trained) == (1, 1)
+    failed, ok = records(tmp_path / "res")
+    assert (failed["status"], failed["dim"], failed["failed_epoch"]) == ("error", 2, 1)
+    assert failed["reason"] == "FloatingPointError: training loss became nan in epoch 1"
+    assert ok["status"] == "ok" and ok["dim"] == 4
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2], train={"epochs": 1})))
+    (planned,) = planned_cells(suite, tmp_path / "res", deterministic=False, device=CPU)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock = locks.lock_path(planned.path)
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid, "started_at": "x", "token": "t"}))
+    summary = run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU, wait=False))
+    assert (summary.trained, summary.locked) == (1, 0) and not lock.exists()
+
+
+def test_a_cell_locked_by_a_live_process_is_skipped_without_wait_and_waited_for_with_it(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2, 4], train={"epochs": 1})))
+    first, second = planned_cells(suite, tmp_path / "res", deterministic=False, device=CPU)
+    held = locks.try_lock(first.path)  # another process's lock, as far as the runner can tell
+    assert isinstance(held, locks.CellLock)
+    reporter = PlainReporter(stream=io.StringIO())
+    options = RunOptions(fmnist_dir, CPU, wait=False)
+    summary = run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=reporter)
+    assert (summary.trained, summary.locked) == (1, 1) and "skipped: locked by host" in reporter.stream.getvalue()
+    # With --wait the run waits; here the holder finishes the cell meanwhile: it is not trained again.
+    threading.Timer(0.5, lambda: (results.write_record(first.path, {"status": "ok"}), held.release())).start()
+    waited = run_suite(suite, results_dir=tmp_path / "res", options=dataclasses.replace(options, wait=True))
+    assert (waited.trained, waited.skipped, waited.locked) == (0, 2, 0)

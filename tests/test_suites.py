@@ -118,10 +118,10 @@ def test_method_recipes_override_only_the_named_method(tmp_path):
     ("recipes", "message"),
     [
         ({"dl2pb": {"lr": 0.01}}, r"key 'method_recipes': unknown method 'dl2pb' \(did you mean 'dl2pa'\?\)"),
-        ({"dl2pa": {"learning_rate": 0.01}}, r"method_recipes'\.dl2pa: unknown recipe key 'learning_rate'; allowed: "),
-        ({"dl2pa": {"lr": "fast"}}, r"method_recipes'\.dl2pa\.lr must be a number, got 'fast'"),
+        ({"dl2pa": {"learning_rate": 0.01}}, r"'method_recipes\.dl2pa': unknown recipe key 'learning_rate'; allowed: "),
+        ({"dl2pa": {"lr": "fast"}}, r"key 'method_recipes\.dl2pa\.lr' must be a number, got 'fast'"),
         ({"dl2pa": {"lr": -1}}, r"key 'method_recipes\.dl2pa\.lr' must be > 0"),
-        ({"dl2pa": 0.01}, r"method_recipes'\.dl2pa must be a mapping of recipe keys"),
+        ({"dl2pa": 0.01}, r"key 'method_recipes\.dl2pa' must be a mapping of recipe keys"),
     ],
 )
 def test_method_recipe_errors_name_the_method_and_key(tmp_path, recipes, message):

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from protobench.errors import UserError
-
 if TYPE_CHECKING:
     from protobench.compare import Row
 
@@ -36,15 +34,15 @@ def compare_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows and notes as JSON for scripts.")] = False,
 ) -> None:
     """Compare method A with each B per column: mean difference, 95% CI, p-values and a verdict."""
+    from protobench.cli.flags import check_results_flag, record_warner
     from protobench.compare import check_request, comparison, metric_key
     from protobench.results import iter_records
     from protobench.suites import available_suites, load_suite
 
     key = metric_key(metric)
     bs = list(dict.fromkeys(m.strip() for m in b.split(",") if m.strip()))
-    if not results.is_dir():
-        raise UserError(f"--results {results} does not exist; run a suite first or point at a results folder")
-    records = list(iter_records(results, [suite]))
+    check_results_flag(results, must_exist=True)
+    records = list(iter_records(results, [suite], record_warner()))
     check_request(records, suite, a, bs, str(results))
     known = load_suite(suite) if suite in available_suites() else None
     rows, lines = comparison(records, suite, a, bs, metric, known)
@@ -64,7 +62,7 @@ def print_rows(rows: list[Row], title: str, lines: list[str]) -> None:
     """The comparison as a rich table, one row per (B, column), then the notes."""
     from rich.table import Table
 
-    from protobench.cli.main import page_console
+    from protobench.cli.flags import page_console
 
     table = Table(title=title, caption=CAPTION)
     for name in ("B", "column", "A mean", "B mean", "diff", "95% CI", "p (t)", "p (sign-flip)", "test", "verdict"):

@@ -6,13 +6,22 @@ Heavy modules (torch) are imported inside the commands so ``--help`` answers at 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from protobench import __version__
+from protobench.cli.flags import (
+    check_output_flags,
+    check_results_flag,
+    check_run_flags,
+    page_console,
+    record_warner,
+    with_grid_flags,
+)
 from protobench.errors import UserError
 
 app = typer.Typer(
@@ -37,44 +46,6 @@ def root(
     ] = False,
 ) -> None:
     """protobench: run suites of (method x dim x seed) cells on one engine and compare them with the paper."""
-
-
-def page_console() -> Any:
-    """A rich console for tables; off a terminal (pipes, CI logs) 200 columns instead of rich's 80."""
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 200)
-
-
-def parse_list(text: str | None, kind: type, flag: str) -> list | None:
-    """``"2,3,16"`` -> [2, 3, 16]; a bad item is a UserError naming the flag."""
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise UserError(f"{flag} is empty; give a comma-separated list, e.g. {flag} 2,3")
-    try:
-        return [kind(t) for t in items]
-    except ValueError:
-        raise UserError(f"{flag} '{text}' is not a comma-separated list of {kind.__name__}s") from None
-
-
-def with_grid_flags(suite: Any, methods: str | None, dims: str | None, seeds: str | None, epochs: int | None) -> Any:
-    """``suite`` with the --methods/--dims/--seeds/--epochs flags that were given applied (and validated)."""
-    return suite.with_overrides(
-        methods=parse_list(methods, str, "--methods"),
-        dims=parse_list(dims, int, "--dims"),
-        seeds=parse_list(seeds, int, "--seeds"),
-        epochs=epochs,
-    )
-
-
-def check_run_flags(jobs: int, data_dir: Path | None) -> None:
-    """The flags every training command shares: --jobs >= 1, --data-dir an existing folder."""
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: use 1 or more")
-    if data_dir is not None and not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder; create it or point it at your datasets")
 
 
 @app.command("suites")
@@ -176,12 +147,25 @@ def run_command(
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Ask torch for deterministic kernels (slower on GPU).")
     ] = False,
-    save_checkpoints: Annotated[
+    keep_checkpoints: Annotated[
         bool,
         typer.Option(
-            "--save-checkpoints", help="Save each cell's final model and method state (.pt) beside its record."
+            "--keep-checkpoints",
+            "--save-checkpoints",
+            help="Keep each cell's final checkpoint (model, head, optimiser, RNG states) beside its record as .pt.",
         ),
     ] = False,
+    checkpoint_minutes: Annotated[
+        float,
+        typer.Option(help="Inside an epoch, checkpoint every this many minutes (every epoch's end is checkpointed)."),
+    ] = 10.0,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard unfinished cells' checkpoints and train them from epoch 0.")
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(help="Wait for cells another protobench process is training (--no-wait: skip them)."),
+    ] = True,
     jobs: Annotated[
         int,
         typer.Option(help="Cells run at once in worker processes sharing the device (small models, big GPU)."),
@@ -198,10 +182,23 @@ def run_command(
     from protobench.suites import load_suite
 
     loaded = with_grid_flags(load_suite(suite), methods, dims, seeds, epochs)
-    check_run_flags(jobs, data_dir)
-    options = RunOptions(data_dir, resolve_device(device), deterministic, save_checkpoints, cuda_graphs)
+    check_run_flags(jobs, data_dir, results)
+    if not checkpoint_minutes > 0:
+        raise UserError(f"--checkpoint-minutes {checkpoint_minutes:g}: use a positive number of minutes, e.g. 10")
+    options = RunOptions(
+        data_dir, resolve_device(device), deterministic, keep_checkpoints, cuda_graphs,
+        checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait,
+    )  # fmt: skip
     reporter = make_reporter() if jobs == 1 else PlainReporter()
     summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
+    if summary.interrupted:
+        import shlex
+
+        resume = shlex.join(["protobench", *(a for a in sys.argv[1:] if a != "--restart")])
+        name = signal.Signals(summary.interrupted).name
+        typer.echo(f"stopped by {name}: finished cells are saved, unfinished ones checkpointed; resume with:", err=True)
+        typer.echo(f"  {resume}", err=True)
+        raise typer.Exit(128 + summary.interrupted)
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})
     if summary.failed:
         raise typer.Exit(1)
@@ -225,10 +222,11 @@ def print_report(
     from protobench.results import iter_records
     from protobench.suites import available_suites, load_suite
 
-    records = list(iter_records(results, names or None))
+    warn = record_warner()
+    records = list(iter_records(results, names or None, warn))
     keys = None
     if metrics and records:  # names known anywhere in the store, so an older suite's gap is not "unknown"
-        keys = resolve_metrics(metrics, list(iter_records(results)) if names else records)
+        keys = resolve_metrics(metrics, list(iter_records(results, None, warn)) if names else records)
     if device:
         records = [r for r in records if device.lower() in str(r.get("device", "")).lower()]
     if not names:
@@ -256,7 +254,7 @@ def print_report(
             for name in names:
                 images += make_plots(records, name, suites[name], plots, results)
         except OSError as error:
-            raise UserError(f"--plots {plots}: cannot write ({error.strerror})") from None
+            raise UserError(f"--plots {plots}: cannot write ({error.strerror}); give a folder you can write") from None
         typer.echo(f"wrote {len(images)} plot files to {plots}", err=out is None)
     pngs = [p for p in images if p.suffix == ".png"]
     text = render(tables, fmt, images=pngs) if fmt == "html" and pngs else render(tables, fmt)
@@ -267,7 +265,7 @@ def print_report(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
     except OSError as error:
-        raise UserError(f"--out {out}: cannot write ({error.strerror})") from None
+        raise UserError(f"--out {out}: cannot write ({error.strerror}); give a path you can write") from None
     typer.echo(f"wrote {out}")
 
 
@@ -302,8 +300,8 @@ def report_command(
 
     if fmt not in FORMATS:
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
-    if not results.is_dir():
-        raise UserError(f"--results {results} does not exist; run a suite first or point at a results folder")
+    check_results_flag(results, must_exist=True)
+    check_output_flags(out, plots)
     if vs is not None:
         from protobench.methods import METHODS
 
@@ -329,11 +327,30 @@ def mount_subcommands() -> None:
     app.add_typer(data_app, name="data", help="Where datasets are, their checksums and per-class counts.")
 
 
+def fail(message: str, code: int = 2) -> None:
+    """Print ``message`` as one ``error:`` line on stderr and exit with ``code``."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console entry point: UserError becomes one line on stderr and exit code 2."""
+    """Console entry point. Bad input is one ``error:`` line on stderr and exit code 2, never a
+    traceback: a UserError raised by a command, or an option or argument that click cannot parse."""
+    # click's error base as this typer has it (recent typer versions carry their own copy of click)
+    click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     try:
         mount_subcommands()
-        app()
+        code = app(prog_name="protobench", standalone_mode=False)  # click's errors come back here, unprinted
     except UserError as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        fail(str(error))
+    except (typer.Abort, KeyboardInterrupt):  # click turns Ctrl-C outside a run into Abort
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except click_error as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # a bare command group: its help is printed already
+        ctx = getattr(error, "ctx", None)
+        hint = f"; see {ctx.command_path} --help" if ctx is not None else ""
+        fail(error.format_message().strip().rstrip(".") + hint, getattr(error, "exit_code", 2))
+    if isinstance(code, int) and code:  # typer.Exit(N) is returned, not raised, outside standalone mode
+        sys.exit(code)

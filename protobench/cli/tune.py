@@ -40,7 +40,7 @@ def tune_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the trials and choices as JSON for scripts.")] = False,
 ) -> None:
     """Choose each method's lr (and weight decay) on the validation split, never on test."""
-    from protobench.cli.main import check_run_flags, parse_list, with_grid_flags
+    from protobench.cli.flags import check_run_flags, parse_list, with_grid_flags
     from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.device import resolve_device
     from protobench.runner import RunOptions
@@ -51,7 +51,7 @@ def tune_command(
     check_tunable(base)  # before any flag is looked at: the one refusal that matters most
     grid = grid_points(parse_list(lr, float, "--lr"), parse_list(weight_decay, float, "--weight-decay"))
     tuned = with_grid_flags(base, methods, dims, seeds, epochs)
-    check_run_flags(jobs, data_dir)
+    check_run_flags(jobs, data_dir, results)
     if out is not None:
         check_out(out, base)
     options = RunOptions(data_dir, resolve_device(device))
@@ -109,7 +109,7 @@ def print_trials(result: TuneResult) -> None:
     """Method x grid point -> validation mean +- std (n); the chosen point marked with '*'."""
     from rich.table import Table
 
-    from protobench.cli.main import page_console
+    from protobench.cli.flags import page_console
 
     base = result.suite
     typer.echo(

@@ -146,6 +146,7 @@ class StreamingLoader:
         self.train = train
         self.seed = seed
         self.epoch = 0
+        self.skip_batches = 0
         self.workers = workers
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
@@ -162,20 +163,27 @@ class StreamingLoader:
         # As DeviceLoader: training drops a last partial batch (it upsets BatchNorm), evaluation keeps it.
         return self.train and self.num_samples >= self.batch_size
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch: the shuffle and the augmentation are a function of (seed, epoch)."""
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Choose the epoch: the shuffle and the augmentation are a function of (seed, epoch).
+        ``skip_batches`` starts it after that many batches (resuming a checkpoint taken mid-epoch)."""
         self.epoch = epoch
+        self.skip_batches = skip_batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.num_samples == 0:
             return
         self.samples.epoch = self.epoch
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # The order is drawn here (what shuffle=True would draw from this generator), so a resumed
+        # epoch can start after its first skip_batches batches; augmentation is seeded per image.
+        if self.train:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=generator).tolist()
+        else:
+            order = list(range(self.num_samples))
         loader = torch.utils.data.DataLoader(
             self.samples,
             batch_size=self.batch_size,
-            shuffle=self.train,
-            generator=generator,
+            sampler=order[self.skip_batches * self.batch_size :],
             drop_last=self.drop_last,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",

@@ -42,6 +42,7 @@ class DeviceLoader:
         self.flip = flip and train
         self.seed = seed
         self.epoch = 0
+        self.skip_batches = 0
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         channels = self.images.shape[1]
         if len(mean) != channels or len(std) != channels:
@@ -59,9 +60,12 @@ class DeviceLoader:
             return self.num_samples // self.batch_size
         return -(-self.num_samples // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch: the order and augmentation are a function of (seed, epoch) alone."""
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Choose the epoch: the order and augmentation are a function of (seed, epoch) alone.
+        ``skip_batches`` starts it after that many batches (resuming a checkpoint taken mid-epoch):
+        the skipped batches' random draws are still made, so the rest comes out as it would have."""
         self.epoch = epoch
+        self.skip_batches = skip_batches
 
     def _generator(self) -> torch.Generator:
         generator = torch.Generator(device=self.device)
@@ -76,28 +80,42 @@ class DeviceLoader:
             start = i * self.batch_size
             if order is not None:
                 index = order[start : start + self.batch_size]
+                if i < self.skip_batches:
+                    self._draw_augmentation(index.shape[0], generator)
+                    continue
                 images = self._augment(index, generator)
             else:
+                if i < self.skip_batches:
+                    continue
                 images = self.images[start : start + self.batch_size]
                 index = torch.arange(start, start + images.shape[0], device=self.device)
             labels = self.labels[index]
             yield self._normalise(images), labels
 
+    def _draw_augmentation(
+        self, batch: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """One batch's random crop offsets (dy, dx) and flip mask, in the order ``_augment`` uses them."""
+        dy = dx = mask = None
+        if self.crop_padding:
+            span = 2 * self.crop_padding + 1
+            dy = torch.randint(0, span, (batch,), device=self.device, generator=generator)
+            dx = torch.randint(0, span, (batch,), device=self.device, generator=generator)
+        if self.flip:
+            mask = torch.rand(batch, device=self.device, generator=generator) < 0.5
+        return dy, dx, mask
+
     def _augment(self, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        if not self.crop_padding:
+        dy, dx, mask = self._draw_augmentation(index.shape[0], generator)
+        if dy is None or dx is None:
             images = self.images[index]
         else:
-            b = index.shape[0]
             h, w = self.images.shape[2:]
-            span = 2 * self.crop_padding + 1
-            dy = torch.randint(0, span, (b,), device=self.device, generator=generator)
-            dx = torch.randint(0, span, (b,), device=self.device, generator=generator)
             rows = (dy[:, None] + torch.arange(h, device=self.device))[:, None, :, None]
             cols = (dx[:, None] + torch.arange(w, device=self.device))[:, None, None, :]
             chans = torch.arange(self.images.shape[1], device=self.device)[None, :, None, None]
             images = self.padded[index[:, None, None, None], chans, rows, cols]
-        if self.flip:
-            mask = torch.rand(images.shape[0], device=self.device, generator=generator) < 0.5
+        if mask is not None:
             images = torch.where(mask[:, None, None, None], images.flip(3), images)
         return images
 

@@ -126,4 +126,3 @@ def test_random_unit_rows_reproducible_and_purpose_specific() -> None:
     bare = torch.nn.functional.normalize(torch.randn(5, 3, generator=torch.Generator().manual_seed(1)), dim=1)
     assert not torch.allclose(a, bare)
     assert math.isclose(float(a.norm(dim=1)[0]), 1.0, rel_tol=1e-6)
-

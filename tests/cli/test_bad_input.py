@@ -1,0 +1,414 @@
+"""Bad input through the real entry point (``run_cli`` calls protobench.cli.main.main() as the console
+script does): one line on stderr starting with ``error:`` that names the input and the fix, exit code 2,
+no traceback; or, where a row's exit is 0, one ``warning:`` line and the command carries on.
+
+The "Bad input" table in README.md mirrors ROWS, row for row and in the same order: a row added,
+dropped or reworded here is added, dropped or reworded there too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from protobench.results import cell_path, write_record
+from tests.conftest import tiny_suite
+
+STORE_SUITE = "toy"  # the suite of the fake store's records; not a shipped suite
+
+
+class Row(NamedTuple):
+    """One row of the README table: one or more command lines and what each one prints."""
+
+    #: Command lines given to ``protobench``; ``{name}`` fields are paths that ``Inputs`` makes.
+    inputs: list[list[str]]
+    #: Text the stderr line contains: one for every input, or one per input (a tuple as long as ``inputs``).
+    says: str | tuple[str, ...]
+    exit: int = 2
+    #: Run before the command, e.g. to pretend a GPU is there: ``patch(monkeypatch, inputs)``.
+    patch: Callable[[pytest.MonkeyPatch, Inputs], None] | None = None
+    #: Extra checks after the command: ``after(inputs, stdout)``.
+    after: Callable[[Inputs, str], None] | None = None
+
+
+class Inputs:
+    """Files a row's command lines name, made on first use under the test's tmp_path: ``{suite}`` is a
+    tiny valid suite, ``{store}`` a results store with records of suite toy, ``{file}`` a regular file..."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.made: dict[str, str] = {"tmp": str(tmp)}
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self.made:
+            self.made[name] = str(getattr(self, f"make_{name}")())
+        return self.made[name]
+
+    def fill(self, text: str) -> str:
+        return text.format_map(self)
+
+    def make_suite(self) -> Path:
+        return tiny_suite(self.tmp / "s.yaml")
+
+    def make_file(self) -> Path:
+        path = self.tmp / "plain.txt"
+        path.write_text("not a folder\n")
+        return path
+
+    def make_empty(self) -> Path:
+        path = self.tmp / "empty"
+        path.mkdir()
+        return path
+
+    def yaml_file(self, name: str, text: str) -> Path:
+        path = self.tmp / f"{name}.yaml"
+        path.write_text(text)
+        return path
+
+    def make_bad_yaml(self) -> Path:
+        return self.yaml_file("syntax", "dims: [2,\n")
+
+    def make_list_yaml(self) -> Path:
+        return self.yaml_file("alist", "- dataset: fashion-mnist\n- dims: [2]\n")
+
+    def make_scalar_yaml(self) -> Path:
+        return self.yaml_file("ascalar", "fashion-mnist\n")
+
+    def make_unknown_key(self) -> Path:
+        return tiny_suite(self.tmp / "unknownkey.yaml", seed=1)
+
+    def make_bad_include(self) -> Path:
+        return self.yaml_file("inc", "include: nothere.yaml\nname: inc\n")
+
+    def make_bad_include_name(self) -> Path:
+        return self.yaml_file("incname", "include: quickstrt\nname: incname\n")
+
+    def make_recipe_method(self) -> Path:
+        return tiny_suite(self.tmp / "rmethod.yaml", method_recipes={"softmx": {"lr": 0.1}})
+
+    def make_recipe_key(self) -> Path:
+        return tiny_suite(self.tmp / "rkey.yaml", method_recipes={"softmax": {"learning_rate": 0.1}})
+
+    def make_negative_seed(self) -> Path:
+        return tiny_suite(self.tmp / "negseed.yaml", seeds=[0, -1])
+
+    def make_noval(self) -> Path:
+        return tiny_suite(self.tmp / "noval.yaml", val_size=0)
+
+    def make_foreign_checkpoint(self) -> Path:
+        """A tiny suite whose one cell has a checkpoint, under its own file name, made for another config."""
+        import torch
+
+        from protobench.checkpoints import CellCheckpoints
+        from protobench.runner import planned_cells
+        from protobench.suites import load_suite
+        from tests.data.fakefiles import write_fashion_mnist
+
+        write_fashion_mnist(self.tmp / "fmnist")
+        path = tiny_suite(self.tmp / "ck.yaml", dims=[2], train={"epochs": 1})
+        (cell,) = planned_cells(
+            load_suite(str(path)), self.tmp / "res", deterministic=False, device=torch.device("cpu")
+        )
+        other = CellCheckpoints(cell.path, "f" * 64, {})
+        other.save({"loop": {"step": 3}})
+        other.files()[0].rename(cell.path.with_name(f"{cell.path.stem}.ckpt-000000003.pt"))
+        return path
+
+    def make_store(self) -> Path:
+        """softmax and dl2pa at d=2, three seeds each, finished."""
+        root = self.tmp / "store"
+        for method, base in (("softmax", 80.0), ("dl2pa", 81.0)):
+            for seed in range(3):
+                write_fake_record(root, method, seed, base + seed)
+        return root
+
+    def make_cut_store(self) -> Path:
+        """The store with one more record that was cut in half (a copy interrupted, a full disk)."""
+        root = Path(self.make_store())
+        whole = json.dumps(fake_record("dl2pa", 3, 84.0), indent=1)
+        cut = cell_path(root, STORE_SUITE, "dl2pa", 2, 3, None, "cut0000000")
+        cut.write_text(whole[: len(whole) // 2])
+        self.made["cut"] = str(cut)
+        return root
+
+
+def fake_record(method: str, seed: int, accuracy: float) -> dict:
+    """A finished record with the keys the report and compare read."""
+    return {
+        "suite": STORE_SUITE, "dataset": "fashion-mnist", "method": method, "dim": 2, "seed": seed,
+        "imbalance_ratio": None, "column": "2", "status": "ok", "setting_hash": f"{method}-setting",
+        "config_hash": f"{method}{seed}", "config": {"train": {"epochs": 3}}, "device": "cpu (1 threads)",
+        "finished_at": "2026-01-01T00:00:00",
+        "metrics": {"test_accuracy": accuracy, "test_accuracy_at_best_val": accuracy},
+    }  # fmt: skip
+
+
+def write_fake_record(root: Path, method: str, seed: int, accuracy: float) -> None:
+    digest = f"{method}{seed}".ljust(10, "0")
+    write_record(cell_path(root, STORE_SUITE, method, 2, seed, None, digest), fake_record(method, seed, accuracy))
+
+
+def no_cuda(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def one_gpu(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def no_fashion_mnist(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
+    """Neither the system copy nor a download can supply Fashion-MNIST."""
+    import torchvision.datasets
+
+    from protobench.data import fashion_mnist
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", str(inputs.tmp / "none"))
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+
+
+def nothing_written(inputs: Inputs, out: str) -> None:
+    assert out == "" and not (inputs.tmp / "res").exists()
+
+
+def trained_from_scratch(inputs: Inputs, out: str) -> None:
+    assert "resuming" not in out and "done: 1 trained" in out
+
+
+def table_still_printed(inputs: Inputs, out: str) -> None:
+    assert "softmax" in out and "dl2pa" in out
+
+
+RES = ["--results", "{tmp}/res"]
+STORE = ["--results", "{store}"]
+P_OUT = ["--out", "{tmp}/p.npy"]
+
+# fmt: off
+ROWS: dict[str, Row] = {
+    # ---------------------------------------------------------------- the suite
+    "unknown suite or missing suite file": Row(
+        [["run", "nosuchsuite"], ["run", "{tmp}/nothere.yaml"]],
+        ("unknown suite 'nosuchsuite'; known: ", "suite file {tmp}/nothere.yaml does not exist; check the path"),
+    ),
+    "suite YAML syntax error": Row(
+        [["run", "{bad_yaml}"]],
+        "{bad_yaml}: line 2: expected the node content, but found '<stream end>'; fix the YAML syntax",
+    ),
+    "suite YAML that is a list or a scalar": Row(
+        [["run", "{list_yaml}"], ["run", "{scalar_yaml}"]],
+        ("{list_yaml}: the top level is a list; a suite file must be a mapping of suite keys",
+         "{scalar_yaml}: the top level is a str; a suite file must be a mapping of suite keys"),
+    ),
+    "suite key unknown": Row(
+        [["run", "{unknown_key}"]], "{unknown_key}: unknown key 'seed' (did you mean 'seeds'?); allowed: name, "),
+    "include of a missing file or suite": Row(
+        [["run", "{bad_include}"], ["run", "{bad_include_name}"]],
+        ("{bad_include}: key 'include': {tmp}/nothere.yaml does not exist; name a file",
+         "{bad_include_name}: key 'include': unknown suite 'quickstrt' (did you mean 'quickstart'?)"),
+    ),
+    "method_recipes for an unknown method or key": Row(
+        [["run", "{recipe_method}"], ["run", "{recipe_key}"]],
+        ("{recipe_method}: key 'method_recipes': unknown method 'softmx' (did you mean 'softmax'?); allowed: ",
+         "{recipe_key}: key 'method_recipes.softmax': unknown recipe key 'learning_rate'; allowed: "),
+    ),
+    "negative seed": Row(
+        [["run", "{suite}", "--seeds", "-1"], ["run", "{suite}", "--seeds=0,-1"], ["run", "{negative_seed}"]],
+        ("command line: seed -1 is negative; use seeds >= 0", "command line: seed -1 is negative; use seeds >= 0",
+         "{negative_seed}: seed -1 is negative; use seeds >= 0"),
+    ),
+    # ---------------------------------------------------------------- the grid flags
+    "unknown method": Row(
+        [["run", "{suite}", "--methods", "softmx"]], "unknown method 'softmx' (did you mean 'softmax'?); allowed: "),
+    "empty list flag": Row(
+        [["run", "{suite}", "--methods", ""], ["run", "{suite}", "--dims", ""], ["run", "{suite}", "--dims", ","]],
+        ("--methods is empty; give a comma-separated list, e.g. --methods dl2pa,softmax",
+         "--dims is empty; give a comma-separated list, e.g. --dims 2,3,16",
+         "--dims is empty; give a comma-separated list, e.g. --dims 2,3,16"),
+    ),
+    "list flag with a bad item": Row(
+        [["run", "{suite}", "--dims", "two"], ["run", "{suite}", "--seeds", "a"],
+         ["tune", "{suite}", "--lr", "0.01,x", *RES]],
+        ("--dims 'two' is not a comma-separated list of ints; e.g. --dims 2,3,16",
+         "--seeds 'a' is not a comma-separated list of ints; e.g. --seeds 0,1,2",
+         "--lr '0.01,x' is not a comma-separated list of floats; e.g. --lr 0.01,0.1"),
+    ),
+    "dim out of range": Row(
+        [["run", "{suite}", "--dims", "1"], ["run", "{suite}", "--dims", "2,5000"]],
+        ("dim 1 is out of range; use 2 <= dim <= 4096", "dim 5000 is out of range; use 2 <= dim <= 4096"),
+    ),
+    "epochs below 1": Row([["run", "{suite}", "--epochs", "0"]], "command line: epochs is 0; use epochs >= 1"),
+    "jobs below 1": Row(
+        [["run", "{suite}", "--jobs", "0"], ["tune", "{suite}", "--lr", "0.01", "--jobs", "0", *RES]],
+        "--jobs 0: use 1 or more (cells trained at once), e.g. --jobs 2", after=nothing_written,
+    ),
+    "a value, argument or option click cannot parse": Row(
+        [["run", "{suite}", "--epochs", "x"], ["run"], ["run", "{suite}", "--nosuch"],
+         ["prototypes", "generate", "--classes", "ten", "--dim", "4", *P_OUT]],
+        ("Invalid value for '--epochs': ", "Missing argument 'suite'; see protobench run --help",
+         "No such option: --nosuch", "Invalid value for '--classes' / '-K': "),
+    ),
+    # ---------------------------------------------------------------- device, data, store
+    "device unknown": Row(
+        [["run", "{suite}", "--device", "tpu"]], "--device 'tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+    "device cuda without CUDA": Row(
+        [["run", "{suite}", "--device", "cuda"]],
+        "--device cuda: no CUDA device is available here; use --device cpu or auto", patch=no_cuda,
+    ),
+    "device index out of range": Row(
+        [["run", "{suite}", "--device", "cuda:7"]],
+        "--device cuda:7: this machine has 1 CUDA device(s); use cuda:0, or cuda", patch=one_gpu,
+    ),
+    "data-dir not a folder": Row(
+        [["run", "{suite}", "--data-dir", "{tmp}/nodata"]],
+        "--data-dir {tmp}/nodata is not a folder; create it or point it at your datasets",
+    ),
+    "dataset not found": Row(
+        [["run", "{suite}", "--data-dir", "{empty}", *RES]], "fashion-mnist data not found (download to {empty} failed",
+        patch=no_fashion_mnist,
+    ),
+    "results is a file": Row(
+        [["run", "{suite}", "--results", "{file}"], ["run", "{suite}", "--results", "{file}/res"],
+         ["report", "--results", "{file}"], ["compare", STORE_SUITE, "dl2pa", "softmax", "--results", "{file}"]],
+        ("--results {file} is a file, not a folder; point --results at a results folder",
+         "--results {file}/res: {file} is a file, not a folder",
+         "--results {file} is a file, not a folder", "--results {file} is a file, not a folder"),
+    ),
+    # ---------------------------------------------------------------- report
+    "results missing": Row(
+        [["report", "--results", "{tmp}/nowhere"],
+         ["compare", STORE_SUITE, "dl2pa", "softmax", "--results", "{tmp}/nowhere"]],
+        "--results {tmp}/nowhere does not exist; run a suite first or point at a results folder",
+    ),
+    "report format unknown": Row(
+        [["report", "--format", "xls", *STORE]], "--format 'xls' is unknown; use one of md, csv, latex, html"),
+    "report out or plots cannot be written": Row(
+        [["report", *STORE, "--out", "{file}/table.md"], ["report", *STORE, "--out", "{store}"],
+         ["report", *STORE, "--plots", "{file}"]],
+        ("--out {file}/table.md: {file} is a file, not a folder",
+         "--out {store} is a folder; give a file name, e.g. --out {store}/report.md",
+         "--plots {file} is a file; give a folder"),
+    ),
+    "report of nothing finished": Row(
+        [["report", "other", *STORE]], "no finished results for other under {store}; run a suite first"),
+    "--checkpoint-minutes 0": Row(
+        [["run", "{suite}", "--checkpoint-minutes", "0", *RES]],
+        "--checkpoint-minutes 0: use a positive number of minutes, e.g. 10", after=nothing_written,
+    ),
+    "a checkpoint made for another configuration": Row(
+        [["run", "{foreign_checkpoint}", "--data-dir", "{tmp}/fmnist", "--device", "cpu", *RES]],
+        ".ckpt-000000003.pt was made for another configuration (hash ffffffffff, this cell ", exit=0,
+        after=trained_from_scratch,
+    ),
+    "unreadable record in the store": Row(
+        [["report", STORE_SUITE, "--results", "{cut_store}"],
+         ["compare", STORE_SUITE, "dl2pa", "softmax", "--results", "{cut_store}"]],
+        "warning: ignored unreadable record {cut} (not valid JSON: Unterminated string at line ",
+        exit=0, after=table_still_printed,
+    ),
+    # ---------------------------------------------------------------- compare, tune, prototypes, data
+    "compare with an unknown method": Row(
+        [["compare", STORE_SUITE, "dl2pa", "softmx", *STORE]],
+        "method 'softmx' has no records of suite toy under {store} (did you mean 'softmax'?); methods there: dl2pa, ",
+    ),
+    "compare a method with itself": Row(
+        [["compare", STORE_SUITE, "dl2pa", "softmax,dl2pa", *STORE]],
+        "A 'dl2pa' is also among B (softmax, dl2pa); compare it with other methods",
+    ),
+    "tune a suite without validation": Row(
+        [["tune", "{noval}", "--lr", "0.01", *RES]],
+        "suite noval has no validation split (val_size: 0) and tune selects on validation only; set val_size",
+        after=nothing_written,
+    ),
+    "prototypes with too few classes or dims": Row(
+        [["prototypes", "generate", "--classes", "1", "--dim", "4", *P_OUT],
+         ["prototypes", "generate", "--classes", "4", "--dim", "1", *P_OUT]],
+        ("need at least 2 classes (K=1)", "need dimension d >= 2 (d=1)"),
+    ),
+    "data verify of an unknown dataset": Row(
+        [["data", "verify", "nosuch"]], "unknown dataset 'nosuch'; allowed: cifar10, cifar100, fashion-mnist"),
+}
+# fmt: on
+
+
+@pytest.mark.parametrize("row", ROWS.values(), ids=list(ROWS))
+def test_bad_input_says_one_line(run_cli, monkeypatch, tmp_path, row):
+    inputs = Inputs(tmp_path)
+    says = row.says if isinstance(row.says, tuple) else (row.says,) * len(row.inputs)
+    if row.patch is not None:
+        row.patch(monkeypatch, inputs)
+    for args, expected in zip(row.inputs, says, strict=True):
+        code, out, err = run_cli(*(inputs.fill(a) for a in args))
+        expected = inputs.fill(expected)
+        assert code == row.exit, (args, err)
+        assert err.startswith("error: " if row.exit == 2 else "warning: "), (args, err)
+        assert err.count("\n") == 1 and expected in err, (args, err)
+        assert "Traceback" not in out + err
+        if row.after is not None:
+            row.after(inputs, out)
+
+
+def test_run_warns_about_an_unreadable_record_and_goes_on(run_cli, tmp_path, fmnist_dir):
+    """A broken record of the run's own cell is no finished cell: it trains again and is overwritten,
+    silently. One of another cell is left alone, named on stderr, and the table still comes out."""
+    suite = tiny_suite(tmp_path / "w.yaml", dims=[2], train={"epochs": 1, "batch_size": 32, "lr": 0.05})
+    common = ["--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", "cpu"]
+    assert run_cli("run", suite, *common)[0] == 0
+    (own,) = (tmp_path / "res" / "w").rglob("*.json")
+    whole = own.read_text()
+    own.write_text(whole[: len(whole) // 2])
+    other = tmp_path / "res" / "w" / "hpn" / "d2_s0_0123456789.json"
+    other.parent.mkdir()
+    other.write_text("\x00\x01 not a record")
+
+    code, out, err = run_cli("run", suite, *common)
+    assert code == 0, err
+    assert "1 trained" in out and "| softmax |" in out
+    assert json.loads(own.read_text())["status"] == "ok"  # the cell trained again and rewrote its record
+    assert err == f"warning: ignored unreadable record {other} (not valid JSON: Expecting value at line 1); " \
+                  "delete it or rerun the cell\n"  # fmt: skip
+
+
+def test_report_skips_an_unreadable_record_and_reports_the_others(run_cli, tmp_path):
+    inputs = Inputs(tmp_path)
+    store = inputs["cut_store"]
+    code, out, err = run_cli("report", STORE_SUITE, "--results", store, "--format", "csv")
+    assert code == 0 and err.count("warning: ") == 1 and inputs["cut"] in err
+    rows = [line.split(",") for line in out.splitlines()[1:] if ",test_accuracy," in line]
+    assert {(r[2], r[6]) for r in rows} == {("softmax", "3"), ("dl2pa", "3")}  # the cut record is not counted
+    # --metric reads the whole store once more: still one warning for the one file
+    code, out, err = run_cli("report", STORE_SUITE, "--results", store, "--metric", "final")
+    assert code == 0 and err.count("warning: ") == 1
+
+
+def test_bare_command_group_prints_its_help(run_cli):
+    for args in ([], ["data"], ["prototypes"]):
+        code, out, err = run_cli(*args)
+        assert code == 2 and "Usage" in out and err == "", args
+
+
+def test_a_command_exit_code_reaches_the_shell(run_cli, monkeypatch):
+    """Commands that end with typer.Exit(N) (run when a cell failed or it was stopped) keep their code."""
+    import typer
+
+    from protobench.cli import main
+
+    app = typer.Typer()
+
+    @app.command()
+    def stop() -> None:
+        raise typer.Exit(3)
+
+    monkeypatch.setattr(main, "app", app)
+    monkeypatch.setattr(main, "mount_subcommands", lambda: None)
+    assert run_cli()[0] == 3

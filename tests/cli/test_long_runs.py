@@ -1,0 +1,107 @@
+"""Long runs through the real command (docs/long-runs.md): SIGKILL and resume, SIGTERM, two processes on
+one results directory, a diverging cell. Each run here is a `python -m protobench run` subprocess."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import tiny_suite
+
+
+def command(suite: Path, results: Path, data: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "protobench", "run", str(suite), "--results", str(results),
+            "--data-dir", str(data), "--device", "cpu", *extra]  # fmt: skip
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(results: Path, process: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(results.rglob("*.ckpt-*.pt"))
+        if found:
+            return found[0]
+        assert process.poll() is None, "the run ended before it wrote a checkpoint"
+        time.sleep(0.01)
+    raise AssertionError("no checkpoint appeared")
+
+
+def the_record(results: Path) -> dict:
+    (path,) = results.rglob("*.json")
+    return json.loads(path.read_text())
+
+
+def comparable(record: dict) -> dict:
+    """A record without what differs between two runs of one cell: timings, and when it was written."""
+    history = [{k: v for k, v in row.items() if k != "images_per_second"} for row in record["history"]]
+    metrics = {k: v for k, v in record["metrics"].items() if k != "train_images_per_second"}
+    return {**record, "history": history, "metrics": metrics, "timings": None, "finished_at": None}
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_record_of_an_uninterrupted_run(tmp_path, fmnist_dir):
+    train = {"epochs": 6, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, "mixup_alpha": 0.2, "flip": True}
+    suite = tiny_suite(tmp_path / "k.yaml", methods=["dl2pa"], dims=[3], train=train)
+    # Checkpoints inside epochs too (every 6 ms), so the kill leaves a mid-epoch one to resume from.
+    run = command(suite, tmp_path / "res", fmnist_dir, "--deterministic", "--checkpoint-minutes", "0.0001")
+    killed = start(run)
+    wait_for_checkpoint(tmp_path / "res", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL and not list((tmp_path / "res").rglob("*.json"))
+    resumed = subprocess.run(run, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"dl2pa d=3 s=0 resuming from (epoch \d/6, after batch \d|the end of epoch \d/6)", resumed.stdout)
+    reference = command(suite, tmp_path / "ref", fmnist_dir, "--deterministic")
+    assert subprocess.run(reference, capture_output=True, text=True).returncode == 0
+    assert comparable(the_record(tmp_path / "res")) == comparable(the_record(tmp_path / "ref"))
+    assert not list((tmp_path / "res").rglob("*.ckpt-*.pt")) and not list((tmp_path / "res").rglob("*.lock"))
+
+
+def test_sigterm_exits_143_and_prints_the_command_that_resumes(tmp_path, fmnist_dir):
+    suite = tiny_suite(tmp_path / "t.yaml", dims=[2], train={"epochs": 200, "batch_size": 32, "lr": 0.05})
+    run = command(suite, tmp_path / "res", fmnist_dir, "--checkpoint-minutes", "0.0001")
+    process = start(run)
+    wait_for_checkpoint(tmp_path / "res", process)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "stopped by SIGTERM" in err and f"  protobench run {suite}" in err and "Traceback" not in err
+    assert not list((tmp_path / "res").rglob("*.json")) and not list((tmp_path / "res").rglob("*.lock"))
+    again = subprocess.run([*run, "--epochs", "1"], capture_output=True, text=True)  # another config: no resume
+    assert again.returncode == 0 and "resuming" not in again.stdout
+
+
+def test_two_runs_on_one_results_directory_train_every_cell_exactly_once(tmp_path, fmnist_dir):
+    suite = tiny_suite(tmp_path / "c.yaml", dims=[2, 3], seeds=[0, 1], train={"epochs": 3, "batch_size": 32})
+    run = command(suite, tmp_path / "res", fmnist_dir)
+    first, second = start(run), start(run)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    trained = [m for out, _ in outputs for m in re.findall(r"\] (softmax d=\d s=\d) test [\d.]+% in", out)]
+    assert sorted(trained) == ["softmax d=2 s=0", "softmax d=2 s=1", "softmax d=3 s=0", "softmax d=3 s=1"]
+    totals = [int(re.search(r"done: (\d+) trained", out).group(1)) for out, _ in outputs]
+    assert sum(totals) == 4
+    assert len(list((tmp_path / "res").rglob("*.json"))) == 4 and not list((tmp_path / "res").rglob("*.lock"))
+
+
+def test_a_diverging_cell_is_recorded_failed_the_grid_goes_on_and_the_exit_code_is_1(
+    run_cli, tmp_path, fmnist_dir, monkeypatch
+):
+    from protobench.methods.softmax import Softmax
+
+    real = Softmax.loss
+    monkeypatch.setattr(Softmax, "loss", lambda self, h, y: real(self, h, y) * (float("nan") if self.dim == 2 else 1))
+    suite = tiny_suite(tmp_path / "n.yaml", dims=[2, 4])
+    code, out, _ = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", "cpu")
+    assert code == 1
+    assert "1 trained, 0 skipped, 0 n/a, 1 failed" in out
+    assert "| softmax | failed (FloatingPointError) |" in out
+    assert "failed: softmax at 2, seed 0, epoch 1: FloatingPointError: training loss became nan in epoch 1" in out
