@@ -253,3 +253,16 @@ def test_a_cell_locked_by_a_live_process_is_skipped_without_wait_and_waited_for_
     threading.Timer(0.5, lambda: (results.write_record(first.path, {"status": "ok"}), held.release())).start()
     waited = run_suite(suite, results_dir=tmp_path / "res", options=dataclasses.replace(options, wait=True))
     assert (waited.trained, waited.skipped, waited.locked) == (0, 2, 0)
+
+
+def test_a_corrupt_checkpoint_is_reported_and_the_cell_starts_over(tmp_path, fmnist_dir, capsys):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2], train={"epochs": 2})))
+    options = RunOptions(fmnist_dir, CPU)
+    run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=SignalAfterEpoch(SIGTERM, 1))
+    (checkpoint,) = (tmp_path / "res").rglob("*.ckpt-*.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:64])
+    capsys.readouterr()
+    again = run_suite(suite, results_dir=tmp_path / "res", options=options)
+    assert (again.resumed, again.trained) == (0, 1)
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: checkpoint {checkpoint} is unreadable (") and err.endswith("the cell starts over\n")
