@@ -265,4 +265,5 @@ def test_a_corrupt_checkpoint_is_reported_and_the_cell_starts_over(tmp_path, fmn
     again = run_suite(suite, results_dir=tmp_path / "res", options=options)
     assert (again.resumed, again.trained) == (0, 1)
     err = capsys.readouterr().err
-    assert err.startswith(f"warning: checkpoint {checkpoint} is unreadable (") and err.endswith("the cell starts over\n")
+    assert err.startswith(f"warning: checkpoint {checkpoint} is unreadable (")
+    assert err.endswith("the cell starts over\n") and err.count("\n") == 1
