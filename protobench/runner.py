@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from protobench import locks, results
+from protobench import locks, results, sharding
 from protobench.checkpoints import CellCheckpoints, describe_position
 from protobench.device import device_name, resolve_precision
 from protobench.interrupts import StopOnSignal
 from protobench.methods import NotApplicable, resolved_options
 from protobench.progress import PlainReporter, RunReporter
 from protobench.results import provenance
+from protobench.sharding import Shard
 from protobench.suites import Suite
 
 if TYPE_CHECKING:
@@ -102,14 +103,16 @@ class PlannedCell:
 
 
 def plan_suite(
-    suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device
+    suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device, shard: Shard | None = None
 ) -> tuple[list[PlannedCell], int]:
-    """The unfinished cells of ``suite`` and how many are already finished in ``results_dir``.
+    """The unfinished cells of ``suite`` (of its ``shard`` only, when given) and how many of those are
+    already finished in ``results_dir``.
 
     Each cell's precision is resolved here, once, from its method's recipe and the device.
     """
     plan, finished = [], 0
-    for planned in planned_cells(suite, results_dir, deterministic=deterministic, device=device):
+    every = planned_cells(suite, results_dir, deterministic=deterministic, device=device)
+    for planned in sharding.take(every, shard):
         if results.is_finished(planned.path):
             finished += 1
         else:
@@ -142,6 +145,7 @@ class RunOptions:
     checkpoint_minutes: float = 10.0  # inside an epoch; every epoch's end is checkpointed anyway
     restart: bool = False  # discard unfinished cells' checkpoints instead of resuming them
     wait: bool = True  # wait for cells locked by another process (else skip them)
+    shard: Shard | None = None  # this job's part of the grid (--shard I/N)
     lock_stale_after: float = locks.STALE_AFTER_S
 
 
@@ -162,7 +166,9 @@ def run_suite(
     """
     device = options.device
     reporter = reporter or PlainReporter()
-    plan, finished = plan_suite(suite, results_dir, deterministic=options.deterministic, device=device)
+    plan, finished = plan_suite(
+        suite, results_dir, deterministic=options.deterministic, device=device, shard=options.shard
+    )
     summary = RunSummary(total=len(plan) + finished, skipped=finished)
     reporter.start_run(suite, summary.total, summary.skipped, device_name(device))
     run = provenance(device, options.cuda_graphs)

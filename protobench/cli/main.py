@@ -174,11 +174,16 @@ def run_command(
         bool,
         typer.Option(help="On CUDA, replay each training step from a CUDA graph (fewer kernel launches)."),
     ] = True,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="Run only shard I of N of the grid, e.g. 0/4 (job arrays; the same split in every job)."),
+    ] = None,
 ) -> None:
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.device import resolve_device
     from protobench.runner import RunOptions, run_suite
+    from protobench.sharding import Shard
     from protobench.suites import load_suite
 
     loaded = with_grid_flags(load_suite(suite), methods, dims, seeds, epochs)
@@ -188,6 +193,7 @@ def run_command(
     options = RunOptions(
         data_dir, resolve_device(device), deterministic, keep_checkpoints, cuda_graphs,
         checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait,
+        shard=Shard.parse(shard) if shard is not None else None,
     )  # fmt: skip
     reporter = make_reporter() if jobs == 1 else PlainReporter()
     summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)

@@ -305,6 +305,11 @@ ROWS: dict[str, Row] = {
         [["run", "{suite}", "--checkpoint-minutes", "0", *RES]],
         "--checkpoint-minutes 0: use a positive number of minutes, e.g. 10", after=nothing_written,
     ),
+    "--shard out of range or not I/N": Row(
+        [["run", "{suite}", "--shard", "4/4", *RES], ["run", "{suite}", "--shard", "half", *RES]],
+        ("--shard 4/4: use 0 <= I < N, e.g. --shard 0/4", "--shard 'half' is not I/N; e.g. --shard 0/4"),
+        after=nothing_written,
+    ),
     "a checkpoint made for another configuration": Row(
         [["run", "{foreign_checkpoint}", "--data-dir", "{tmp}/fmnist", "--device", "cpu", *RES]],
         ".ckpt-000000003.pt was made for another configuration (hash ffffffffff, this cell ", exit=0,
