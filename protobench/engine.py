@@ -9,7 +9,6 @@ step itself (protobench/step.py) never waits for the host. Device and precision 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -20,15 +19,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from protobench import distributed
 from protobench.backbones import create_backbone
+from protobench.cell_state import (
+    Checkpointing,
+    Interrupted,
+    LoopState,
+    TrainingFailed,
+    restore_training_state,
+    training_state,
+)
 from protobench.data.base import Augment, BatchLoader
 from protobench.data.prepare import CellData
-from protobench.device import restore_rng, rng_state, seed_everything, synchronize
+from protobench.device import seed_everything, synchronize
 from protobench.diagnostics import feature_report
+from protobench.distributed import DataParallel
 from protobench.methods import Method, create_method
 from protobench.progress import Progress, SilentProgress
 from protobench.step import Learner, Mixup, step_function
 from protobench.suites import Suite, TrainRecipe
+
+#: Under torchrun the ranks agree on a stop request every this many steps (one tiny all-reduce each time).
+STOP_POLL = 10
 
 # ---------------------------------------------------------------- optimiser and schedule
 
@@ -84,9 +96,15 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    backbone: nn.Module, method: Method, loader: BatchLoader, num_classes: int, autocast: Callable[[], Any]
+    backbone: nn.Module,
+    method: Method,
+    loader: BatchLoader,
+    num_classes: int,
+    autocast: Callable[[], Any],
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
-    """Top-1 accuracy of ``method.predict`` over ``loader``, overall and per class."""
+    """Top-1 accuracy of ``method.predict`` over ``loader``, overall and per class; ``reduce`` sums the
+    counts over data-parallel ranks, each of which evaluated its part of the split."""
     backbone.eval()
     method.eval()
     device = next(backbone.parameters()).device
@@ -98,6 +116,9 @@ def evaluate(
         predictions = method.predict(method(z.float()))
         total += torch.bincount(labels, minlength=num_classes)
         correct += torch.bincount(labels[predictions == labels], minlength=num_classes)
+    if reduce is not None:
+        reduce(correct)
+        reduce(total)
     per_class = (100 * correct / total.clamp(min=1)).tolist()
     return Evaluation(float(100 * correct.sum() / total.sum().clamp(min=1)), per_class)
 
@@ -147,9 +168,10 @@ def build_learner(
 
 
 def cell_loaders(
-    recipe: TrainRecipe, data: CellData, device: torch.device, seed: int
+    recipe: TrainRecipe, data: CellData, device: torch.device, seed: int, parallel: DataParallel | None = None
 ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
-    """Train (augmented, shuffled per seed and epoch), validation (None when no split) and test loaders."""
+    """Train (augmented, shuffled per seed and epoch), validation (None when no split) and test loaders;
+    with ``parallel``, each yields this rank's rows of every global batch."""
     augment = Augment(recipe.crop_padding, recipe.flip, recipe.random_resized_crop, dict(recipe.augment_extra))
     return data.loaders(
         batch_size=recipe.batch_size,
@@ -158,94 +180,8 @@ def cell_loaders(
         seed=seed,
         augment=augment,
         channels_last=device.type == "cuda",
+        part=parallel.batch_slice if parallel is not None else None,
     )
-
-
-@dataclass
-class Checkpointing:
-    """How ``train_cell`` saves its training state as it goes and whether it continues an earlier one.
-
-    ``save`` receives the whole state (``training_state``) at the end of every epoch and, inside an
-    epoch, once ``every_seconds`` have passed since the last save; ``resume`` is a state saved so to
-    continue from; ``should_stop`` is asked after every step, and when it says yes the state is saved
-    and ``Interrupted`` raised (pre-emption; docs/long-runs.md).
-    """
-
-    save: Callable[[dict[str, Any]], None]
-    every_seconds: float = 600.0
-    resume: dict[str, Any] | None = None
-    should_stop: Callable[[], bool] = lambda: False
-
-
-class Interrupted(Exception):
-    """Training stopped on request after saving its state; the same command resumes it."""
-
-
-class TrainingFailed(Exception):
-    """Training raised in ``epoch`` (1-based); ``cause`` is the original error."""
-
-    def __init__(self, epoch: int, cause: Exception) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.epoch = epoch
-        self.cause = cause
-
-
-@dataclass
-class LoopState:
-    """Where a cell's training loop is and what it has measured so far: everything of a checkpoint
-    besides the learner's own state and the random number generators."""
-
-    epoch: int = 0  # the epoch being trained (0-based); after an epoch ends, the next one
-    batch: int = 0  # batches of ``epoch`` already trained
-    step: int = 0  # optimiser steps so far
-    loss_sum: torch.Tensor | None = None  # this epoch's summed training loss and correct count
-    correct: torch.Tensor | None = None
-    seen: int = 0  # this epoch's training images so far
-    epoch_seconds: float = 0.0  # this epoch's training time so far
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_val: float = -1.0
-    test_at_best_val: float | None = None
-    best_epoch: int | None = None
-    train_seconds: float = 0.0  # finished epochs only
-    train_images: int = 0
-    wall_seconds: float = 0.0  # up to the last save
-    test_per_class: list[float] = field(default_factory=list)  # the last finished epoch's
-
-    def start_epoch(self, device: torch.device) -> None:
-        """Zero this epoch's sums (unless resuming inside it)."""
-        if self.batch == 0 or self.loss_sum is None or self.correct is None:
-            self.loss_sum = torch.zeros((), device=device)
-            self.correct = torch.zeros((), device=device)
-            self.seen, self.epoch_seconds = 0, 0.0
-
-
-def training_state(learner: Learner, loop: LoopState, mixup: np.random.Generator) -> dict[str, Any]:
-    """A cell's whole training state: backbone, head (prototypes, assignment, representatives,
-    centroids), optimiser, loop position and measurements, and every random number generator."""
-    return {
-        "backbone": learner.backbone.state_dict(),
-        "method": learner.method.state_dict(),
-        "optimizer": learner.optimizer.state_dict(),
-        "loop": dataclasses.asdict(loop),
-        "rng": rng_state(),
-        "mixup_rng": mixup.bit_generator.state,
-    }
-
-
-def restore_training_state(
-    state: dict[str, Any], learner: Learner, mixup: np.random.Generator, device: torch.device
-) -> LoopState:
-    """Load ``training_state``'s output into a freshly built learner and generators; returns the loop."""
-    learner.backbone.load_state_dict(state["backbone"])
-    learner.method.load_state_dict(state["method"])
-    learner.optimizer.load_state_dict(state["optimizer"])
-    restore_rng(state["rng"])
-    mixup.bit_generator.state = state["mixup_rng"]
-    loop = LoopState(**state["loop"])
-    for name in ("loss_sum", "correct"):
-        if (value := getattr(loop, name)) is not None:
-            setattr(loop, name, value.to(device))
-    return loop
 
 
 def train_cell(
@@ -261,6 +197,7 @@ def train_cell(
     cuda_graphs: bool = True,
     progress: Progress | None = None,
     checkpointing: Checkpointing | None = None,
+    parallel: DataParallel | None = None,
 ) -> CellOutcome:
     """Train one method at one dim and seed on ``data`` and evaluate it every epoch.
 
@@ -269,17 +206,32 @@ def train_cell(
     elsewhere, or when it is off, the step runs eagerly. With ``checkpointing`` the state is saved as
     training goes and, given one, a saved state is continued: the batches, random draws and updates
     that follow are those an uninterrupted run makes. An error while training is raised as
-    ``TrainingFailed`` with its epoch.
+    ``TrainingFailed`` with its epoch. With ``parallel`` (torchrun) every rank calls this together and
+    trains on its slice of each batch (docs/distributed.md); the outcome's figures are the whole
+    batch's and test set's on every rank, its diagnostics rank 0's.
     """
     progress = progress or SilentProgress()
     recipe = suite.recipe_for(method_name)
     seed_everything(seed, deterministic)
     learner = build_learner(suite, data, method_name, dim, seed, device, precision)
     backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer
-    train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed)
-    step_fn = step_function(learner, device, cuda_graphs)
+    train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed, parallel)
+    step_learner, reduce, full_test, loss_scale = learner, None, test_loader, 1
+    if parallel is not None:
+        step_learner = distributed.for_training(learner, parallel, device, suite.sync_batchnorm)
+        reduce = parallel.sum_
+        full_test = cell_loaders(recipe, data, device, seed)[2]  # the diagnostics see the whole test set
+        loss_scale = parallel.world_size if method.loss_reduction == "sum" else 1  # a rank's sum is 1/W of it
+    step_fn = step_function(step_learner, device, cuda_graphs and parallel is None)
+
+    def agreed(stop: bool) -> bool:
+        """Under torchrun every rank stops at the same step (asked every STOP_POLL steps)."""
+        if parallel is None:
+            return stop
+        return parallel.any(stop, device) if loop.step % STOP_POLL == 0 or loop.batch == 0 else False
+
     steps_per_epoch = len(train_loader)
-    mixup = np.random.default_rng(seed)  # draws each step's mixup lambda (Mixup.draw)
+    mixup = np.random.default_rng(seed)  # draws each step's mixup / CutMix (Mixup.draw_step)
     loop = LoopState()
     if checkpointing is not None and checkpointing.resume is not None:
         loop = restore_training_state(checkpointing.resume, learner, mixup, device)
@@ -299,7 +251,7 @@ def train_cell(
     try:
         while loop.epoch < recipe.epochs:
             epoch = loop.epoch
-            backbone.train()
+            step_learner.backbone.train()
             method.train()
             train_loader.set_epoch(epoch, skip_batches=loop.batch)
             loop.start_epoch(device)
@@ -308,16 +260,16 @@ def train_cell(
             for index, (images, labels) in enumerate(train_loader, start=loop.batch):
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * lr_factor(loop.step, steps_per_epoch, recipe)
-                mix = Mixup.draw(mixup, recipe.mixup_alpha, images.shape[0], device)
+                mix = Mixup.draw_step(mixup, recipe, images.shape, device)
                 loss, step_correct = step_fn(images, labels, mix)
-                loop.loss_sum += loss * labels.shape[0]
+                loop.loss_sum += loss * (labels.shape[0] * loss_scale)
                 loop.correct += step_correct
                 loop.seen += labels.shape[0]
                 loop.step += 1
                 loop.batch = index + 1
                 progress.batch(epoch, index)
                 if checkpointing is not None:
-                    stop = checkpointing.should_stop()
+                    stop = agreed(checkpointing.should_stop())
                     if stop or time.monotonic() - last_save >= checkpointing.every_seconds:
                         synchronize(device)
                         loop.epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
@@ -326,9 +278,17 @@ def train_cell(
                             raise Interrupted(f"stopped in epoch {epoch + 1} after batch {index + 1}")
             synchronize(device)
             epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
+            if parallel is not None:  # the whole global batch's sums; rank 0's buffers everywhere
+                seen = torch.tensor(float(loop.seen), device=device)
+                for total in (loop.loss_sum, loop.correct, seen):
+                    parallel.sum_(total)
+                loop.seen = int(seen.item())
+                distributed.broadcast_buffers(backbone)
             loop.train_seconds += epoch_seconds
             loop.train_images += loop.seen
             diagnostics = method.after_epoch()
+            if parallel is not None:
+                distributed.broadcast_buffers(method)
             row: dict[str, float] = {
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
@@ -341,9 +301,9 @@ def train_cell(
                 raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
             if val_loader is not None:
                 row["val_accuracy"] = evaluate(
-                    backbone, method, val_loader, data.num_classes, learner.autocast
+                    backbone, method, val_loader, data.num_classes, learner.autocast, reduce
                 ).accuracy
-            test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast)
+            test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast, reduce)
             row["test_accuracy"] = test.accuracy
             if val_loader is not None and row["val_accuracy"] > loop.best_val:
                 loop.best_val, loop.test_at_best_val, loop.best_epoch = row["val_accuracy"], test.accuracy, epoch + 1
@@ -352,14 +312,14 @@ def train_cell(
             loop.epoch, loop.batch, loop.loss_sum, loop.correct = epoch + 1, 0, None, None
             progress.end_epoch(epoch, row)
             save()
-            if checkpointing is not None and checkpointing.should_stop() and loop.epoch < recipe.epochs:
+            if checkpointing is not None and agreed(checkpointing.should_stop()) and loop.epoch < recipe.epochs:
                 raise Interrupted(f"stopped after epoch {epoch + 1}")
     except (Interrupted, KeyboardInterrupt):
         raise
     except Exception as error:
         raise TrainingFailed(loop.epoch + 1, error) from error
     wall = wall_before + time.perf_counter() - start
-    features = feature_report(backbone, method, test_loader, data.num_classes, learner.autocast)
+    features = feature_report(backbone, method, full_test, data.num_classes, learner.autocast)
     history = loop.history
     metrics: dict[str, float | int | None] = {
         "test_accuracy": history[-1]["test_accuracy"],

@@ -59,13 +59,15 @@ RECORD_KEYS = {
     "git_commit": "the protobench checkout's commit, if any (-dirty: uncommitted code)",
     "device": "the device the cell ran on",
     "cuda_graphs": "whether training steps were replayed from CUDA graphs (speed, not numbers)",
+    "world_size": "data-parallel processes (torchrun ranks) that trained the cell together; 1 without torchrun",
     "finished_at": "UTC time the record was written",
 }
 
 
-def provenance(device: torch.device, cuda_graphs: bool) -> dict[str, Any]:
-    """What every record of a run shares about where it ran: versions, commit, device and whether
-    steps were replayed from CUDA graphs (not in the config hash: the same numbers either way)."""
+def provenance(device: torch.device, cuda_graphs: bool, world_size: int = 1) -> dict[str, Any]:
+    """What every record of a run shares about where it ran: versions, commit, device, whether
+    steps were replayed from CUDA graphs (not in the config hash: the same numbers either way) and
+    how many data-parallel processes trained each cell (the global batch is the suite's either way)."""
     from protobench.device import device_name, replays_graphs
 
     return {
@@ -73,6 +75,7 @@ def provenance(device: torch.device, cuda_graphs: bool) -> dict[str, Any]:
         "git_commit": git_commit(),
         "device": device_name(device),
         "cuda_graphs": replays_graphs(device, cuda_graphs),
+        "world_size": world_size,
     }
 
 

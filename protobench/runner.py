@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from protobench import locks, results, sharding
+from protobench import locks, results
 from protobench.checkpoints import CellCheckpoints, describe_position
-from protobench.device import device_name, resolve_precision
+from protobench.device import device_name
+from protobench.distributed import DataParallel
+from protobench.grid import PlannedCell, plan_suite, planned_cells
 from protobench.interrupts import StopOnSignal
-from protobench.methods import NotApplicable, resolved_options
+from protobench.methods import NotApplicable
 from protobench.progress import PlainReporter, RunReporter
 from protobench.results import provenance
 from protobench.sharding import Shard
@@ -22,50 +23,6 @@ from protobench.suites import Suite
 
 if TYPE_CHECKING:
     from protobench.data.prepare import CellData
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One grid point of a suite."""
-
-    method: str
-    dim: int
-    seed: int
-    ratio: float | None
-
-    def label(self) -> str:
-        ratio = f" r={self.ratio:g}" if self.ratio is not None else ""
-        return f"{self.method} d={self.dim} s={self.seed}{ratio}"
-
-
-def expand(suite: Suite) -> list[Cell]:
-    """The grid in a stable order: ratio, dim, method, seed."""
-    return [
-        Cell(m, d, s, r)
-        for r, d, m, s in itertools.product(suite.imbalance_ratios, suite.dims, suite.methods, suite.seeds)
-    ]
-
-
-def cell_config(suite: Suite, cell: Cell, *, deterministic: bool, precision: str) -> dict[str, Any]:
-    """Everything that changes a cell's numbers (and nothing that doesn't, such as the device)."""
-    return {
-        "dataset": suite.dataset,
-        "dataset_options": suite.dataset_options,
-        "val_size": suite.val_size,
-        "data_seed": suite.data_seed,
-        "imbalance_ratio": cell.ratio,
-        "imbalance_profile": suite.imbalance_profile if cell.ratio is not None else None,
-        "loss": suite.loss,
-        "backbone": suite.backbone,
-        "backbone_options": suite.backbone_options,
-        "method": cell.method,
-        "method_options": resolved_options(cell.method, suite.method_options.get(cell.method, {})),
-        "dim": cell.dim,
-        "seed": cell.seed,
-        "train": dataclasses.asdict(suite.recipe_for(cell.method)),
-        "deterministic": deterministic,
-        "precision": precision,
-    }
 
 
 @dataclass
@@ -93,46 +50,6 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
-class PlannedCell:
-    """A cell still to run, with its resolved config and where its record goes."""
-
-    cell: Cell
-    config: dict[str, Any]
-    digest: str
-    path: Path
-
-
-def plan_suite(
-    suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device, shard: Shard | None = None
-) -> tuple[list[PlannedCell], int]:
-    """The unfinished cells of ``suite`` (of its ``shard`` only, when given) and how many of those are
-    already finished in ``results_dir``.
-
-    Each cell's precision is resolved here, once, from its method's recipe and the device.
-    """
-    plan, finished = [], 0
-    every = planned_cells(suite, results_dir, deterministic=deterministic, device=device)
-    for planned in sharding.take(every, shard):
-        if results.is_finished(planned.path):
-            finished += 1
-        else:
-            plan.append(planned)
-    return plan, finished
-
-
-def planned_cells(suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device) -> list[PlannedCell]:
-    """Every cell of ``suite`` with its resolved config and record path, finished or not."""
-    planned = []
-    for cell in expand(suite):
-        precision = resolve_precision(suite.recipe_for(cell.method).precision, device)
-        config = cell_config(suite, cell, deterministic=deterministic, precision=precision)
-        digest = results.config_hash(config)
-        path = results.cell_path(results_dir, suite.name, cell.method, cell.dim, cell.seed, cell.ratio, digest)
-        planned.append(PlannedCell(cell, config, digest, path))
-    return planned
-
-
-@dataclass(frozen=True)
 class RunOptions:
     """How cells run: where the data is, on which (resolved) device, how they checkpoint (docs/long-runs.md)
     and what they do about cells another process holds."""
@@ -146,6 +63,7 @@ class RunOptions:
     restart: bool = False  # discard unfinished cells' checkpoints instead of resuming them
     wait: bool = True  # wait for cells locked by another process (else skip them)
     shard: Shard | None = None  # this job's part of the grid (--shard I/N)
+    parallel: DataParallel | None = None  # this process's rank under torchrun (docs/distributed.md)
     lock_stale_after: float = locks.STALE_AFTER_S
 
 
@@ -171,11 +89,18 @@ def run_suite(
     )
     summary = RunSummary(total=len(plan) + finished, skipped=finished)
     reporter.start_run(suite, summary.total, summary.skipped, device_name(device))
-    run = provenance(device, options.cuda_graphs)
+    group = options.parallel
+    run = provenance(device, options.cuda_graphs and group is None, group.world_size if group else 1)
     parallel = jobs > 1 and len(plan) > 1
     with StopOnSignal(forward=parallel) as stop:
-        if not parallel:
-            run_cells(suite, plan, options, run, reporter, summary, stop)
+        if group is not None and not group.is_main:
+            follow(suite, results_dir, options, stop)
+        elif not parallel:
+            try:
+                run_cells(suite, plan, options, run, reporter, summary, stop)
+            finally:
+                if group is not None:
+                    group.broadcast(("done",))
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -206,6 +131,34 @@ def run_shard(suite: Suite, plan: list[PlannedCell], options: RunOptions, worker
         run_cells(suite, plan, options, run, PlainReporter(tag=f"w{worker}"), summary, stop)
     summary.interrupted = stop.received
     return summary
+
+
+def follow(suite: Suite, results_dir: Path, options: RunOptions, stop: StopOnSignal) -> None:
+    """A rank other than 0 under torchrun: train each cell rank 0 announces, together with it, until it
+    says it is done. Rank 0 alone decides (locks, skips, resumes) and writes records and checkpoints."""
+    from protobench import engine
+    from protobench.data.prepare import prepare_cell_data
+
+    group = options.parallel
+    assert group is not None
+    cells = {c.digest: c for c in planned_cells(suite, results_dir, deterministic=options.deterministic,
+                                                 device=options.device)}  # fmt: skip
+    data_by_ratio: dict[float | None, CellData] = {}
+    while (message := group.broadcast(None))[0] != "done":
+        _, digest, resume_path = message
+        cell = cells[digest].cell
+        if cell.ratio not in data_by_ratio:
+            data_by_ratio[cell.ratio] = prepare_cell_data(suite.data_settings, options.data_dir, cell.ratio)
+        resume = torch.load(resume_path, map_location=options.device, weights_only=True) if resume_path else None
+        checkpointing = engine.Checkpointing(
+            lambda state: None, options.checkpoint_minutes * 60, resume, stop.requested
+        )
+        with contextlib.suppress(NotApplicable, engine.Interrupted, engine.TrainingFailed):  # rank 0 records it
+            engine.train_cell(
+                suite, data_by_ratio[cell.ratio], cell.method, cell.dim, cell.seed,
+                device=options.device, precision=cells[digest].config["precision"],
+                deterministic=options.deterministic, cuda_graphs=False, checkpointing=checkpointing, parallel=group,
+            )  # fmt: skip
 
 
 def release_device_memory(device: torch.device) -> None:
@@ -318,6 +271,8 @@ def run_locked_cell(
         data={"source": data.source, "counts": data.counts},
         provenance=run,
     )
+    if options.parallel is not None:  # the other ranks train this cell with rank 0 (``follow``)
+        options.parallel.broadcast(("train", planned.digest, str(loaded[1]) if loaded else None))
     checkpointing = engine.Checkpointing(
         save=checkpoints.save,
         every_seconds=options.checkpoint_minutes * 60,
@@ -329,6 +284,7 @@ def run_locked_cell(
             suite, data, cell.method, cell.dim, cell.seed,
             device=options.device, precision=config["precision"], deterministic=options.deterministic,
             cuda_graphs=options.cuda_graphs, progress=reporter, checkpointing=checkpointing,
+            parallel=options.parallel,
         )  # fmt: skip
     except NotApplicable as reason:
         results.not_applicable(record, str(reason))

@@ -49,6 +49,24 @@ class TrainRecipe:
     random_resized_crop: int | None = None
     augment_extra: dict[str, Any] = field(default_factory=dict)
     precision: str = "auto"
+    #: CutMix (docs/engine.md, "The step"); with mixup too, each batch is CutMix with probability ``cutmix_prob``.
+    cutmix_alpha: float = 0.0
+    cutmix_prob: float = 0.5
+
+
+#: Recipe keys added after records were committed: in a cell's config only when set away from their
+#: default, so that every recipe without them keeps the config (and hash) it had before they existed.
+LATER_RECIPE_KEYS = ("cutmix_alpha", "cutmix_prob")
+
+
+def recipe_config(recipe: TrainRecipe) -> dict[str, Any]:
+    """The recipe as it enters a cell's config: every key, less the ``LATER_RECIPE_KEYS`` at their default."""
+    config = dataclasses.asdict(recipe)
+    defaults = TrainRecipe()
+    for key in LATER_RECIPE_KEYS:
+        if config[key] == getattr(defaults, key):
+            del config[key]
+    return config
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,8 @@ class Suite:
     method_recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     paper: dict[str, dict[str, float]] = field(default_factory=dict)
     paper_source: str = ""
+    #: Under torchrun, normalise BatchNorm over the whole global batch instead of each rank's part (CUDA).
+    sync_batchnorm: bool = False
     path: str = ""
 
     def recipe_for(self, method: str) -> TrainRecipe:
@@ -324,6 +344,10 @@ def check_recipe(t: TrainRecipe, source: str, key: str = "train") -> None:
         raise UserError(f"{source}: key '{key}.warmup_epochs' must be between 0 and epochs ({t.epochs})")
     if t.mixup_alpha < 0:
         raise UserError(f"{source}: key '{key}.mixup_alpha' must be >= 0 (0 = no mixup)")
+    if t.cutmix_alpha < 0:
+        raise UserError(f"{source}: key '{key}.cutmix_alpha' must be >= 0 (0 = no CutMix)")
+    if not 0 <= t.cutmix_prob <= 1:
+        raise UserError(f"{source}: key '{key}.cutmix_prob' must be between 0 and 1 (the share of CutMix batches)")
 
 
 def load_suite(name_or_path: str) -> Suite:

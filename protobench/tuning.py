@@ -18,7 +18,8 @@ from typing import Any
 
 from protobench import results
 from protobench.errors import UserError
-from protobench.runner import RunOptions, RunSummary, planned_cells, run_suite
+from protobench.grid import planned_cells
+from protobench.runner import RunOptions, RunSummary, run_suite
 from protobench.suites import Suite, validate
 
 #: The metric tuning selects on: never a test accuracy.

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from protobench import engine, locks, results
+from protobench.grid import cell_config, expand, planned_cells
 from protobench.progress import PlainReporter
 from protobench.results import config_hash
-from protobench.runner import RunOptions, cell_config, expand, planned_cells, run_suite
+from protobench.runner import RunOptions, run_suite
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
 

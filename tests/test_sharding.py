@@ -5,7 +5,8 @@ import torch
 
 from protobench import locks
 from protobench.errors import UserError
-from protobench.runner import RunOptions, planned_cells, run_suite
+from protobench.grid import planned_cells
+from protobench.runner import RunOptions, run_suite
 from protobench.sharding import Shard, assign, estimated_cost, take
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite

@@ -1,8 +1,10 @@
-"""One training step: the mixup rule, the loss -> bookkeeping hand-off, no host syncs, state in place."""
+"""One training step: the mixup and CutMix rules, the loss -> bookkeeping hand-off, no host syncs, state in place."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 
 import numpy as np
 import pytest
@@ -11,24 +13,45 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from protobench.data.prepare import prepare_cell_data
-from protobench.device import replays_graphs
-from protobench.engine import build_learner, cell_loaders
+from protobench.device import replays_graphs, seed_everything
+from protobench.engine import build_learner, cell_loaders, train_cell
 from protobench.methods import METHODS, Method
 from protobench.methods.base import StepMemo
-from protobench.step import Learner, Mixup, forward_backward, step_function, train_step
-from protobench.suites import load_suite
+from protobench.step import (
+    NO_BOX,
+    GraphedTrainStep,
+    Learner,
+    Mixup,
+    cutmix_box,
+    forward_backward,
+    mix_kind,
+    step_function,
+    train_step,
+)
+from protobench.suites import TrainRecipe, load_suite
 from tests.conftest import tiny_suite
 
+CPU = torch.device("cpu")
 
-def _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family):
-    """A one-epoch tiny suite of ``loss_family`` (long-tailed: with mixup) and its data."""
+
+def _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family, **recipe):
+    """A one-epoch tiny suite of ``loss_family`` (long-tailed: with mixup), ``recipe`` over it, and its data."""
     mixup = {"mixup_alpha": 1.0} if loss_family == "long-tailed" else {}
-    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup}
+    train = {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **mixup, **recipe}
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", loss=loss_family, train=train)))
     return suite, prepare_cell_data(suite.data_settings, fmnist_dir, None)
 
 
-# ---------------------------------------------------------------- the mixup rule
+def _device_scalars(mix: Mixup) -> Mixup:
+    """The Mixup a graph-replayed step sees: its buffers (GraphedTrainStep's) filled from the step's numbers."""
+    buffers = mix.buffers()
+    mix.fill(buffers)
+    assert all(isinstance(getattr(buffers, f), torch.Tensor) for f in ("weight", "partner_weight", "own_dominant"))
+    assert mix.box is None or all(isinstance(b, torch.Tensor) for b in (*buffers.box, buffers.cutmix))
+    return buffers
+
+
+# ---------------------------------------------------------------- the mixup and CutMix rules
 
 
 def test_mixup_dominant_labels_are_those_with_the_larger_weight() -> None:
@@ -42,10 +65,104 @@ def test_mixup_dominant_labels_are_those_with_the_larger_weight() -> None:
 
 def test_mixup_alpha_zero_or_less_is_no_mixup() -> None:
     rng = np.random.default_rng(0)
-    assert Mixup.draw(rng, 0.0, 8, torch.device("cpu")) is None
-    assert Mixup.draw(rng, -1.0, 8, torch.device("cpu")) is None
-    mix = Mixup.draw(rng, 1.0, 8, torch.device("cpu"))
+    assert Mixup.draw(rng, 0.0, 8, CPU) is None
+    assert Mixup.draw(rng, -1.0, 8, CPU) is None
+    mix = Mixup.draw(rng, 1.0, 8, CPU)
     assert mix is not None and sorted(mix.partner.tolist()) == list(range(8)) and 0 < mix.weight < 1
+
+
+def _rng_state(rng: np.random.Generator) -> str:
+    return repr(rng.bit_generator.state)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2, 1.0])
+def test_recipes_without_cutmix_draw_exactly_what_they_drew_before_cutmix(alpha: float) -> None:
+    # Records trained before CutMix existed must reproduce: the same host draws, the same permutations.
+    shape = (8, 1, 28, 28)
+    for recipe in (TrainRecipe(mixup_alpha=alpha), TrainRecipe(mixup_alpha=alpha, cutmix_prob=0.9)):
+        new_rng, old_rng = np.random.default_rng(5), np.random.default_rng(5)
+        for _ in range(20):
+            torch.manual_seed(11)
+            mix = Mixup.draw_step(new_rng, recipe, shape, CPU)
+            torch.manual_seed(11)
+            if alpha <= 0:  # a literal copy of the draw before CutMix
+                assert mix is None
+            else:
+                lam = float(old_rng.beta(alpha, alpha))
+                old = Mixup.from_lambda(lam, torch.randperm(shape[0], device=CPU))
+                assert mix is not None and (mix.weight, mix.box, mix.cutmix) == (old.weight, None, False)
+                assert torch.equal(mix.partner, old.partner)
+        assert _rng_state(new_rng) == _rng_state(old_rng)
+
+
+def test_mixup_images_are_the_same_blend_as_before_cutmix() -> None:
+    images = torch.randn(6, 3, 5, 7)
+    partner = torch.tensor([3, 0, 5, 1, 2, 4])
+    before = torch.lerp(images[partner], images, 0.3)  # a literal copy of the blend before CutMix
+    for mix in (Mixup.from_lambda(0.3, partner), Mixup.from_lambda(0.3, partner, NO_BOX)):
+        assert torch.equal(mix.mixed(images), before)
+        assert torch.equal(_device_scalars(mix).mixed(images), before)  # the graph path, box or not
+
+
+def _pasted(images: torch.Tensor, mix: Mixup) -> torch.Tensor:
+    """CutMix by slicing, an independent reference: the partner's box pasted into every image."""
+    y0, y1, x0, x1 = mix.box
+    expected = images.clone()
+    expected[..., y0:y1, x0:x1] = images[mix.partner][..., y0:y1, x0:x1]
+    return expected
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cutmix_pastes_the_partners_box_and_weighs_by_its_area(seed: int) -> None:
+    images = torch.randn(6, 3, 17, 23)
+    mix = Mixup.draw_cutmix(np.random.default_rng(seed), 1.0, images.shape, CPU)
+    y0, y1, x0, x1 = mix.box
+    assert 0 <= y0 <= y1 <= 17 and 0 <= x0 <= x1 <= 23 and mix.cutmix is True
+    assert (y1 - y0) * (x1 - x0) / (17 * 23) == pytest.approx(1 - mix.weight)
+    assert mix.partner_weight == pytest.approx(1 - mix.weight) and mix.own_dominant == (mix.weight >= 0.5)
+    mixed = mix.mixed(images)
+    assert torch.equal(mixed, _pasted(images, mix))  # inside the box the partner's pixels, outside the own
+    assert torch.equal(_device_scalars(mix).mixed(images), mixed)  # the graph path, bit for bit
+
+
+def test_cutmix_box_covers_one_minus_lambda_of_the_image_less_what_clipping_cuts() -> None:
+    rng = np.random.default_rng(0)
+    height, width = 224, 160
+    inside = 0
+    for lam in np.random.default_rng(1).uniform(0, 1, 300):
+        (y0, y1, x0, x1), own = cutmix_box(rng, float(lam), height, width)
+        area = (y1 - y0) * (x1 - x0) / (height * width)
+        assert own == pytest.approx(1 - area) and area <= 1 - lam + 1e-12
+        side = np.sqrt(1 - lam)
+        if y0 > 0 and y1 < height and x0 > 0 and x1 < width:  # not clipped: only the rounding is lost
+            inside += 1
+            assert area >= (height * side - 2) * (width * side - 2) / (height * width)
+    assert inside > 10
+
+
+def test_with_mixup_and_cutmix_each_batch_is_cutmix_with_probability_cutmix_prob() -> None:
+    shape = (2, 1, 8, 8)
+    rng = np.random.default_rng(0)
+    recipe = TrainRecipe(mixup_alpha=0.2, cutmix_alpha=1.0, cutmix_prob=0.3)
+    mixes = [Mixup.draw_step(rng, recipe, shape, CPU) for _ in range(4000)]
+    cutmix = [m for m in mixes if m.cutmix]
+    assert len(cutmix) / len(mixes) == pytest.approx(0.3, abs=0.03)
+    assert all(m.box == NO_BOX for m in mixes if not m.cutmix)  # mixup steps carry the empty box
+    for prob, expected in ((0.0, False), (1.0, True)):
+        always = TrainRecipe(mixup_alpha=0.2, cutmix_alpha=1.0, cutmix_prob=prob)
+        assert {Mixup.draw_step(rng, always, shape, CPU).cutmix for _ in range(50)} == {expected}
+    alone = TrainRecipe(cutmix_alpha=1.0)  # CutMix alone: every batch, no choice drawn
+    assert all(Mixup.draw_step(rng, alone, shape, CPU).cutmix for _ in range(50))
+
+
+def test_a_recorded_step_serves_only_steps_of_its_kind() -> None:
+    partner = torch.tensor([1, 0])
+    kinds = [mix_kind(None), mix_kind(Mixup.from_lambda(0.3, partner))]
+    kinds += [
+        mix_kind(Mixup.from_lambda(0.3, partner, NO_BOX)),
+        mix_kind(Mixup.from_lambda(0.3, partner, (0, 1, 0, 1), True)),
+    ]
+    assert kinds == [(False, False), (True, False), (True, True), (True, True)]
 
 
 class _HandOffSpy(Method):
@@ -73,16 +190,6 @@ def _spy_learner() -> Learner:
     backbone = nn.Linear(4, 3)
     spy = _HandOffSpy()
     return Learner(backbone, spy, torch.optim.SGD(backbone.parameters(), lr=0.1), contextlib.nullcontext)
-
-
-def _device_scalars(mix: Mixup) -> Mixup:
-    """The Mixup a graph-replayed step sees: 0-dim tensors filled from the step's numbers."""
-    return Mixup(
-        torch.zeros(()).fill_(mix.weight),
-        torch.zeros(()).fill_(mix.partner_weight),
-        torch.zeros((), dtype=torch.bool).fill_(mix.own_dominant),
-        mix.partner.clone(),
-    )
 
 
 @pytest.mark.parametrize("on_device", [False, True], ids=["python numbers", "device scalars (graph path)"])
@@ -164,6 +271,64 @@ def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_
             assert recorder.seen == [], f"{name} ({loss_family}) synchronises in its step: {recorder.seen}"
 
 
+def test_cutmix_steps_do_not_wait_for_the_device(tmp_path, fmnist_dir):
+    # The mixing is the same for every head: one head, both paths (Python numbers and device buffers).
+    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "balanced", mixup_alpha=0.2, cutmix_alpha=1.0)
+    learner = build_learner(suite, data, "softmax", 16, 0, CPU, "fp32")
+    images, labels = next(iter(cell_loaders(suite.train, data, CPU, 0)[0]))
+    rng = np.random.default_rng(0)
+    recorder = _HostSyncRecorder()
+    for _ in range(4):
+        mix = Mixup.draw_step(rng, suite.train, images.shape, CPU)
+        for step_mix in (mix, _device_scalars(mix)):
+            with recorder:
+                train_step(learner, images, labels, step_mix)
+    assert recorder.seen == []
+
+
+def test_a_cell_with_mixup_and_cutmix_trains_the_same_twice(tmp_path, fmnist_dir):
+    histories = []
+    for name, cutmix in (("a", 1.0), ("b", 1.0), ("c", 0.0)):
+        (tmp_path / name).mkdir()
+        suite, data = _tiny_suite_and_data(
+            tmp_path / name, fmnist_dir, "balanced", mixup_alpha=0.2, cutmix_alpha=cutmix
+        )
+        outcome = train_cell(suite, data, "dl2pa", 4, 0, device=CPU, precision="fp32")
+        histories.append([(row["train_loss"], row["train_accuracy"], row["test_accuracy"]) for row in outcome.history])
+    with_cutmix, again, mixup_alone = histories
+    assert with_cutmix == again and with_cutmix != mixup_alone
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs exist only on CUDA")
+def test_one_recorded_step_replays_mixup_and_cutmix_steps_as_the_eager_step_runs_them(tmp_path, fmnist_dir):
+    cuda = torch.device("cuda")
+    suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "balanced")
+    batches = list(itertools.islice(iter(cell_loaders(suite.train, data, cuda, 0)[0]), 4))
+    rng = np.random.default_rng(0)
+    mixes = []  # mixup and CutMix steps in turn, so both come after the capture (the 4th call)
+    for index in range(10):
+        recipe = TrainRecipe(mixup_alpha=0.2, cutmix_alpha=1.0, cutmix_prob=float(index % 2))
+        mixes.append(Mixup.draw_step(rng, recipe, batches[0][0].shape, cuda))
+    runs = []
+    try:
+        for graphed in (False, True):
+            seed_everything(0, deterministic=True)
+            learner = build_learner(suite, data, "dl2pa", 16, 0, cuda, "fp32")
+            step = GraphedTrainStep(learner) if graphed else functools.partial(train_step, learner)
+            losses = [step(*batches[i % 4], mix)[0].clone() for i, mix in enumerate(mixes)]
+            runs.append((losses, _states(learner)))
+    finally:
+        seed_everything(0)
+    (eager_losses, eager_state), (graph_losses, graph_state) = runs
+    assert all(torch.equal(a, b) for a, b in zip(eager_losses, graph_losses, strict=True))
+    assert all(torch.equal(eager_state[key], graph_state[key]) for key in eager_state)
+
+
+def _states(learner: Learner) -> dict[str, torch.Tensor]:
+    return {f"{part}.{key}": value.clone() for part in ("backbone", "method")
+            for key, value in getattr(learner, part).state_dict().items()}  # fmt: skip
+
+
 # ---------------------------------------------------------------- state in place (CUDA graphs replay addresses)
 
 
@@ -197,14 +362,20 @@ def test_every_method_updates_its_state_in_place(tmp_path, fmnist_dir, loss_fami
         assert _state_addresses(learner) == before, f"{name} ({loss_family}) rebinds state"
 
 
-@pytest.mark.parametrize("lam", [0.3, 0.7])
-def test_mixup_as_device_scalars_trains_bit_for_bit_like_python_numbers(tmp_path, fmnist_dir, lam):
-    # The graph-replayed step takes the mixup weights as 0-dim tensors; it must train exactly as the
-    # eager step with Python numbers does, including which labels and memo the head's bookkeeping sees.
+@pytest.mark.parametrize(
+    ("lam", "box", "cutmix"),
+    [(0.3, None, False), (0.7, None, False), (0.3, NO_BOX, False), (0.7, (3, 20, 5, 17), True)],
+    ids=["mixup 0.3", "mixup 0.7", "mixup step of a CutMix recipe", "CutMix"],
+)
+def test_mixup_as_device_scalars_trains_bit_for_bit_like_python_numbers(tmp_path, fmnist_dir, lam, box, cutmix):
+    # The graph-replayed step takes the mixing as 0-dim tensors (weights, CutMix box and choice); it must
+    # train exactly as the eager step with Python numbers does, including which labels and memo the
+    # head's bookkeeping sees.
     suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "long-tailed")
     cpu = torch.device("cpu")
     images, labels = next(iter(cell_loaders(suite.train, data, cpu, 0)[0]))
-    eager = Mixup.from_lambda(lam, torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(1)))
+    partner = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(1))
+    eager = Mixup.from_lambda(lam, partner, box, cutmix)
     for name in METHODS.names():
         outputs, learners = [], []
         for mix in (eager, _device_scalars(eager)):

@@ -1,9 +1,10 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from protobench.errors import UserError
-from protobench.suites import available_suites, load_suite
+from protobench.suites import TrainRecipe, available_suites, load_suite, recipe_config
 from tests.conftest import tiny_suite
 
 
@@ -51,6 +52,12 @@ def test_scientific_notation_is_a_number(tmp_path):
             r"'method_options.softmax': method 'softmax' has no option 'temp'; allowed: label_smoothing",
         ),
         ({"loss": "focal"}, r"key 'loss' is 'focal'; allowed: balanced, long-tailed"),
+        ({"train": {"cutmix_alpha": -1}}, r"key 'train.cutmix_alpha' must be >= 0 \(0 = no CutMix\)"),
+        ({"train": {"cutmix_prob": 1.5}}, r"key 'train.cutmix_prob' must be between 0 and 1"),
+        (
+            {"method_recipes": {"softmax": {"cutmix_prob": -0.1}}},
+            r"'method_recipes.softmax.cutmix_prob' must be between",
+        ),
     ],
 )
 def test_validation_errors_name_file_key_and_allowed(tmp_path, overrides, message):
@@ -128,3 +135,28 @@ def test_method_recipe_errors_name_the_method_and_key(tmp_path, recipes, message
     path = tiny_suite(tmp_path / "s.yaml", method_recipes=recipes)
     with pytest.raises(UserError, match=message):
         load_suite(str(path))
+
+
+#: TrainRecipe's keys before CutMix: the recipe part of every record's config committed until then.
+KEYS_BEFORE_CUTMIX = ["epochs", "batch_size", "eval_batch_size", "optimizer", "lr", "momentum", "nesterov",
+                      "weight_decay", "schedule", "milestones", "gamma", "warmup_epochs", "mixup_alpha",
+                      "crop_padding", "flip", "random_resized_crop", "augment_extra", "precision"]  # fmt: skip
+
+
+def test_a_recipe_without_cutmix_enters_the_config_as_before():
+    # Records hash their config: a recipe that does not use the later keys must keep the config it had.
+    for recipe in (TrainRecipe(), TrainRecipe(mixup_alpha=0.2, lr=0.5, milestones=(3,), cutmix_prob=0.5)):
+        config = recipe_config(recipe)
+        assert list(config) == KEYS_BEFORE_CUTMIX
+        assert config == {k: v for k, v in dataclasses.asdict(recipe).items() if k in KEYS_BEFORE_CUTMIX}
+    assert list(recipe_config(TrainRecipe(cutmix_alpha=1.0))) == [*KEYS_BEFORE_CUTMIX, "cutmix_alpha"]
+    assert recipe_config(TrainRecipe(cutmix_alpha=1.0, cutmix_prob=0.3))["cutmix_prob"] == 0.3
+
+
+def test_imagenet_mixes_by_mixup_or_cutmix_and_imagenet_lt_by_mixup_alone():
+    for method in load_suite("imagenet").methods:
+        recipe = load_suite("imagenet").recipe_for(method)
+        assert (recipe.mixup_alpha, recipe.cutmix_alpha, recipe.cutmix_prob) == (0.2, 1.0, 0.5), method
+    lt = load_suite("imagenet-lt")
+    assert all(lt.recipe_for(method).cutmix_alpha == 0 for method in lt.methods)
+    assert list(recipe_config(lt.train)) == KEYS_BEFORE_CUTMIX

@@ -13,6 +13,8 @@ BENCHMARKS: dict[str, str] = {
     "prototypes": "protobench.bench.prototypes:run",
     "methods": "protobench.bench.methods:run",
     "graphs": "protobench.bench.graphs:run",
+    "pipeline": "protobench.bench.pipeline:run",
+    "gpu-check": "protobench.bench.gpu_check:run",
 }
 
 

@@ -245,7 +245,7 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
         for epoch in itertools.count():
             loader.set_epoch(epoch)
             for images, labels in loader:  # the same mixup for every method
-                yield images, labels, Mixup.draw(mixing, suite.train.mixup_alpha, images.shape[0], device)
+                yield images, labels, Mixup.draw_step(mixing, suite.train, images.shape, device)
 
     stream = batches()
     warmup = [next(stream) for _ in range(block)]

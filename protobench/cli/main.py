@@ -5,6 +5,7 @@ Heavy modules (torch) are imported inside the commands so ``--help`` answers at 
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sys
@@ -182,6 +183,7 @@ def run_command(
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.device import resolve_device
+    from protobench.distributed import environment_world_size, from_environment
     from protobench.runner import RunOptions, run_suite
     from protobench.sharding import Shard
     from protobench.suites import load_suite
@@ -190,13 +192,26 @@ def run_command(
     check_run_flags(jobs, data_dir, results)
     if not checkpoint_minutes > 0:
         raise UserError(f"--checkpoint-minutes {checkpoint_minutes:g}: use a positive number of minutes, e.g. 10")
+    parts = Shard.parse(shard) if shard is not None else None
+    if environment_world_size() > 1 and jobs > 1:
+        raise UserError(f"--jobs {jobs} under torchrun: each cell already uses every rank; drop --jobs")
+    parallel, run_device = from_environment(resolve_device(device))  # torchrun: join the ranks
     options = RunOptions(
-        data_dir, resolve_device(device), deterministic, keep_checkpoints, cuda_graphs,
-        checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait,
-        shard=Shard.parse(shard) if shard is not None else None,
+        data_dir, run_device, deterministic, keep_checkpoints, cuda_graphs,
+        checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait, shard=parts, parallel=parallel,
     )  # fmt: skip
     reporter = make_reporter() if jobs == 1 else PlainReporter()
-    summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
+    if parallel is not None and not parallel.is_main:
+        reporter = PlainReporter(stream=io.StringIO())  # rank 0 reports for all
+    try:
+        summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
+    finally:
+        if parallel is not None:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    if parallel is not None and not parallel.is_main:
+        return  # rank 0 reports
     if summary.interrupted:
         import shlex
 
@@ -321,6 +336,7 @@ def report_command(
 
 def mount_subcommands() -> None:
     """Attach the prototypes and data command groups."""
+    from protobench.cli.bench import app as bench_app
     from protobench.cli.compare import compare_command
     from protobench.cli.data import app as data_app
     from protobench.cli.prototypes import app as prototypes_app
@@ -331,6 +347,7 @@ def mount_subcommands() -> None:
 
     app.add_typer(prototypes_app, name="prototypes", help="Generate, measure and plot prototype sets.")
     app.add_typer(data_app, name="data", help="Where datasets are, their checksums and per-class counts.")
+    app.add_typer(bench_app, name="bench")
 
 
 def fail(message: str, code: int = 2) -> None:

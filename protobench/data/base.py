@@ -89,7 +89,15 @@ class StreamingDataset(Protocol):
     def class_counts(self, split: str) -> torch.Tensor: ...
 
     def loader(
-        self, split: str, *, batch_size: int, device: torch.device, train: bool, seed: int, augment: Augment
+        self,
+        split: str,
+        *,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        seed: int,
+        augment: Augment,
+        part: Callable[[int], slice] | None = None,
     ) -> BatchLoader: ...
 
 

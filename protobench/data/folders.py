@@ -10,7 +10,7 @@ workers decode them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +138,10 @@ class StreamingLoader:
         workers: int,
         mean: tuple[float, ...] = MEAN,
         std: tuple[float, ...] = STD,
+        part: Callable[[int], slice] | None = None,
     ) -> None:
         self.samples = samples
+        self.part = part  # data-parallel training: this rank's rows of each global batch
         self.num_samples = len(samples)
         self.batch_size = batch_size
         self.device = torch.device(device)
@@ -180,11 +182,12 @@ class StreamingLoader:
             order = torch.randperm(self.num_samples, generator=generator).tolist()
         else:
             order = list(range(self.num_samples))
+        batches = [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(len(self))]
+        if self.part is not None:
+            batches = [batch[self.part(len(batch))] for batch in batches]
         loader = torch.utils.data.DataLoader(
             self.samples,
-            batch_size=self.batch_size,
-            sampler=order[self.skip_batches * self.batch_size :],
-            drop_last=self.drop_last,
+            batch_sampler=batches[self.skip_batches :],
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers > 0 else None,
@@ -236,13 +239,23 @@ class FolderStreamingDataset:
         return torch.bincount(self._labels(split), minlength=self.num_classes)
 
     def loader(
-        self, split: str, *, batch_size: int, device: torch.device, train: bool, seed: int, augment: Augment
+        self,
+        split: str,
+        *,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        seed: int,
+        augment: Augment,
+        part: Callable[[int], slice] | None = None,
     ) -> StreamingLoader:
         """Batches of ``split``: training transforms if ``train``, else resize + centre crop."""
         samples = ImageSamples(self.root, self.samples[split][0], self._labels(split))
         samples.transform, samples.draft = build_transform(train, augment, self.options)
         workers = int(self.options.get("workers", default_workers()))
-        return StreamingLoader(samples, batch_size=batch_size, device=device, train=train, seed=seed, workers=workers)
+        return StreamingLoader(
+            samples, batch_size=batch_size, device=device, train=train, seed=seed, workers=workers, part=part
+        )
 
 
 def hold_out_files(paths: list[str], labels: list[int], val_size: int, data_seed: int) -> tuple[FileSplit, FileSplit]:

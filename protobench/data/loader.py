@@ -7,7 +7,7 @@ offsets and flipping is a masked select. The same code runs on CPU and CUDA.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +31,11 @@ class DeviceLoader:
         flip: bool = False,
         seed: int = 0,
         channels_last: bool = False,
+        part: Callable[[int], slice] | None = None,
     ) -> None:
         self.device = torch.device(device)
+        # Data-parallel training: this rank's rows of each global batch (distributed.DataParallel.batch_slice).
+        self.part = part
         self.images = split.images.to(self.device)
         self.labels = split.labels.to(self.device)
         self.num_samples = len(split)
@@ -78,17 +81,21 @@ class DeviceLoader:
         order = torch.randperm(n, device=self.device, generator=generator) if self.train else None
         for i in range(len(self)):
             start = i * self.batch_size
+            stop = min(start + self.batch_size, n)
+            own = self.part(stop - start) if self.part is not None else slice(0, stop - start)
             if order is not None:
-                index = order[start : start + self.batch_size]
+                index = order[start:stop]
+                # The whole batch's random draws, on every rank alike; then this rank's rows of them.
+                draws = self._draw_augmentation(index.shape[0], generator)
                 if i < self.skip_batches:
-                    self._draw_augmentation(index.shape[0], generator)
                     continue
-                images = self._augment(index, generator)
+                index = index[own]
+                images = self._augment(index, *(d[own] if d is not None else None for d in draws))
             else:
                 if i < self.skip_batches:
                     continue
-                images = self.images[start : start + self.batch_size]
-                index = torch.arange(start, start + images.shape[0], device=self.device)
+                images = self.images[start + own.start : start + own.stop]
+                index = torch.arange(start + own.start, start + own.start + images.shape[0], device=self.device)
             labels = self.labels[index]
             yield self._normalise(images), labels
 
@@ -105,8 +112,10 @@ class DeviceLoader:
             mask = torch.rand(batch, device=self.device, generator=generator) < 0.5
         return dy, dx, mask
 
-    def _augment(self, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        dy, dx, mask = self._draw_augmentation(index.shape[0], generator)
+    def _augment(
+        self, index: torch.Tensor, dy: torch.Tensor | None, dx: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The images at ``index``, cropped at offsets (dy, dx) and flipped where ``mask`` (each None: not)."""
         if dy is None or dx is None:
             images = self.images[index]
         else:

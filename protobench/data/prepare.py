@@ -5,7 +5,7 @@ This module knows nothing of suites: a ``Suite`` hands it a ``DataSettings`` (``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,8 +84,10 @@ class CellData:
         seed: int,
         augment: Augment,
         channels_last: bool = False,
+        part: Callable[[int], slice] | None = None,
     ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
-        """(train, validation or None, test) loaders on ``device``."""
+        """(train, validation or None, test) loaders on ``device``; with ``part``, each batch is this
+        data-parallel rank's rows of the global batch (protobench.distributed)."""
         ds = self.dataset
         if isinstance(ds, InMemoryDataset):
             assert self.train is not None
@@ -102,6 +104,7 @@ class CellData:
                     flip=augment.flip,
                     seed=seed,
                     channels_last=channels_last,
+                    part=part,
                 )
 
             val = make(self.val, False) if self.val is not None else None
@@ -109,7 +112,7 @@ class CellData:
 
         def stream(split: str, train: bool) -> BatchLoader:
             size = batch_size if train else eval_batch_size
-            return ds.loader(split, batch_size=size, device=device, train=train, seed=seed, augment=augment)
+            return ds.loader(split, batch_size=size, device=device, train=train, seed=seed, augment=augment, part=part)
 
         val = stream("val", False) if self.counts.get("val") and sum(self.counts["val"]) else None
         return stream("train", True), val, stream("test", False)

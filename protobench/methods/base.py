@@ -55,6 +55,24 @@ class Method(nn.Module):
         self.dim = dim
         self.seed = seed
         self.loss_family = loss_family
+        #: How the training loss reduces over the batch, "mean" or "sum" (the balanced squared-cosine
+        #: heads sum, as the paper does). Data-parallel training scales a sum by the number of ranks,
+        #: since averaging per-rank sums would give 1/ranks of the whole batch's sum.
+        self.loss_reduction = "mean"
+        self._rank_sum: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def set_rank_sum(self, rank_sum: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        """Data-parallel training (docs/distributed.md) hands over the in-place sum over ranks."""
+        self._rank_sum = rank_sum
+
+    def sum_over_ranks(self, statistic: torch.Tensor) -> torch.Tensor:
+        """``statistic`` summed over data-parallel ranks, in place (unchanged in one process).
+
+        The one hook of data-parallel training: a head calls it on each per-batch sum (feature sums,
+        counts) before that sum updates its state, so every rank applies the same update and the state
+        stays identical across ranks.
+        """
+        return self._rank_sum(statistic) if self._rank_sum is not None else statistic
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Head features from the backbone embedding ``z`` (N x d). Default: ``z`` unchanged."""

@@ -166,7 +166,8 @@ class DNC(Method):
             slots = self.sinkhorn_slots(unit @ c.T, y)
         # The normalised sum is the mean direction (the authors normalise before the EMA); an
         # empty slot's is 0, so its blend is m c, which normalises back to c when m > 0.
-        mean_dir = F.normalize(c.new_zeros(c.shape).index_add_(0, slots, unit), dim=1)
+        sums = self.sum_over_ranks(c.new_zeros(c.shape).index_add_(0, slots, unit))
+        mean_dir = F.normalize(sums, dim=1)
         blended = torch.lerp(mean_dir, c, self.momentum)
         if self.momentum == 0.0:
             blended = torch.where(mean_dir.any(dim=1, keepdim=True), mean_dir, c)

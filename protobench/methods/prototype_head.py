@@ -47,6 +47,7 @@ class PrototypeHead(Method):
         check_loss_family(self.method_name, self.loss_family)
         # Only the long-tailed head has learnable parameters; the balanced one is parameter-free.
         self.bn = nn.BatchNorm1d(dim) if self.loss_family == "long-tailed" else None
+        self.loss_reduction = "sum" if self.bn is None else "mean"  # squared cosine: summed over the batch
         prototypes = generate(prototype_kind, num_classes, dim, self.seed, **prototype_options)
         self.register_buffer("prototypes", prototypes.to(torch.float32))
         self.register_buffer("assignment", torch.arange(num_classes))
@@ -123,6 +124,7 @@ class MatchedPrototypeHead(PrototypeHead):
         unit = memo[0] if memo else unit_rows(h)
         # One index_add gives each class's feature sum and (in the appended column of ones) its count.
         stats = q.new_zeros(self.num_classes, self.dim + 1).index_add_(0, y, F.pad(unit, (0, 1), value=1.0))
+        stats = self.sum_over_ranks(stats)  # the whole global batch's sums and counts on every rank
         counts = stats[:, -1:]
         blended = torch.lerp(stats[:, :-1] / counts.clamp(min=1.0), q, self.momentum)
         if self.momentum == 0.0:  # m q_c is 0 for an absent class: keep its q_c explicitly

@@ -104,7 +104,7 @@ class Inputs:
         import torch
 
         from protobench.checkpoints import CellCheckpoints
-        from protobench.runner import planned_cells
+        from protobench.grid import planned_cells
         from protobench.suites import load_suite
         from tests.data.fakefiles import write_fashion_mnist
 

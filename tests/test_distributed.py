@@ -1,0 +1,162 @@
+"""Data-parallel training (docs/distributed.md): two gloo ranks on the CPU train one cell together.
+
+The ranks must hold the same model after every epoch (backbone weights, DL2PA's representatives and
+assignment, DNC's centroids), and the cell must reach the accuracy of one process training the same
+global batch on the same data. The backbone here normalises with GroupNorm: BatchNorm would normalise
+each rank's half batch on its own (SyncBatchNorm needs CUDA), which is another model, not another
+way of training the same one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from protobench import engine
+from protobench.backbones import BACKBONES
+from protobench.data.prepare import prepare_cell_data
+from protobench.distributed import DataParallel
+from protobench.engine import train_cell
+from protobench.progress import SilentProgress
+from protobench.suites import load_suite
+from tests.conftest import tiny_suite
+from tests.data.fakefiles import write_fashion_mnist
+
+METHODS = ("dl2pa", "dnc")
+
+
+def groupnorm_cnn(in_channels: int, dim: int, width: int = 16) -> nn.Module:
+    """A small CNN without BatchNorm: per-sample normalisation, so a batch split over ranks changes nothing."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 4, stride=4), nn.GroupNorm(4, width), nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(4, width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, dim),
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def groupnorm_backbone() -> Iterator[None]:
+    """The GroupNorm backbone registered for the duration (the shipped registry stays as it is)."""
+    BACKBONES.register("test-groupnorm-cnn")(groupnorm_cnn)
+    try:
+        yield
+    finally:
+        BACKBONES._entries.pop("test-groupnorm-cnn")
+
+
+BUILD_LEARNER = engine.build_learner
+TRAIN = {"epochs": 8, "batch_size": 64, "eval_batch_size": 128, "lr": 0.05}
+DIM = 8
+
+
+class Snapshots(SilentProgress):
+    """Builds the cell's learner through the engine (so it can see it) and keeps a copy of the backbone's
+    parameters and the head's state after every epoch."""
+
+    def __init__(self) -> None:
+        self.learner = None
+        self.epochs: list[dict[str, torch.Tensor]] = []
+
+    def build_learner(self, *args, **kwargs):
+        self.learner = BUILD_LEARNER(*args, **kwargs)
+        return self.learner
+
+    def end_epoch(self, epoch: int, stats: dict[str, float]) -> None:
+        state = {f"backbone.{k}": v.detach().clone() for k, v in self.learner.backbone.named_parameters()}
+        state.update({f"method.{k}": v.detach().clone() for k, v in self.learner.method.state_dict().items()})
+        self.epochs.append(state)
+
+
+def train_rank(rank: int, world: int, init: str, out: str, data_dir: str, suite_path: str) -> None:
+    """One rank (world > 1) or the single process (world == 1): train each method, save what it saw."""
+    torch.set_num_threads(1)
+    group = None
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+        group = DataParallel(rank, world, rank)
+    with groupnorm_backbone():
+        suite = load_suite(suite_path)
+        data = prepare_cell_data(suite.data_settings, Path(data_dir), None)
+        saved = {method: train_method(suite, data, method, group) for method in METHODS}
+    torch.save(saved, Path(out) / f"rank{rank}_of{world}.pt")
+    if group is not None:
+        dist.destroy_process_group()
+
+
+def train_method(suite, data, method: str, group: DataParallel | None) -> dict:
+    """Train one cell of ``method``; its per-epoch snapshots and final test accuracy."""
+    progress = Snapshots()
+    engine.build_learner = progress.build_learner
+    try:
+        outcome = train_cell(suite, data, method, DIM, 0, device=torch.device("cpu"), precision="fp32",
+                             progress=progress, parallel=group)  # fmt: skip
+    finally:
+        engine.build_learner = BUILD_LEARNER
+    return {"epochs": progress.epochs, "accuracy": outcome.metrics["test_accuracy"]}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    data = write_fashion_mnist(tmp / "fmnist", n_train=1040, n_test=400)
+    suite = tiny_suite(
+        tmp / "ddp.yaml",
+        methods=list(METHODS),
+        dims=[DIM],
+        train=TRAIN,
+        backbone="test-groupnorm-cnn",
+        backbone_options={"width": 16},
+        method_recipes={"dl2pa": {"lr": 0.01}},  # its loss is a sum over the batch
+    )
+    mp.start_processes(train_rank, args=(2, str(tmp / "init"), str(tmp), str(data), str(suite)), nprocs=2,
+                       start_method="spawn")  # fmt: skip
+    train_rank(0, 1, "", str(tmp), str(data), str(suite))
+    return {name: torch.load(tmp / f"{name}.pt", weights_only=True) for name in ("rank0_of2", "rank1_of2", "rank0_of1")}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_rank_holds_the_same_model_after_every_epoch(trained, method):
+    first, second = trained["rank0_of2"][method]["epochs"], trained["rank1_of2"][method]["epochs"]
+    assert len(first) == len(second) == TRAIN["epochs"]
+    for epoch, (a, b) in enumerate(zip(first, second, strict=True), start=1):
+        assert a.keys() == b.keys()
+        different = [k for k in a if not torch.equal(a[k], b[k])]
+        assert different == [], f"epoch {epoch}: {different}"
+    kept = set(first[0])
+    wanted = {"method.representatives", "method.assignment"} if method == "dl2pa" else {"method.centroids"}
+    assert wanted <= kept and any(k.startswith("backbone.") for k in kept)
+    # The state moved (so equality is not trivial): the last epoch differs from the first.
+    assert any(not torch.equal(first[0][k], first[-1][k]) for k in wanted)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_two_ranks_reach_the_accuracy_of_one_process_on_the_same_global_batch(trained, method):
+    two = trained["rank0_of2"][method]["accuracy"]
+    assert two == trained["rank1_of2"][method]["accuracy"]  # evaluation counts are summed over the ranks
+    one = trained["rank0_of1"][method]["accuracy"]
+    print(method, "two ranks", two, "one process", one)
+    assert abs(two - one) <= 2.0, (two, one)
+    assert one > 15  # both learned something (10 classes: chance is 10%)
+
+
+def test_torchrun_writes_exactly_one_record(tmp_path, fmnist_dir):
+    suite = tiny_suite(tmp_path / "tr.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 1, "batch_size": 32})
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "protobench", "run",
+               str(suite), "--results", str(tmp_path / "res"), "--data-dir", str(fmnist_dir), "--device",
+               "cpu"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("*.json")]
+    assert record["status"] == "ok" and record["world_size"] == 2 and record["cuda_graphs"] is False
+    assert len(re.findall(r"done: \d+ trained", done.stdout)) == 1  # rank 0 reports for both
