@@ -9,8 +9,8 @@ no download is needed and no accuracy means anything. Steps (docs/bench.md):
    (``run_suite``, a temporary results folder) with 1, 4 and 8 jobs: aggregate training images/s,
    i.e. images trained over the run's wall time (process start, data loading and evaluation included);
 3. the projected wall time of the cifar100 paper grid from the best of those rates;
-4. with two or more GPUs, a 2-rank DDP cell launched with torchrun (DDP is being added to
-   protobench: this step only launches it and reports what came back); "skipped: one GPU" otherwise.
+4. with two or more GPUs, a 2-rank data-parallel cell launched with torchrun (docs/distributed.md):
+   whether it ran and its wall time; "skipped: one GPU" otherwise.
 
 It prints one table and writes everything as JSON (``--out``). ``--quick`` shrinks every step
 (a few images, one round, jobs 1 and 2) and, with ``--device cpu``, is a smoke test for any machine.
@@ -137,7 +137,7 @@ def project_paper_grid(rate: float, jobs: int) -> dict[str, Any]:
 
 
 def ddp_check(data_dir: Path, device: Any, timeout: float = 300.0) -> dict[str, Any]:
-    """Launch one cell on 2 ranks with torchrun when this machine has two GPUs or more (pending DDP support)."""
+    """Launch one cell on 2 ranks with torchrun when this machine has two GPUs or more (docs/distributed.md)."""
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -243,7 +243,7 @@ def print_table(result: dict[str, Any]) -> None:
                   f"{projection['images_per_s']:,.0f} images/s (--jobs {projection['jobs']})",
                   f"{projection['hours']:.2f} h")  # fmt: skip
     ddp = result["ddp"]
-    table.add_row("4 DDP, 2 ranks", ddp.get("command", "(DDP support pending; needs 2 GPUs)"), ddp["status"])
+    table.add_row("4 DDP, 2 ranks", ddp.get("command", "(needs 2 GPUs)"), ddp["status"])
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
