@@ -266,6 +266,7 @@ def train_cell(
                 loop.correct += step_correct
                 loop.seen += labels.shape[0]
                 loop.step += 1
+                method.after_update(loop.step, epoch)  # host-side work after the update (a no-op for most heads)
                 loop.batch = index + 1
                 progress.batch(epoch, index)
                 if checkpointing is not None:

@@ -189,11 +189,12 @@ def run_cells(
     run after the cell in training has saved its checkpoint.
     """
     data_by_ratio: dict[float | None, CellData] = {}
+    warned: set[tuple[str, int]] = set()
 
     def train(index: int, planned: PlannedCell, held: locks.CellLock) -> bool:
         with held:
             return run_locked_cell(suite, planned, (index, len(plan)), options, run, reporter, summary,
-                                   stop, data_by_ratio)  # fmt: skip
+                                   stop, data_by_ratio, warned)  # fmt: skip
 
     deferred: list[tuple[int, PlannedCell]] = []
     for index, planned in enumerate(plan, start=1):
@@ -236,11 +237,13 @@ def run_locked_cell(
     summary: RunSummary,
     stop: StopOnSignal | None,
     data_by_ratio: dict[float | None, CellData],
+    warned: set[tuple[str, int]] | None = None,
 ) -> bool:
     """Train one cell whose lock this process holds, resuming its checkpoint; False when stopped.
 
     ``position`` is the cell's (i, n) in this process's plan; ``data_by_ratio`` caches the
-    prepared data of each imbalance ratio across the cells of one process.
+    prepared data of each imbalance ratio across the cells of one process; ``warned`` holds the
+    (method, dim) pairs already checked for a degenerate prototype set.
     """
     from protobench import engine
     from protobench.data.prepare import prepare_cell_data
@@ -262,6 +265,9 @@ def run_locked_cell(
     if cell.ratio not in data_by_ratio:
         data_by_ratio[cell.ratio] = prepare_cell_data(suite.data_settings, options.data_dir, cell.ratio)
     data = data_by_ratio[cell.ratio]
+    if warned is not None and (cell.method, cell.dim) not in warned:
+        warned.add((cell.method, cell.dim))
+        warn_degenerate_prototypes(suite, cell.method, data.num_classes, cell.dim, cell.seed, reporter)
     reporter.start_cell(*position, cell.label())
     record = results.new_record(
         suite=suite.name,
@@ -319,3 +325,17 @@ def run_locked_cell(
         checkpoints.discard()
     reporter.end_cell(record)
     return True
+
+
+def warn_degenerate_prototypes(suite: Suite, method: str, K: int, dim: int, seed: int, reporter: RunReporter) -> None:
+    """Warn when ``method``'s fixed prototypes at (K, dim) are degenerate (protobench.prototypes.degeneracy)."""
+    from protobench.prototypes import generate
+    from protobench.prototypes.degeneracy import degeneracy_warning, method_prototype_request
+
+    request = method_prototype_request(method, suite.method_options.get(method, {}))
+    if request is None:
+        return
+    kind, params = request
+    text = degeneracy_warning(generate(kind, K, dim, seed, **params), f"{method} ({kind} prototypes)")
+    if text is not None:
+        reporter.warn(text)

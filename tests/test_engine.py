@@ -83,12 +83,56 @@ def test_dl2pa_cell_re_matches_after_every_epoch(tmp_path, fmnist_dir):
     _, outcome = run_tiny(tmp_path, fmnist_dir, method="dl2pa", dim=2, methods=["dl2pa"], train=train)
     for row in outcome.history:
         assert {"assignment_changed", "rep_proto_cosine"} <= set(row)
+        assert not {"step_rematches", "step_classes_moved"} & set(row)  # the schedule is off by default
         assert 0 <= row["assignment_changed"] <= 10 and -1 <= row["rep_proto_cosine"] <= 1
     state = outcome.state["method"]
     start = create_method("dl2pa", 10, 2, seed=0)
     assert not torch.allclose(state["representatives"], start.representatives, atol=1e-3)
     assert torch.equal(state["assignment"], hungarian(state["representatives"], state["prototypes"]))
     assert not torch.equal(state["assignment"], start.assignment)
+
+
+def test_a_matching_schedule_re_matches_at_its_steps_on_the_host(tmp_path, fmnist_dir, monkeypatch):
+    # 160 images / 32: 5 steps an epoch; every 2 steps in epoch 1 only: steps 2 and 4, each the
+    # Hungarian solution on the representatives of that moment; then after each epoch only.
+    from protobench.methods.prototype_head import MatchedPrototypeHead
+
+    seen = []
+    real = MatchedPrototypeHead.rematch_now
+
+    def spy(self):
+        changed = real(self)
+        seen.append((self.representatives.clone(), self.prototypes.clone(), self.assignment.clone()))
+        return changed
+
+    matched_at = []
+    real_update = MatchedPrototypeHead.after_update
+
+    def update(self, step, epoch):
+        before = len(seen)
+        real_update(self, step, epoch)
+        if len(seen) > before:
+            matched_at.append(step)
+
+    monkeypatch.setattr(MatchedPrototypeHead, "rematch_now", spy)
+    monkeypatch.setattr(MatchedPrototypeHead, "after_update", update)
+    options = {"dl2pa": {"match_every_steps": 2, "match_steps_until_epoch": 1}}
+    train = {"epochs": 2, "batch_size": 32, "lr": 0.05}
+    _, outcome = run_tiny(tmp_path, fmnist_dir, "dl2pa", 2, methods=["dl2pa"], train=train, method_options=options)
+    assert matched_at == [2, 4] and len(seen) == 4  # and once after each epoch
+    for reps, prototypes, assignment in seen:
+        assert torch.equal(assignment, hungarian(reps, prototypes))
+    assert [row["step_rematches"] for row in outcome.history] == [2, 0]
+    assert all(0 <= row["step_classes_moved"] <= 20 for row in outcome.history)
+
+
+def test_cos_ce_trains_a_prototype_head(tmp_path, fmnist_dir):
+    options = {"hpn": {"loss": "cos-ce", "tau": 0.1}}
+    train = {"epochs": 2, "batch_size": 32, "lr": 0.05}
+    _, outcome = run_tiny(tmp_path, fmnist_dir, "hpn", 4, methods=["hpn"], train=train, method_options=options)
+    assert all(math.isfinite(row["train_loss"]) for row in outcome.history)
+    assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"]
+    assert outcome.method_hyperparameters == {"loss": "cos-ce", "tau": 0.1}
 
 
 class _Oracle(nn.Module):
@@ -168,6 +212,30 @@ def test_a_stopped_and_resumed_cell_trains_exactly_as_an_uninterrupted_one(
         train_cell(suite, data, method, 3, 0, **kw, checkpointing=Checkpointing(saved.append, should_stop=stop))
     assert (saved[-1]["loop"]["epoch"], saved[-1]["loop"]["batch"]) == position
     resumed = train_cell(suite, data, method, 3, 0, **kw, checkpointing=Checkpointing(lambda s: None, resume=saved[-1]))
+    assert comparable(resumed) == comparable(reference)
+
+
+def test_a_resumed_cell_with_a_matching_schedule_trains_as_an_uninterrupted_one(tmp_path, fmnist_dir):
+    # Stopped after batch 1 of epoch 2 (step 6, a step re-matching): the schedule follows the step
+    # number and this epoch's counts are in the checkpointed buffer.
+    from protobench.engine import Checkpointing, Interrupted
+
+    train = {"epochs": 2, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, "mixup_alpha": 0.2}
+    options = {"dl2pa": {"match_every_steps": 2, "match_steps_until_epoch": 2}}
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], train=train, method_options=options)))
+    data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
+    kw = dict(device=torch.device("cpu"), precision="fp32", deterministic=True)
+    reference = train_cell(suite, data, "dl2pa", 3, 0, **kw)
+    assert [row["step_rematches"] for row in reference.history] == [2, 3]  # steps 2, 4 and 6, 8, 10
+    saved, asked = [], []
+    stop = Checkpointing(saved.append, should_stop=lambda: asked.append(1) or len(asked) == 7)
+    with pytest.raises(Interrupted):
+        train_cell(suite, data, "dl2pa", 3, 0, **kw, checkpointing=stop)
+    assert (saved[-1]["loop"]["epoch"], saved[-1]["loop"]["batch"]) == (1, 1)
+    assert saved[-1]["method"]["step_matching"][0] == 1
+    resumed = train_cell(
+        suite, data, "dl2pa", 3, 0, **kw, checkpointing=Checkpointing(lambda s: None, resume=saved[-1])
+    )
     assert comparable(resumed) == comparable(reference)
 
 

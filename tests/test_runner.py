@@ -268,3 +268,12 @@ def test_a_corrupt_checkpoint_is_reported_and_the_cell_starts_over(tmp_path, fmn
     err = capsys.readouterr().err
     assert err.startswith(f"warning: checkpoint {checkpoint} is unreadable (")
     assert err.endswith("the cell starts over\n") and err.count("\n") == 1
+
+
+def test_a_degenerate_prototype_set_is_one_warning_per_method_and_dim(tmp_path, fmnist_dir, capsys):
+    # EBV's K=10 vectors in d=2 are 18 degrees apart at the closest, half of what HPN reaches (36).
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["ebv", "dl2pa"], dims=[2], seeds=[0, 1],
+                                      train={"epochs": 1})))  # fmt: skip
+    run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "ebv" in warnings[0] and "d=2" in warnings[0], warnings

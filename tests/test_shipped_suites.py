@@ -48,6 +48,7 @@ SUITE_DATA = {
     "fashion-mnist": "fashion-mnist",
     "fashion-mnist-tuned": "fashion-mnist",
     "fashion-mnist-lt": "fashion-mnist",
+    "fashion-mnist-lt-lowdim": "fashion-mnist",
     "cifar10": "cifar10",
     "cifar100": "cifar100",
     "cifar10-lt": "cifar10",

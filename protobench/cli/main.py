@@ -118,7 +118,7 @@ def methods_command(
     for name in METHODS.names():
         cls = METHODS.get(name)
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        rows.append({"name": name, "defaults": dict(cls.defaults), "summary": summary})
+        rows.append({"name": name, "defaults": {**cls.defaults, **cls.later_defaults}, "summary": summary})
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return

@@ -51,6 +51,15 @@ def _generate(method: str, classes: int, dim: int, seed: int, t: float | None, t
     return prototypes.generate_with_info(method, classes, dim, seed, **params)
 
 
+def _warn_if_degenerate(P: Any, label: str) -> None:
+    """Print a one-line warning on stderr when the set is degenerate (protobench.prototypes.degeneracy)."""
+    from protobench.prototypes.degeneracy import degeneracy_warning
+
+    text = degeneracy_warning(P, label)
+    if text is not None:
+        typer.echo(f"warning: {text}", err=True)
+
+
 def _print_metrics(title: str, values: dict[str, Any], notes: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -93,6 +102,7 @@ def generate_command(
         np.save(out, P.numpy())
     except OSError as exc:
         raise UserError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    _warn_if_degenerate(P, f"{method} prototypes")
     values = prototypes.metrics(P).as_dict()
     extra = {"method": method, "classes": classes, "dim": dim, "seed": seed, "params": info.params}
     extra.update(iterations=info.iterations, converged=info.converged, seconds=round(info.seconds, 3))
@@ -135,6 +145,7 @@ def show_command(
         P, info = _generate(method, classes, dim, seed, None, None)
         P, notes = P.numpy(), info.notes
         title = f"{method} prototypes K={classes} d={dim} seed={seed}"
+    _warn_if_degenerate(P, str(file) if file is not None else f"{method} prototypes")
     values = prototypes.metrics(P).as_dict()
     if plot is not None:
         _plot(P, plot, title)

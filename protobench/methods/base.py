@@ -11,9 +11,11 @@ per training step (protobench/step.py, docs/engine.md)::
 ``memo`` is what the loss computed that the bookkeeping reuses (a tuple of tensors, empty by
 default); with mixup, ``y`` and ``memo`` are those of the dominant label set. After each epoch
 ``method.after_epoch()`` (returns per-epoch diagnostics, e.g. how many classes changed prototype),
-and at evaluation ``method.predict(method(z))``. Everything a method must keep (prototypes,
-assignment, representatives, centroids) lives in parameters or registered buffers, updated in
-place, so ``state_dict()`` is its checkpoint, ``.to(device)`` moves it and a CUDA graph replays it.
+and at evaluation ``method.predict(method(z))``. After every optimiser update (outside the step,
+which a CUDA graph may replay) ``train_cell`` calls ``method.after_update(step, epoch)`` on the host.
+Everything a method must keep (prototypes, assignment, representatives, centroids) lives in
+parameters or registered buffers, updated in place, so ``state_dict()`` is its checkpoint,
+``.to(device)`` moves it and a CUDA graph replays it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class Method(nn.Module):
     #: Documented hyperparameters with their defaults, stated here only: ``create_method`` passes
     #: each to ``__init__`` as a keyword; a suite may override any of them, nothing else.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: Options added after results were recorded: passed to ``__init__`` and recorded like ``defaults``,
+    #: but part of a cell's config (and so its hash) only when set away from their default, so the
+    #: configs of cells recorded before an option existed keep their hashes (``resolved_options``).
+    later_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, num_classes: int, dim: int, *, seed: int = 0, loss_family: str = "balanced") -> None:
         super().__init__()
@@ -99,6 +105,11 @@ class Method(nn.Module):
         """Called every training step with detached features, the step's labels and the memo of
         ``step_loss`` on them (empty: recompute); updates buffers in place, never syncs with the host."""
 
+    def after_update(self, step: int, epoch: int) -> None:
+        """Called by ``train_cell`` on the host after every optimiser update: ``step`` updates done so
+        far in the run, in (0-based) ``epoch``. For work the step itself cannot do because it needs
+        the host (it may be replayed from a CUDA graph); the default does nothing and syncs nothing."""
+
     @torch.no_grad()
     def after_epoch(self) -> dict[str, float]:
         """Called after every training epoch; returns diagnostics to record for that epoch."""
@@ -110,8 +121,9 @@ class Method(nn.Module):
         return None
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The resolved hyperparameters (an attribute per key of ``defaults``), recorded with every result."""
-        return {name: getattr(self, name) for name in self.defaults}
+        """The resolved hyperparameters (an attribute per key of ``defaults`` and ``later_defaults``),
+        recorded with every result."""
+        return {name: getattr(self, name) for name in {**self.defaults, **self.later_defaults}}
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -135,7 +147,8 @@ def check_loss_family(method: str, family: str) -> None:
 
 def check_options(name: str, options: Mapping[str, Any], where: str = "") -> None:
     """A UserError naming the first option ``name`` does not document, and the allowed ones."""
-    allowed = METHODS.get(name).defaults
+    cls = METHODS.get(name)
+    allowed = {**cls.defaults, **cls.later_defaults}
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         prefix = f"{where}: " if where else ""
@@ -144,13 +157,18 @@ def check_options(name: str, options: Mapping[str, Any], where: str = "") -> Non
 
 
 def resolved_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Method ``name``'s defaults with ``options`` over them (unknown options are errors)."""
+    """Method ``name``'s defaults with ``options`` over them (unknown options are errors): a cell's
+    ``method_options``. An option of ``later_defaults`` appears only when set away from its default."""
     check_options(name, options)
-    return {**METHODS.get(name).defaults, **options}
+    later = METHODS.get(name).later_defaults
+    changed = {key: value for key, value in options.items() if key not in later or value != later[key]}
+    return {**METHODS.get(name).defaults, **changed}
 
 
 def create_method(
     name: str, num_classes: int, dim: int, *, seed: int = 0, loss_family: str = "balanced", **options: Any
 ) -> Method:
     """Build method ``name``; ``options`` override its documented defaults (unknown ones are errors)."""
-    return METHODS.get(name)(num_classes, dim, seed=seed, loss_family=loss_family, **resolved_options(name, options))
+    cls = METHODS.get(name)
+    resolved = {**cls.later_defaults, **resolved_options(name, options)}
+    return cls(num_classes, dim, seed=seed, loss_family=loss_family, **resolved)

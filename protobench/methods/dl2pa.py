@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from protobench.methods.base import register_method
-from protobench.methods.prototype_head import MatchedPrototypeHead
+from protobench.methods.prototype_head import MatchedPrototypeHead, PrototypeHead
 
 
 @register_method("dl2pa")
@@ -27,12 +27,14 @@ class DL2PA(MatchedPrototypeHead):
     """
 
     defaults = {"t": 2.0, "momentum": 0.9}
+    #: The generator of its prototypes (read by the degenerate-set warning before training).
+    prototype_kind: ClassVar[str] = "uniform"
     #: Whether the assignment is re-matched after every epoch (the ablation turns it off).
     rematch: ClassVar[bool] = True
 
     def __init__(self, num_classes: int, dim: int, *, t: float, momentum: float, **base: Any) -> None:
         super().__init__(
-            num_classes, dim, prototype_kind="uniform", prototype_options={"t": float(t)},
+            num_classes, dim, prototype_kind=self.prototype_kind, prototype_options={"t": float(t)},
             momentum=momentum, rematch=self.rematch, **base,
         )  # fmt: skip
         self.t = float(t)
@@ -44,6 +46,12 @@ class DL2PAStatic(DL2PA):
 
     Same hyperparameters and same initial assignment as ``dl2pa`` at the same seed, so the only
     difference between the two is the per-epoch matching; ``assignment_changed`` is always 0.
+    It takes ``loss`` and ``tau`` but no matching schedule (it never re-matches).
     """
 
     rematch: ClassVar[bool] = False
+    later_defaults: ClassVar[dict[str, Any]] = PrototypeHead.later_defaults
+
+    def __init__(self, num_classes: int, dim: int, **options: Any) -> None:
+        # Never re-matched, so no matching schedule: it is not an option of this head.
+        super().__init__(num_classes, dim, match_every_steps=0, match_steps_until_epoch=0, **options)

@@ -30,6 +30,8 @@ class EBV(Method):
     """
 
     defaults = {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
+    #: The generator of its fixed vectors (protobench.prototypes), for the degenerate-set warning.
+    prototype_kind = "ebv"
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ HPN's prototypes but re-assigns them every epoch exactly as DL2PA does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from protobench.methods.base import register_method
 from protobench.methods.prototype_head import MatchedPrototypeHead, PrototypeHead
@@ -23,6 +23,8 @@ class HPN(PrototypeHead):
     """
 
     defaults: dict[str, Any] = {}
+    #: The generator of its prototypes (read by the degenerate-set warning before training).
+    prototype_kind: ClassVar[str] = "hpn"
 
     def __init__(self, num_classes: int, dim: int, **base: Any) -> None:
         super().__init__(num_classes, dim, prototype_kind="hpn", prototype_options={}, **base)
@@ -36,6 +38,7 @@ class HPNDynamic(MatchedPrototypeHead):
     """
 
     defaults = {"momentum": 0.9}
+    prototype_kind: ClassVar[str] = "hpn"
 
     def __init__(self, num_classes: int, dim: int, *, momentum: float, **base: Any) -> None:
         super().__init__(

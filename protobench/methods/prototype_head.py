@@ -10,7 +10,7 @@ per-epoch Hungarian re-matching of classes to prototypes (Saadabadi et al., CVPR
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,10 @@ from protobench.methods.base import Method, StepMemo, check_loss_family
 from protobench.methods.losses import dot_regression_loss, random_unit_rows, squared_cosine_loss, unit_rows
 from protobench.prototypes import generate
 
+#: The balanced family's losses (option ``loss``): the paper's squared cosine, or a cross-entropy
+#: over the cosines to every class's assigned prototype divided by ``tau``.
+PROTOTYPE_LOSSES: tuple[str, ...] = ("sq-cos", "cos-ce")
+
 
 class PrototypeHead(Method):
     """Fixed unit prototypes (buffer ``prototypes``, K x d) and a class -> prototype ``assignment``.
@@ -32,7 +36,13 @@ class PrototypeHead(Method):
     through BatchNorm1d and L2 normalisation and uses the dot-regression loss with targets P[A].
     Prediction: argmax_c cos(h, p_A(c)). ``class_targets`` = P[A] is a derived buffer (refreshed
     whenever the assignment changes or a checkpoint is loaded), so a step indexes it once.
+
+    Options added after the paper's runs (``later_defaults``): ``loss`` (balanced family only),
+    ``sq-cos`` (the paper's squared cosine, summed over the batch) or ``cos-ce`` (cross-entropy over
+    cos(h, p_A(c)) / ``tau`` for every class c, a batch mean); ``tau`` (0.1) is cos-ce's temperature.
     """
+
+    later_defaults: ClassVar[dict[str, Any]] = {"loss": "sq-cos", "tau": 0.1}
 
     def __init__(
         self,
@@ -41,13 +51,17 @@ class PrototypeHead(Method):
         *,
         prototype_kind: str,
         prototype_options: Mapping[str, Any],
+        loss: str,
+        tau: float,
         **base: Any,
     ) -> None:
         super().__init__(num_classes, dim, **base)
         check_loss_family(self.method_name, self.loss_family)
+        self.loss_name, self.tau = _checked_loss(self.method_name, self.loss_family, loss, float(tau))
         # Only the long-tailed head has learnable parameters; the balanced one is parameter-free.
         self.bn = nn.BatchNorm1d(dim) if self.loss_family == "long-tailed" else None
-        self.loss_reduction = "sum" if self.bn is None else "mean"  # squared cosine: summed over the batch
+        # The squared cosine is summed over the batch, as the paper does; cos-ce is a mean.
+        self.loss_reduction = "sum" if self.bn is None and self.loss_name == "sq-cos" else "mean"
         prototypes = generate(prototype_kind, num_classes, dim, self.seed, **prototype_options)
         self.register_buffer("prototypes", prototypes.to(torch.float32))
         self.register_buffer("assignment", torch.arange(num_classes))
@@ -82,8 +96,27 @@ class PrototypeHead(Method):
         """The loss, and (balanced) the unit features it computed, which after_step reuses."""
         if self.bn is not None:
             return dot_regression_loss(h, self.class_targets, y), ()
+        if self.loss_name == "cos-ce":
+            unit = unit_rows(h)
+            return F.cross_entropy(unit @ self.class_targets.T / self.tau, y), (unit.detach(),)
         loss, unit = squared_cosine_loss(h, self.class_targets[y])
         return loss, (unit,)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        # The option ``loss`` is kept as ``loss_name``: the attribute ``loss`` is the loss function.
+        names = {**self.defaults, **self.later_defaults}
+        return {name: self.loss_name if name == "loss" else getattr(self, name) for name in names}
+
+
+def _checked_loss(method: str, family: str, loss: str, tau: float) -> tuple[str, float]:
+    """``loss`` and ``tau`` if valid for the loss ``family``, else a one-line UserError."""
+    if loss not in PROTOTYPE_LOSSES:
+        raise UserError(f"method '{method}': unknown loss {loss!r}; allowed: {', '.join(PROTOTYPE_LOSSES)}")
+    if loss != "sq-cos" and family != "balanced":
+        raise UserError(f"method '{method}': loss {loss!r} is for the balanced loss family only")
+    if not tau > 0:
+        raise UserError(f"method '{method}': tau must be positive, got {tau}")
+    return loss, tau
 
 
 def _refresh_after_load(module: PrototypeHead, _incompatible_keys: Any) -> None:
@@ -100,15 +133,46 @@ class MatchedPrototypeHead(PrototypeHead):
     those random representatives (a seeded random permutation). With ``rematch`` every epoch ends
     by re-assigning classes to prototypes to maximise sum_c cos(q_c, p_A(c)); without it the
     assignment never changes (the representatives still feed the ``rep_proto_cosine`` diagnostic).
+
+    Matching schedule (``later_defaults``, beyond the paper): with ``match_every_steps`` N > 0 the
+    assignment is also re-matched every N optimiser steps (counted over the run) during the first
+    ``match_steps_until_epoch`` epochs, in ``after_update`` on the host; buffer ``step_matching``
+    (only then) counts this epoch's step re-matchings and classes moved, recorded by ``after_epoch``.
     """
 
-    def __init__(self, num_classes: int, dim: int, *, momentum: float, rematch: bool, **head: Any) -> None:
+    later_defaults: ClassVar[dict[str, Any]] = {
+        **PrototypeHead.later_defaults,
+        "match_every_steps": 0,
+        "match_steps_until_epoch": 1,
+    }
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        momentum: float,
+        rematch: bool,
+        match_every_steps: int,
+        match_steps_until_epoch: int,
+        **head: Any,
+    ) -> None:
         momentum = float(momentum)
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"method '{self.method_name}': momentum must be in [0, 1), got {momentum}")
+        for name, value in (
+            ("match_every_steps", match_every_steps),
+            ("match_steps_until_epoch", match_steps_until_epoch),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserError(f"method '{self.method_name}': {name} must be a whole number >= 0, got {value!r}")
         super().__init__(num_classes, dim, **head)
         self.momentum = momentum
         self.rematch = rematch
+        self.match_every_steps = match_every_steps
+        self.match_steps_until_epoch = match_steps_until_epoch
+        if match_every_steps > 0:  # only then: the default head's state_dict (and checkpoints) stay as they were
+            self.register_buffer("step_matching", torch.zeros(2, dtype=torch.long))
         representatives = random_unit_rows(num_classes, dim, self.seed, "dl2pa-representatives")
         self.assignment.copy_(hungarian(representatives, self.prototypes))
         self.refresh_class_targets()
@@ -133,13 +197,36 @@ class MatchedPrototypeHead(PrototypeHead):
         F.normalize(blended, dim=1, out=q)
 
     @torch.no_grad()
+    def rematch_now(self) -> int:
+        """Re-assign classes to prototypes (Hungarian on the CPU, on the current representatives);
+        returns how many classes changed prototype."""
+        result = match(self.representatives.cpu(), self.prototypes.cpu(), previous=self.assignment.cpu())
+        self.assignment.copy_(result.assignment.to(self.assignment.device))
+        self.refresh_class_targets()
+        return int(result.changed)
+
+    @torch.no_grad()
+    def after_update(self, step: int, epoch: int) -> None:
+        """Every ``match_every_steps`` steps of the first ``match_steps_until_epoch`` epochs: re-match.
+
+        Derived from ``step`` alone, so a resumed run re-matches at the same steps; a no-op (no sync)
+        when the schedule is off.
+        """
+        every = self.match_every_steps
+        if every > 0 and self.rematch and epoch < self.match_steps_until_epoch and step % every == 0:
+            changed = self.rematch_now()
+            self.step_matching[0] += 1
+            self.step_matching[1] += changed
+
+    @torch.no_grad()
     def after_epoch(self) -> dict[str, float]:
-        """Re-match classes to prototypes (Hungarian, on the CPU) when ``rematch``; report how much moved."""
-        changed = 0
-        if self.rematch:
-            result = match(self.representatives.cpu(), self.prototypes.cpu(), previous=self.assignment.cpu())
-            self.assignment.copy_(result.assignment.to(self.assignment.device))
-            self.refresh_class_targets()
-            changed = int(result.changed)
+        """Re-match classes to prototypes (Hungarian, on the CPU) when ``rematch``; report how much moved
+        (with a matching schedule, also this epoch's step re-matchings and the classes they moved)."""
+        changed = self.rematch_now() if self.rematch else 0
         cosine = (F.normalize(self.representatives, dim=1) * self.class_anchors()).sum(dim=1).mean()
-        return {"assignment_changed": changed, "rep_proto_cosine": float(cosine)}
+        diagnostics = {"assignment_changed": changed, "rep_proto_cosine": float(cosine)}
+        if self.match_every_steps > 0:
+            rematches, moved = self.step_matching.tolist()
+            diagnostics.update(step_rematches=rematches, step_classes_moved=moved)
+            self.step_matching.zero_()
+        return diagnostics

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from protobench.errors import UserError
+from protobench.grid import Cell, cell_config
 from protobench.methods import METHODS, create_method
 from protobench.methods.base import LOSS_FAMILIES, check_loss_family, check_options, resolved_options
+from protobench.results import config_hash
+from protobench.suites import load_suite
+
+#: The committed results of the shipped fashion-mnist suite.
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "fashion-mnist"
 
 
 def test_registration_names_the_class() -> None:
@@ -25,7 +34,8 @@ def test_defaults_are_the_only_source_of_default_values() -> None:
     # Every head builds from its documented defaults alone, and records exactly them.
     for name in METHODS:
         method = create_method(name, 10, 16, seed=0)
-        assert method.hyperparameters() == METHODS.get(name).defaults
+        cls = METHODS.get(name)
+        assert method.hyperparameters() == {**cls.defaults, **cls.later_defaults}
 
 
 def test_init_states_no_defaults_of_its_own() -> None:
@@ -36,8 +46,31 @@ def test_init_states_no_defaults_of_its_own() -> None:
 
 
 def test_unknown_option_is_one_error_naming_the_allowed_ones() -> None:
-    with pytest.raises(UserError, match=r"method 'dl2pa' has no option 'tt'; allowed: momentum, t"):
+    allowed = "loss, match_every_steps, match_steps_until_epoch, momentum, t, tau"
+    with pytest.raises(UserError, match=rf"method 'dl2pa' has no option 'tt'; allowed: {allowed}$"):
         create_method("dl2pa", 4, 3, tt=1.0)
-    with pytest.raises(UserError, match=r"^suite.yaml: method 'hpn' has no option 'x'; allowed: none$"):
-        check_options("hpn", {"x": 1}, where="suite.yaml")
+    with pytest.raises(UserError, match=r"^suite.yaml: method 'etf' has no option 'x'; allowed: none$"):
+        check_options("etf", {"x": 1}, where="suite.yaml")
     assert resolved_options("dl2pa", {"t": 3.0}) == {"t": 3.0, "momentum": 0.9}
+
+
+def test_a_later_option_enters_the_config_only_away_from_its_default() -> None:
+    # Options added after results were recorded must leave the configs (hashes) of those results alone.
+    assert resolved_options("dl2pa", {"loss": "sq-cos", "match_every_steps": 0}) == {"t": 2.0, "momentum": 0.9}
+    assert resolved_options("hpn", {"tau": 0.1}) == {}
+    assert resolved_options("hpn", {"loss": "cos-ce"}) == {"loss": "cos-ce"}
+    method = create_method("hpn", 4, 3, seed=0, loss="cos-ce", tau=0.5)
+    assert method.hyperparameters() == {"loss": "cos-ce", "tau": 0.5}
+
+
+@pytest.mark.parametrize("method", ["dl2pa", "hpn"])
+def test_shipped_fashion_mnist_cells_keep_the_hashes_of_their_committed_records(method: str) -> None:
+    record = json.loads(next((RESULTS / method).glob("d2_s0_*.json")).read_text())
+    suite = load_suite("fashion-mnist")
+    config = cell_config(
+        suite,
+        Cell(method, 2, 0, None),
+        deterministic=record["config"]["deterministic"],
+        precision=record["config"]["precision"],
+    )
+    assert config_hash(config) == record["config_hash"]

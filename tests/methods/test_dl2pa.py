@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from protobench.assignment import hungarian
+from protobench.errors import UserError
 from protobench.methods import create_method
 from protobench.methods.dl2pa import DL2PA, DL2PAStatic
 from protobench.prototypes import generate
@@ -33,11 +34,13 @@ def _hand_head(loss_family: str = "balanced", momentum: float = 0.9) -> DL2PA:
 
 def test_defaults_and_hyperparameters() -> None:
     method = create_method("dl2pa", 4, 3, seed=0)
-    assert DL2PA.defaults == {"t": 2.0, "momentum": 0.9}
-    assert method.hyperparameters() == {"t": 2.0, "momentum": 0.9}
+    later = {"loss": "sq-cos", "tau": 0.1, "match_every_steps": 0, "match_steps_until_epoch": 1}
+    assert DL2PA.defaults == {"t": 2.0, "momentum": 0.9} and DL2PA.later_defaults == later
+    assert method.hyperparameters() == {"t": 2.0, "momentum": 0.9, **later}
     assert create_method("dl2pa", 4, 3, seed=0, t=5.0, momentum=0.5).hyperparameters() == {
         "t": 5.0,
         "momentum": 0.5,
+        **later,
     }
 
 
@@ -237,3 +240,53 @@ def test_bad_momentum_is_a_user_error() -> None:
         create_method("dl2pa", 4, 3, momentum=1.0)
     with pytest.raises(UserError, match="loss family"):
         create_method("dl2pa", 4, 3, loss_family="lt")
+
+
+# ---------------------------------------------------------------- beyond the paper: loss form, matching schedule
+
+
+@pytest.mark.parametrize("name", ["hpn", "dl2pa", "dl2pa-static", "hpn-dynamic"])
+def test_cos_ce_is_cross_entropy_over_cosines_to_the_assigned_prototypes(name: str) -> None:
+    method = create_method(name, 4, 3, seed=1, loss="cos-ce", tau=0.2)
+    assert method.loss_reduction == "mean" and create_method(name, 4, 3, seed=1).loss_reduction == "sum"
+    h = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 1, 0])
+    loss, memo = method.step_loss(h, y)
+    cosines = torch.nn.functional.normalize(h, dim=1) @ method.prototypes[method.assignment].T
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(cosines / 0.2, y).item(), rel=1e-6)
+    assert len(memo) == 1 and not memo[0].requires_grad
+    assert torch.allclose(memo[0], torch.nn.functional.normalize(h.detach(), dim=1))
+    loss.backward()
+    assert h.grad is not None and torch.isfinite(h.grad).all()
+
+
+def test_loss_options_are_checked() -> None:
+    with pytest.raises(UserError, match=r"^method 'dl2pa': unknown loss 'ce'; allowed: sq-cos, cos-ce$"):
+        create_method("dl2pa", 4, 3, loss="ce")
+    with pytest.raises(UserError, match="balanced"):
+        create_method("hpn", 4, 3, loss="cos-ce", loss_family="long-tailed")
+    with pytest.raises(UserError, match="tau"):
+        create_method("hpn", 4, 3, loss="cos-ce", tau=0.0)
+    with pytest.raises(UserError, match="match_every_steps"):
+        create_method("dl2pa", 4, 3, match_every_steps=-1)
+    with pytest.raises(UserError, match="has no option 'match_every_steps'"):
+        create_method("dl2pa-static", 4, 3, match_every_steps=2)
+
+
+def test_after_update_re_matches_on_schedule_and_counts_for_the_epoch() -> None:
+    method = create_method("dl2pa", 5, 3, seed=0, match_every_steps=2, match_steps_until_epoch=1)
+    reps = torch.nn.functional.normalize(torch.randn(5, 3, generator=torch.Generator().manual_seed(1)), dim=1)
+    method.representatives.copy_(reps)
+    before = method.assignment.clone()
+    method.after_update(1, 0)  # not a multiple of 2: nothing
+    assert torch.equal(method.assignment, before) and method.step_matching.tolist() == [0, 0]
+    method.after_update(2, 0)
+    assert torch.equal(method.assignment, hungarian(reps, method.prototypes))
+    moved = int((method.assignment != before).sum())
+    method.after_update(4, 1)  # past match_steps_until_epoch: nothing
+    assert method.step_matching.tolist() == [1, moved]
+    diag = method.after_epoch()
+    assert (diag["step_rematches"], diag["step_classes_moved"]) == (1, moved) and diag["assignment_changed"] == 0
+    assert method.step_matching.tolist() == [0, 0]
+    default = create_method("dl2pa", 5, 3, seed=0)
+    assert "step_matching" not in default.state_dict() and "step_rematches" not in default.after_epoch()

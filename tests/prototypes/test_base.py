@@ -14,7 +14,7 @@ def test_registry_lists_the_four_generators_with_their_defaults():
     assert prototypes.generator_names() == list(prototypes.GENERATORS)
     defaults = {name: dict(prototypes.get_generator(name).defaults) for name in prototypes.GENERATORS}
     assert defaults == {
-        "uniform": {"t": 2.0, "max_iter": 20000},
+        "uniform": {"t": 2.0, "max_iter": 100000},
         "hpn": {"max_iter": 8000},
         "etf": {},
         "ebv": {"tau": None, "max_iter": 3000},
@@ -51,7 +51,7 @@ def test_unknown_parameter_names_the_allowed_ones(kind, params, allowed):
 
 
 def test_resolve_params_fills_defaults_and_drops_unset():
-    assert prototypes.resolve_params("uniform", 4, 4, 0, {"t": 3, "max_iter": None}) == {"t": 3.0, "max_iter": 20000}
+    assert prototypes.resolve_params("uniform", 4, 4, 0, {"t": 3, "max_iter": None}) == {"t": 3.0, "max_iter": 100000}
     assert prototypes.resolve_params("ebv", 4, 4, 0, {}) == {"tau": None, "max_iter": 3000}
 
 

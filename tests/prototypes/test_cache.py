@@ -45,8 +45,8 @@ def test_damaged_cache_file_is_recomputed():
 @pytest.mark.parametrize(
     ("kind", "K", "d", "seed", "params", "name"),
     [
-        ("uniform", 10, 3, 0, {}, "uniform_K10_d3_s0_468fc00db67a9d05.npz"),
-        ("uniform", 10, 3, 0, {"t": 3.0}, "uniform_K10_d3_s0_840c96f76e2a2769.npz"),
+        ("uniform", 10, 3, 0, {}, "uniform_K10_d3_s0_d1782c21b361b595.npz"),
+        ("uniform", 10, 3, 0, {"t": 3.0}, "uniform_K10_d3_s0_baeaf7c9fb0be27e.npz"),
         ("hpn", 10, 3, 0, {}, "hpn_K10_d3_s0_fc5c0d0451e0f591.npz"),
         ("hpn", 10, 3, 0, {"max_iter": 800}, "hpn_K10_d3_s0_3f0795087b04aad6.npz"),
         ("etf", 10, 9, 0, {}, "etf_K10_d9_s0_59a025313827859b.npz"),
