@@ -145,9 +145,13 @@ def _reduce_grad(group: DataParallel, summed: bool, param: torch.Tensor) -> None
 
 
 def broadcast_buffers(module: torch.nn.Module) -> None:
-    """Rank 0's buffers (BatchNorm statistics, a head's state) on every rank, so all evaluate one model."""
-    for buffer in module.buffers():
-        dist.broadcast(buffer, src=0)
+    """Rank 0's BatchNorm running statistics on every rank, so all evaluate one model. Only those:
+    they are the one state each rank updates from its own rows; a head's own state (representatives,
+    centroids, assignment) is kept identical by ``Method.sum_over_ranks`` and is not papered over here."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._NormBase):
+            for buffer in layer.buffers(recurse=False):
+                dist.broadcast(buffer, src=0)
 
 
 def reducer(group: DataParallel | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
