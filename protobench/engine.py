@@ -145,8 +145,9 @@ class CellOutcome:
 def build_learner(
     suite: Suite, data: CellData, method_name: str, dim: int, seed: int, device: torch.device, precision: str
 ) -> Learner:
-    """Backbone, head and optimiser for ``method_name`` at ``dim``/``seed`` on ``device``, with
-    ``precision`` (``fp32`` or ``bf16`` autocast, already resolved); seeds nothing."""
+    """Backbone, head and optimiser for ``method_name`` (a suite row: a method or a variant of one) at
+    ``dim``/``seed`` on ``device``, with ``precision`` (``fp32`` or ``bf16`` autocast, already resolved);
+    seeds nothing."""
     channels_last = device.type == "cuda"
 
     def autocast() -> Any:
@@ -156,12 +157,12 @@ def build_learner(
     backbone = create_backbone(suite.backbone, in_channels=data.in_channels, dim=dim, **suite.backbone_options)
     backbone = backbone.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     method = create_method(
-        method_name,
+        suite.method_of(method_name),
         data.num_classes,
         dim,
         seed=seed,
         loss_family=suite.loss,
-        **suite.method_options.get(method_name, {}),
+        **suite.options_for(method_name),
     ).to(device)
     params = [p for p in (*backbone.parameters(), *method.parameters()) if p.requires_grad]
     return Learner(backbone, method, build_optimizer(params, suite.recipe_for(method_name)), autocast)

@@ -19,7 +19,7 @@ from protobench.suites import Suite, recipe_config
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid point of a suite."""
+    """One grid point of a suite; ``method`` is the row: a registered method or one of the suite's variants."""
 
     method: str
     dim: int
@@ -51,8 +51,10 @@ def cell_config(suite: Suite, cell: Cell, *, deterministic: bool, precision: str
         "loss": suite.loss,
         "backbone": suite.backbone,
         "backbone_options": suite.backbone_options,
-        "method": cell.method,
-        "method_options": resolved_options(cell.method, suite.method_options.get(cell.method, {})),
+        # A variant's config is its method's with the variant's options: the row's name is not in it, so
+        # equal settings under different names (or suites) have one hash (docs/ablations.md, "Reuse").
+        "method": suite.method_of(cell.method),
+        "method_options": resolved_options(suite.method_of(cell.method), suite.options_for(cell.method)),
         "dim": cell.dim,
         "seed": cell.seed,
         "train": recipe_config(suite.recipe_for(cell.method)),

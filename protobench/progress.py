@@ -111,7 +111,11 @@ class PlainReporter:
     def end_run(self, summary: RunSummary) -> None:
         extra = "".join(
             f", {count} {what}"
-            for count, what in ((summary.resumed, "resumed"), (summary.locked, "left locked"))
+            for count, what in (
+                (summary.reused, "reused"),
+                (summary.resumed, "resumed"),
+                (summary.locked, "left locked"),
+            )
             if count
         )
         self.say(

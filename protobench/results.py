@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 RECORD_KEYS = {
     "suite": "suite name",
     "dataset": "dataset name",
-    "method": "method name",
+    "method": "the table row: a method name, or a suite's variant (config.method is then its method)",
     "dim": "embedding dimension d",
     "seed": "training seed",
     "imbalance_ratio": "n_max / n_min of the long-tailed training set, or null when balanced",
@@ -61,6 +61,7 @@ RECORD_KEYS = {
     "cuda_graphs": "whether training steps were replayed from CUDA graphs (speed, not numbers)",
     "world_size": "data-parallel processes (torchrun ranks) that trained the cell together; 1 without torchrun",
     "finished_at": "UTC time the record was written",
+    "reused_from": "the record (path in the store) this one copies: same config, trained once (docs/ablations.md)",
 }
 
 
@@ -87,14 +88,16 @@ def new_record(
     digest: str,
     data: dict[str, Any],
     provenance: dict[str, Any],
+    row: str | None = None,
 ) -> dict[str, Any]:
     """A cell's record before it has an outcome: identity (read from ``config``), config and its
-    hashes, the data's source and counts, and the run's ``provenance``."""
+    hashes, the data's source and counts, and the run's ``provenance``. ``row`` names the table row
+    when it is not the method itself (a suite's variant; ``config["method"]`` is then its method)."""
     setting = {k: v for k, v in config.items() if k != "seed"}
     return {
         "suite": suite,
         "dataset": config["dataset"],
-        "method": config["method"],
+        "method": row or config["method"],
         "dim": config["dim"],
         "seed": config["seed"],
         "imbalance_ratio": config["imbalance_ratio"],
@@ -185,6 +188,37 @@ def cell_path(root: Path, suite: str, method: str, dim: int, seed: int, ratio: f
     """Where a cell's record lives."""
     ratio_part = f"_r{ratio:g}" if ratio is not None else ""
     return Path(root) / suite / method / f"d{dim}_s{seed}{ratio_part}_{digest[:10]}.json"
+
+
+def find_twin(root: Path, digest: str, path: Path) -> Path | None:
+    """A finished record (ok or n/a) elsewhere in the store under ``root`` with config hash ``digest``
+    (another suite, or another row name), or None. Its config equals the cell's, so its numbers are
+    the ones the cell would train to (docs/ablations.md, "Reuse"); records reused in turn are skipped."""
+    for candidate in sorted(Path(root).glob(f"*/*/*_{digest[:10]}.json")):
+        if candidate == path:
+            continue
+        record = read_record(candidate)
+        if (
+            record is not None
+            and record.get("config_hash") == digest
+            and record.get("status") in ("ok", "n/a")
+            and "reused_from" not in record
+        ):
+            return candidate
+    return None
+
+
+def reuse(root: Path, source: Path, path: Path, *, suite: str, column: str, row: str) -> None:
+    """Write the record at ``source`` (and its embedding sample) as the cell at ``path`` of ``suite``,
+    under row ``row``, naming where it came from in ``reused_from``."""
+    record = load_record(source)
+    record.update(suite=suite, column=column, method=row, reused_from=source.relative_to(root).as_posix())
+    if record.get("embeddings") and embeddings_path(source).is_file():
+        target = embeddings_path(path)
+        atomic_write(target, lambda f: f.write(embeddings_path(source).read_bytes()))
+        record["embeddings"] = target.name
+    record.pop("checkpoint", None)  # the kept checkpoint stays with the original
+    write_record(path, record)
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ class RunSummary:
     failed: int = 0
     resumed: int = 0
     locked: int = 0  # left to another process (--no-wait)
+    reused: int = 0  # copied from a finished record of the same config (docs/ablations.md, "Reuse")
     interrupted: int | None = None
 
     def add(self, part: RunSummary) -> None:
@@ -46,6 +47,7 @@ class RunSummary:
         self.failed += part.failed
         self.resumed += part.resumed
         self.locked += part.locked
+        self.reused += part.reused
         self.interrupted = self.interrupted or part.interrupted
 
 
@@ -62,6 +64,7 @@ class RunOptions:
     checkpoint_minutes: float = 10.0  # inside an epoch; every epoch's end is checkpointed anyway
     restart: bool = False  # discard unfinished cells' checkpoints instead of resuming them
     wait: bool = True  # wait for cells locked by another process (else skip them)
+    reuse: bool = True  # copy a finished record of the same config from elsewhere in the store
     shard: Shard | None = None  # this job's part of the grid (--shard I/N)
     parallel: DataParallel | None = None  # this process's rank under torchrun (docs/distributed.md)
     lock_stale_after: float = locks.STALE_AFTER_S
@@ -254,6 +257,13 @@ def run_locked_cell(
         reporter.note(f"{label} finished by another process")
         summary.skipped += 1
         return True
+    root = planned.path.parents[2]  # <store>/<suite>/<row>/<record>
+    if options.reuse and (twin := results.find_twin(root, planned.digest, planned.path)) is not None:
+        results.reuse(root, twin, planned.path, suite=suite.name, column=suite.column(cell.dim, cell.ratio),
+                      row=cell.method)  # fmt: skip
+        reporter.note(f"{label} reused {twin.relative_to(root).as_posix()} (the same config)")
+        summary.reused += 1
+        return True
     checkpoints = CellCheckpoints(planned.path, planned.digest, config)
     if options.restart:
         checkpoints.discard()
@@ -276,6 +286,7 @@ def run_locked_cell(
         digest=planned.digest,
         data={"source": data.source, "counts": data.counts},
         provenance=run,
+        row=cell.method,
     )
     if options.parallel is not None:  # the other ranks train this cell with rank 0 (``follow``)
         options.parallel.broadcast(("train", planned.digest, str(loaded[1]) if loaded else None))
@@ -332,7 +343,7 @@ def warn_degenerate_prototypes(suite: Suite, method: str, K: int, dim: int, seed
     from protobench.prototypes import generate
     from protobench.prototypes.degeneracy import degeneracy_warning, method_prototype_request
 
-    request = method_prototype_request(method, suite.method_options.get(method, {}))
+    request = method_prototype_request(suite.method_of(method), suite.options_for(method))
     if request is None:
         return
     kind, params = request

@@ -8,7 +8,6 @@ an unknown method, dataset or backbone is a ``UserError`` naming the file, the k
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from protobench.errors import UserError, did_you_mean
 from protobench.suite_files import available_suites as available_suites  # re-exported for the CLI
 from protobench.suite_files import read_yaml, resolve_suite_path
+from protobench.typed_values import check_choice, check_keys, convert
 
 if TYPE_CHECKING:
     from protobench.data.prepare import DataSettings
@@ -70,6 +70,16 @@ def recipe_config(recipe: TrainRecipe) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A named row of a suite: a registered method with some of its options set, e.g. an ablation's arm
+    (``variants: {dl2pa-t10: {method: dl2pa, options: {t: 10}}}``). It trains with its method's recipe
+    unless ``method_recipes`` names the variant itself."""
+
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Suite:
     """A benchmark: one dataset and recipe, a grid of method x dim x seed (x imbalance ratio)."""
 
@@ -87,6 +97,8 @@ class Suite:
     backbone: str = "smallcnn"
     backbone_options: dict[str, Any] = field(default_factory=dict)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Named rows beyond the registered methods (docs/ablations.md); ``methods`` may list them.
+    variants: dict[str, Variant] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     train: TrainRecipe = field(default_factory=TrainRecipe)
     #: Per-method changes to ``train`` (any TrainRecipe key), e.g. each head's published or tuned lr.
@@ -97,9 +109,21 @@ class Suite:
     sync_batchnorm: bool = False
     path: str = ""
 
-    def recipe_for(self, method: str) -> TrainRecipe:
-        """The recipe ``method`` trains with: ``train`` with the method's ``method_recipes`` entry over it."""
-        return dataclasses.replace(self.train, **self.method_recipes.get(method, {}))
+    def method_of(self, row: str) -> str:
+        """The registered method a row of the table trains: the row itself, or its variant's method."""
+        return self.variants[row].method if row in self.variants else row
+
+    def options_for(self, row: str) -> dict[str, Any]:
+        """A row's method options: ``method_options`` of its method, with the variant's own over them."""
+        own = self.variants[row].options if row in self.variants else {}
+        return {**self.method_options.get(self.method_of(row), {}), **own}
+
+    def recipe_for(self, row: str) -> TrainRecipe:
+        """The recipe a row trains with: ``train``, its method's ``method_recipes`` entry over it, and for a
+        variant the variant's own entry over both."""
+        method = self.method_of(row)
+        changes = {**self.method_recipes.get(method, {}), **(self.method_recipes.get(row, {}) if row != method else {})}
+        return dataclasses.replace(self.train, **changes)
 
     @property
     def long_tailed(self) -> bool:
@@ -173,60 +197,6 @@ class Suite:
         return [self.column(d, r) for r in self.imbalance_ratios for d in self.dims]
 
 
-# ---------------------------------------------------------------- typed conversion
-
-
-def convert(value: Any, hint: Any, where: str) -> Any:
-    """Check ``value`` against the type ``hint`` and convert lists to tuples; ``where`` names it in errors."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return convert(value, arg, where)
-            except UserError as error:
-                errors.append(str(error))
-        raise UserError(errors[0])
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            value = [value]  # a single value where a list is expected: `dims: 16`
-        item = args[0]
-        return tuple(convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"{where} must be a mapping, got {value!r}")
-        key_type, value_type = args
-        return {str(k): convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):
-            # PyYAML reads `5e-4` (no dot) as a string; accept what float() accepts.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise UserError(f"{where} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported type {hint}")
-
-
 def build(cls: type, data: dict[str, Any], where: str) -> Any:
     """Construct dataclass ``cls`` from ``data``; unknown keys are errors listing the allowed ones."""
     hints = typing.get_type_hints(cls)
@@ -239,19 +209,14 @@ def build(cls: type, data: dict[str, Any], where: str) -> Any:
             kwargs[name] = build(TrainRecipe, value, f"{where}: train")
         elif cls is Suite and name == "method_recipes":
             kwargs[name] = recipe_changes(value, where)
+        elif cls is Suite and name == "variants":
+            kwargs[name] = variants(value, where)
         else:
             kwargs[name] = convert(value, hints[name], f"{where}: key '{name}'")
     missing = [f.name for f in fields(cls) if f.name in ("name", "dataset", "dims", "methods") and f.name not in kwargs]
     if missing:
         raise UserError(f"{where}: missing key '{missing[0]}'")
     return cls(**kwargs)
-
-
-def check_keys(data: dict[str, Any], allowed: list[str], what: str) -> None:
-    """A UserError ``{what} 'k' (did you mean ...); allowed: ...`` for the first key not ``allowed``."""
-    unknown = [k for k in data if k not in allowed]
-    if unknown:
-        raise UserError(f"{what} '{unknown[0]}'{did_you_mean(unknown[0], allowed)}; allowed: {', '.join(allowed)}")
 
 
 def recipe_changes(value: Any, where: str) -> dict[str, dict[str, Any]]:
@@ -275,10 +240,34 @@ def recipe_changes(value: Any, where: str) -> dict[str, dict[str, Any]]:
     return changes
 
 
-def check_choice(value: str, allowed: tuple[str, ...] | list[str], where: str) -> None:
-    """A UserError unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise UserError(f"{where} is '{value}'; allowed: {', '.join(allowed)}")
+def variants(value: Any, where: str) -> dict[str, Variant]:
+    """``variants``: NAME -> {method: METHOD, options: {...}}; the names and options are checked by ``validate``."""
+    example = "e.g. {dl2pa-t10: {method: dl2pa, options: {t: 10}}}"
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: key 'variants' must be a mapping of name -> {{method, options}}, {example}")
+    found: dict[str, Variant] = {}
+    for name, spec in value.items():
+        key = f"{where}: key 'variants.{name}"
+        if not isinstance(spec, dict) or "method" not in spec:
+            raise UserError(f"{key}' must be a mapping with a 'method' (and 'options'), {example}")
+        check_keys(spec, ["method", "options"], f"{key}': unknown key")
+        method = convert(spec["method"], str, f"{key}.method'")
+        found[str(name)] = Variant(method, convert(spec.get("options") or {}, dict[str, Any], f"{key}.options'"))
+    return found
+
+
+def check_variants(suite: Suite, source: str) -> None:
+    """Each variant names a registered method, takes only options that method documents, and does not
+    hide a registered method's name."""
+    from protobench.methods import METHODS, check_options
+
+    for name, variant in suite.variants.items():
+        key = f"{source}: key 'variants.{name}"
+        if name in METHODS:
+            raise UserError(f"{key}': '{name}' is a registered method; give the variant another name")
+        if variant.method not in METHODS:
+            raise UserError(f"{key}.method': {METHODS.unknown_message(variant.method)}")
+        check_options(variant.method, variant.options, where=f"{key}.options'")
 
 
 def validate(suite: Suite, source: str) -> None:
@@ -294,9 +283,11 @@ def validate(suite: Suite, source: str) -> None:
         raise UserError(f"{source}: key 'backbone': {BACKBONES.unknown_message(suite.backbone)}")
     if not suite.methods:
         raise UserError(f"{source}: key 'methods' is empty; name at least one of: {', '.join(METHODS.names())}")
+    check_variants(suite, source)
+    rows = [*METHODS.names(), *suite.variants]
     for method in suite.methods:
-        if method not in METHODS:
-            raise UserError(f"{source}: key 'methods': {METHODS.unknown_message(method)}")
+        if method not in rows:
+            raise UserError(f"{source}: key 'methods': {unknown_row(method, rows)}")
     for method, options in suite.method_options.items():
         if method not in METHODS:
             raise UserError(f"{source}: key 'method_options': {METHODS.unknown_message(method)}")
@@ -320,12 +311,17 @@ def validate(suite: Suite, source: str) -> None:
         raise UserError(f"{source}: key 'val_size' must be >= 0")
     check_recipe(suite.train, source)
     for method in suite.method_recipes:
-        if method not in METHODS:
-            raise UserError(f"{source}: key 'method_recipes': {METHODS.unknown_message(method)}")
+        if method not in rows:
+            raise UserError(f"{source}: key 'method_recipes': {unknown_row(method, rows)}")
         check_recipe(suite.recipe_for(method), source, f"method_recipes.{method}")
     for method in suite.paper:
-        if method not in METHODS:
-            raise UserError(f"{source}: key 'paper': {METHODS.unknown_message(method)}")
+        if method not in rows:
+            raise UserError(f"{source}: key 'paper': {unknown_row(method, rows)}")
+
+
+def unknown_row(name: str, rows: list[str]) -> str:
+    """``unknown method 'x' (did you mean ...); allowed: ...`` over the registered methods and the suite's variants."""
+    return f"unknown method '{name}'{did_you_mean(name, rows)}; allowed: {', '.join(rows)}"
 
 
 def check_recipe(t: TrainRecipe, source: str, key: str = "train") -> None:

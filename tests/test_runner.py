@@ -277,3 +277,70 @@ def test_a_degenerate_prototype_set_is_one_warning_per_method_and_dim(tmp_path, 
     run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "ebv" in warnings[0] and "d=2" in warnings[0], warnings
+
+
+# ---------------------------------------------------------------- variants and reuse (docs/ablations.md)
+
+
+def test_a_variant_s_config_is_its_method_s_with_its_options(tmp_path):
+    variants = {
+        "dl2pa-t2": {"method": "dl2pa", "options": {"t": 2}},
+        "dl2pa-t10": {"method": "dl2pa", "options": {"t": 10}},
+    }
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa", "dl2pa-t2", "dl2pa-t10"], dims=[2],
+                                      variants=variants)))  # fmt: skip
+    by_row = {p.cell.method: p for p in planned_cells(suite, tmp_path / "res", deterministic=False, device=CPU)}
+    assert by_row["dl2pa-t10"].config["method"] == "dl2pa" and by_row["dl2pa-t10"].config["method_options"]["t"] == 10
+    assert by_row["dl2pa-t10"].digest != by_row["dl2pa"].digest
+    # t=2 is dl2pa's default: the same experiment, so the same config and hash, under its own row's folder.
+    assert by_row["dl2pa-t2"].config == by_row["dl2pa"].config
+    assert by_row["dl2pa-t2"].path.parent.name == "dl2pa-t2"
+
+
+def test_variants_train_with_their_options_under_their_own_rows(tmp_path, fmnist_dir):
+    variants = {"dl2pa-t10": {"method": "dl2pa", "options": {"t": 10}}}
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa", "dl2pa-t10"], dims=[2],
+                                      train={"epochs": 1}, variants=variants)))  # fmt: skip
+    assert run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU)).trained == 2
+    by_row = {r["method"]: r for r in records(tmp_path / "res")}
+    assert by_row["dl2pa-t10"]["config"]["method"] == "dl2pa"
+    assert (
+        by_row["dl2pa-t10"]["method_hyperparameters"]["t"] == 10.0
+        and by_row["dl2pa"]["method_hyperparameters"]["t"] == 2.0
+    )
+    # Other prototypes, other numbers: the option reached the head.
+    assert by_row["dl2pa-t10"]["metrics"] != by_row["dl2pa"]["metrics"]
+
+
+def test_a_cell_whose_config_is_finished_elsewhere_is_reused_not_trained(tmp_path, fmnist_dir):
+    first = load_suite(str(tiny_suite(tmp_path / "first.yaml", methods=["softmax"], dims=[2], train={"epochs": 1})))
+    second = load_suite(str(tiny_suite(tmp_path / "second.yaml", methods=["softmax", "etf"], dims=[2],
+                                       train={"epochs": 1})))  # fmt: skip
+    store = tmp_path / "res"
+    assert run_suite(first, results_dir=store, options=RunOptions(fmnist_dir, CPU)).trained == 1
+    summary = run_suite(second, results_dir=store, options=RunOptions(fmnist_dir, CPU))
+    assert (summary.reused, summary.trained, summary.not_applicable) == (1, 0, 1)
+    original, copy = (results.load_record(next((store / s / "softmax").glob("*.json"))) for s in ("first", "second"))
+    assert copy["reused_from"] == f"first/softmax/{next((store / 'first' / 'softmax').glob('*.json')).name}"
+    assert (copy["suite"], copy["method"]) == ("second", "softmax")
+    assert copy["metrics"] == original["metrics"] and copy["config_hash"] == original["config_hash"]
+    assert (store / "second" / "softmax" / copy["embeddings"]).is_file()  # d <= 3: its embedding sample too
+    # A record that is itself a copy is not reused again: with the original gone, the cell trains.
+    (store / "first").rename(tmp_path / "gone")
+    third = load_suite(str(tiny_suite(tmp_path / "third.yaml", methods=["softmax"], dims=[2], train={"epochs": 1})))
+    assert run_suite(third, results_dir=store, options=RunOptions(fmnist_dir, CPU)).trained == 1
+    # --no-reuse trains although third's record is an original now.
+    fourth = load_suite(str(tiny_suite(tmp_path / "fourth.yaml", methods=["softmax"], dims=[2], train={"epochs": 1})))
+    assert run_suite(fourth, results_dir=store, options=RunOptions(fmnist_dir, CPU, reuse=False)).trained == 1
+    assert "reused_from" not in results.load_record(next((store / "fourth" / "softmax").glob("*.json")))
+
+
+def test_a_failed_record_is_not_reused(tmp_path, fmnist_dir):
+    suite = load_suite(str(tiny_suite(tmp_path / "a.yaml", methods=["softmax"], dims=[2], train={"epochs": 1})))
+    planned = planned_cells(suite, tmp_path / "res", deterministic=False, device=CPU)[0]
+    failed = planned.path.parent.parent.parent / "elsewhere" / "softmax" / planned.path.name
+    failed.parent.mkdir(parents=True)
+    failed.write_text(json.dumps({"status": "error", "config_hash": planned.digest}))
+    assert results.find_twin(tmp_path / "res", planned.digest, planned.path) is None
+    failed.write_text(json.dumps({"status": "ok", "config_hash": planned.digest}))
+    assert results.find_twin(tmp_path / "res", planned.digest, planned.path) == failed

@@ -160,3 +160,48 @@ def test_imagenet_mixes_by_mixup_or_cutmix_and_imagenet_lt_by_mixup_alone():
     lt = load_suite("imagenet-lt")
     assert all(lt.recipe_for(method).cutmix_alpha == 0 for method in lt.methods)
     assert list(recipe_config(lt.train)) == KEYS_BEFORE_CUTMIX
+
+
+# ---------------------------------------------------------------- variants (docs/ablations.md)
+
+VARIANTS = {"dl2pa-t10": {"method": "dl2pa", "options": {"t": 10}}, "static-cosce": {"method": "dl2pa-static"}}
+
+
+def test_a_variant_is_its_method_with_its_options_and_recipe(tmp_path):
+    suite = load_suite(str(tiny_suite(
+        tmp_path / "s.yaml", methods=["dl2pa", "dl2pa-t10", "static-cosce"], variants=VARIANTS,
+        method_options={"dl2pa": {"momentum": 0.5}, "dl2pa-static": {"loss": "cos-ce"}},
+        method_recipes={"dl2pa": {"lr": 0.01}, "static-cosce": {"lr": 0.2}},
+    )))  # fmt: skip
+    assert suite.method_of("dl2pa-t10") == "dl2pa" and suite.method_of("dl2pa") == "dl2pa"
+    # The method's suite-wide options apply to its variants, the variant's own win.
+    assert suite.options_for("dl2pa-t10") == {"momentum": 0.5, "t": 10}
+    assert suite.options_for("static-cosce") == {"loss": "cos-ce"}
+    # The method's recipe by default; the variant's own entry over it.
+    assert suite.recipe_for("dl2pa-t10").lr == 0.01
+    assert suite.recipe_for("static-cosce").lr == 0.2 and suite.recipe_for("dl2pa-static").lr == 0.05
+
+
+@pytest.mark.parametrize(
+    ("variants", "methods", "message"),
+    [
+        ({"dl2pa": {"method": "hpn"}}, ["dl2pa"], r"variants\.dl2pa': 'dl2pa' is a registered method; give"),
+        ({"x": {"method": "dl2pax"}}, ["x"], r"variants\.x\.method': unknown method 'dl2pax' \(did you mean 'dl2pa'"),
+        ({"x": {"method": "dl2pa", "options": {"tt": 3}}}, ["x"], r"variants\.x\.options': method 'dl2pa' has no opt"),
+        ({"x": {"options": {"t": 3}}}, ["x"], r"variants\.x' must be a mapping with a 'method'"),
+        ({"x": {"method": "dl2pa", "opts": {}}}, ["x"], r"variants\.x': unknown key 'opts' \(did you mean 'options'"),
+        ({"x": {"method": "dl2pa"}}, ["y"], r"key 'methods': unknown method 'y'; allowed: .*softmax, x$"),
+        ([], ["softmax"], r"key 'variants' must be a mapping"),
+    ],
+)
+def test_variant_errors_name_the_file_and_key(tmp_path, variants, methods, message):
+    with pytest.raises(UserError, match=message) as info:
+        load_suite(str(tiny_suite(tmp_path / "v.yaml", variants=variants, methods=methods)))
+    assert "v.yaml" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_method_recipes_and_methods_flag_may_name_a_variant(tmp_path):
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", variants=VARIANTS, method_recipes={"dl2pa-t10": {"lr": 1}})))
+    assert suite.with_overrides(methods=["dl2pa-t10"]).methods == ("dl2pa-t10",)
+    with pytest.raises(UserError, match="unknown method 'dl2pa-t1'"):
+        suite.with_overrides(methods=["dl2pa-t1"])

@@ -167,6 +167,13 @@ def run_command(
         bool,
         typer.Option(help="Wait for cells another protobench process is training (--no-wait: skip them)."),
     ] = True,
+    reuse: Annotated[
+        bool,
+        typer.Option(
+            help="Copy a finished record of the same config from elsewhere in the store instead of training "
+            "(--no-reuse: train every cell here)."
+        ),
+    ] = True,
     jobs: Annotated[
         int,
         typer.Option(help="Cells run at once in worker processes sharing the device (small models, big GPU)."),
@@ -199,6 +206,7 @@ def run_command(
     options = RunOptions(
         data_dir, run_device, deterministic, keep_checkpoints, cuda_graphs,
         checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait, shard=parts, parallel=parallel,
+        reuse=reuse,
     )  # fmt: skip
     reporter = make_reporter() if jobs == 1 else PlainReporter()
     if parallel is not None and not parallel.is_main:

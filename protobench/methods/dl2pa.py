@@ -4,15 +4,21 @@ Saadabadi et al., CVPR 2024 (docs/methods.md, "dl2pa"). Prototypes P are spread 
 Gaussian-potential energy and never trained; class representatives Q follow an EMA of each
 class's normalised batch-mean feature; after every epoch the Hungarian algorithm re-assigns
 classes to prototypes to maximise sum_c cos(q_c, p_A(c)). Also here: the ``dl2pa-static``
-ablation (same prototypes, the same seeded random assignment, never re-matched).
+ablation (same prototypes, the same seeded random assignment, never re-matched). Both take the
+option ``prototype_kind`` (beyond the paper): the generator of their fixed prototypes, so one head asks
+what the prototypes' spread buys with the matching and loss unchanged (docs/ablations.md).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from protobench.errors import UserError
 from protobench.methods.base import register_method
 from protobench.methods.prototype_head import MatchedPrototypeHead, PrototypeHead
+
+#: The generators ``prototype_kind`` may name: the paper's, HPN's, and unoptimised random unit vectors.
+PROTOTYPE_KINDS: tuple[str, ...] = ("uniform", "hpn", "random")
 
 
 @register_method("dl2pa")
@@ -24,20 +30,34 @@ class DL2PA(MatchedPrototypeHead):
       - ``momentum`` (0.9): EMA weight m in q_c <- normalise(m q_c + (1 - m) mean_c), the
         intended update (the authors' code has an effective m of 0.95 and uses one sample per
         class; protobench does not copy that).
+
+    Beyond the paper (``later_defaults``, with the matching schedule and loss of the base classes):
+      - ``prototype_kind`` ("uniform"): the prototypes' generator, one of ``PROTOTYPE_KINDS``; ``t``
+        applies to ``uniform`` only.
     """
 
     defaults = {"t": 2.0, "momentum": 0.9}
-    #: The generator of its prototypes (read by the degenerate-set warning before training).
-    prototype_kind: ClassVar[str] = "uniform"
+    later_defaults: ClassVar[dict[str, Any]] = {**MatchedPrototypeHead.later_defaults, "prototype_kind": "uniform"}
+    #: The default generator of its prototypes (the degenerate-set warning reads the option over it).
+    prototype_kind: str = "uniform"
     #: Whether the assignment is re-matched after every epoch (the ablation turns it off).
     rematch: ClassVar[bool] = True
 
-    def __init__(self, num_classes: int, dim: int, *, t: float, momentum: float, **base: Any) -> None:
+    def __init__(
+        self, num_classes: int, dim: int, *, t: float, momentum: float, prototype_kind: str, **base: Any
+    ) -> None:
+        if prototype_kind not in PROTOTYPE_KINDS:
+            raise UserError(
+                f"method '{self.method_name}': unknown prototype_kind {prototype_kind!r}; "
+                f"allowed: {', '.join(PROTOTYPE_KINDS)}"
+            )
+        options = {"t": float(t)} if prototype_kind == "uniform" else {}
         super().__init__(
-            num_classes, dim, prototype_kind=self.prototype_kind, prototype_options={"t": float(t)},
+            num_classes, dim, prototype_kind=prototype_kind, prototype_options=options,
             momentum=momentum, rematch=self.rematch, **base,
         )  # fmt: skip
         self.t = float(t)
+        self.prototype_kind = prototype_kind
 
 
 @register_method("dl2pa-static")
@@ -50,7 +70,7 @@ class DL2PAStatic(DL2PA):
     """
 
     rematch: ClassVar[bool] = False
-    later_defaults: ClassVar[dict[str, Any]] = PrototypeHead.later_defaults
+    later_defaults: ClassVar[dict[str, Any]] = {**PrototypeHead.later_defaults, "prototype_kind": "uniform"}
 
     def __init__(self, num_classes: int, dim: int, **options: Any) -> None:
         # Never re-matched, so no matching schedule: it is not an option of this head.

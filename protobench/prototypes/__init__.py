@@ -1,6 +1,6 @@
 """Fixed class prototypes on the unit hypersphere: K unit vectors in R^d (the rows of a K x d array).
 
-Four generators, one module each; importing this package registers them all:
+Five generators, one module each; importing this package registers them all:
 
 - ``uniform``: DL2PA's Gaussian-potential energy (CVPR 2024),
   L(P) = log(mean_{i<j} exp(-t ||p_i - p_j||^2)).
@@ -8,6 +8,7 @@ Four generators, one module each; importing this package registers them all:
 - ``etf``: the regular simplex, an equiangular tight frame (Yang et al., NeurIPS 2022), in closed
   form; needs d >= K - 1.
 - ``ebv``: Equiangular Basis Vectors (CVPR 2023), near-orthogonal: max |cos| <= tau.
+- ``random``: seeded random unit vectors, not spread at all (the ablation baseline).
 
 The optimised ones share one solver (``solver``: Riemannian Barzilai-Borwein descent on the product
 of spheres). Results are cached on disk (``cache``), one file per (generator, K, d, seed,
@@ -20,6 +21,7 @@ from protobench.prototypes import uniform  # noqa: F401
 from protobench.prototypes import hpn  # noqa: F401
 from protobench.prototypes import etf  # noqa: F401
 from protobench.prototypes import ebv  # noqa: F401
+from protobench.prototypes import random_unit  # noqa: F401
 
 # isort: on
 from protobench.prototypes.base import (

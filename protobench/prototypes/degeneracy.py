@@ -53,5 +53,7 @@ def method_prototype_request(method: str, options: dict[str, Any]) -> tuple[str,
     kind = getattr(METHODS.get(method), "prototype_kind", None)
     if kind is None:
         return None
+    resolved = resolved_options(method, options)
+    kind = resolved.get("prototype_kind", kind)  # a head whose generator is an option (dl2pa's ablations)
     accepted = get_generator(kind).defaults
-    return kind, {k: v for k, v in resolved_options(method, options).items() if k in accepted}
+    return kind, {k: v for k, v in resolved.items() if k in accepted}

@@ -46,7 +46,7 @@ def test_init_states_no_defaults_of_its_own() -> None:
 
 
 def test_unknown_option_is_one_error_naming_the_allowed_ones() -> None:
-    allowed = "loss, match_every_steps, match_steps_until_epoch, momentum, t, tau"
+    allowed = "loss, match_every_steps, match_steps_until_epoch, momentum, prototype_kind, t, tau"
     with pytest.raises(UserError, match=rf"method 'dl2pa' has no option 'tt'; allowed: {allowed}$"):
         create_method("dl2pa", 4, 3, tt=1.0)
     with pytest.raises(UserError, match=r"^suite.yaml: method 'etf' has no option 'x'; allowed: none$"):

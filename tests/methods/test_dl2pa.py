@@ -34,7 +34,9 @@ def _hand_head(loss_family: str = "balanced", momentum: float = 0.9) -> DL2PA:
 
 def test_defaults_and_hyperparameters() -> None:
     method = create_method("dl2pa", 4, 3, seed=0)
-    later = {"loss": "sq-cos", "tau": 0.1, "match_every_steps": 0, "match_steps_until_epoch": 1}
+    later = {
+        "loss": "sq-cos", "tau": 0.1, "match_every_steps": 0, "match_steps_until_epoch": 1, "prototype_kind": "uniform"
+    }  # fmt: skip
     assert DL2PA.defaults == {"t": 2.0, "momentum": 0.9} and DL2PA.later_defaults == later
     assert method.hyperparameters() == {"t": 2.0, "momentum": 0.9, **later}
     assert create_method("dl2pa", 4, 3, seed=0, t=5.0, momentum=0.5).hyperparameters() == {
@@ -290,3 +292,19 @@ def test_after_update_re_matches_on_schedule_and_counts_for_the_epoch() -> None:
     assert method.step_matching.tolist() == [0, 0]
     default = create_method("dl2pa", 5, 3, seed=0)
     assert "step_matching" not in default.state_dict() and "step_rematches" not in default.after_epoch()
+
+
+@pytest.mark.parametrize("name", ["dl2pa", "dl2pa-static"])
+def test_prototype_kind_picks_the_generator_and_leaves_the_rest(name: str) -> None:
+    uniform = create_method(name, 10, 3, seed=2)
+    for kind in ("hpn", "random"):
+        other = create_method(name, 10, 3, seed=2, prototype_kind=kind)
+        assert torch.equal(other.prototypes, generate(kind, 10, 3, 2))
+        assert other.hyperparameters()["prototype_kind"] == kind
+        # Same seeded representatives; the assignment is the Hungarian solution on them for these prototypes.
+        assert torch.equal(other.representatives, uniform.representatives)
+        assert torch.equal(other.assignment, hungarian(other.representatives, other.prototypes))
+    with pytest.raises(
+        UserError, match=r"^method 'dl2pa': unknown prototype_kind 'etf'; allowed: uniform, hpn, random$"
+    ):
+        create_method("dl2pa", 10, 3, prototype_kind="etf")

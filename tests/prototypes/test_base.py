@@ -1,4 +1,4 @@
-"""The generator registry: four generators with their defaults, one-line errors for bad requests."""
+"""The generator registry: five generators with their defaults, one-line errors for bad requests."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from protobench.errors import UserError
 from protobench.prototypes.base import register_generator
 
 
-def test_registry_lists_the_four_generators_with_their_defaults():
-    assert prototypes.GENERATORS == ("uniform", "hpn", "etf", "ebv")
+def test_registry_lists_the_five_generators_with_their_defaults():
+    assert prototypes.GENERATORS == ("uniform", "hpn", "etf", "ebv", "random")
     assert prototypes.generator_names() == list(prototypes.GENERATORS)
     defaults = {name: dict(prototypes.get_generator(name).defaults) for name in prototypes.GENERATORS}
     assert defaults == {
@@ -18,6 +18,7 @@ def test_registry_lists_the_four_generators_with_their_defaults():
         "hpn": {"max_iter": 8000},
         "etf": {},
         "ebv": {"tau": None, "max_iter": 3000},
+        "random": {},
     }
     for name in prototypes.GENERATORS:
         generator = prototypes.get_generator(name)
@@ -35,7 +36,7 @@ def test_unknown_generator_is_one_line_with_did_you_mean():
     with pytest.raises(UserError) as caught:
         prototypes.generate("unifrom", 4, 4)
     assert str(caught.value) == (
-        "unknown prototype generator 'unifrom' (did you mean 'uniform'?); allowed: uniform, hpn, etf, ebv"
+        "unknown prototype generator 'unifrom' (did you mean 'uniform'?); allowed: uniform, hpn, etf, ebv, random"
     )
 
 

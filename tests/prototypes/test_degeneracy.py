@@ -44,6 +44,9 @@ def test_method_prototype_request() -> None:
     assert method_prototype_request("dl2pa", {"t": 5.0}) == ("uniform", {"t": 5.0})
     assert method_prototype_request("hpn-dynamic", {}) == ("hpn", {})
     assert method_prototype_request("softmax", {}) is None
+    # A head whose generator is an option: the option's generator, with only that generator's parameters.
+    assert method_prototype_request("dl2pa-static", {"prototype_kind": "random", "t": 5.0}) == ("random", {})
+    assert method_prototype_request("dl2pa", {"prototype_kind": "hpn"}) == ("hpn", {})
 
 
 def test_cli_generate_warns(run_cli, tmp_path) -> None:
