@@ -96,7 +96,10 @@ def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise UserError(
             f"{path}: key 'include': {target} does not exist; name a file beside this one (or a suite name)"
         )
-    return deep_merge(read_yaml(target, (*chain, path)), data)
+    included = read_yaml(target, (*chain, path))
+    # A name is not inherited: an including file is another suite, with records of its own.
+    included.pop("name", None)
+    return deep_merge(included, data)
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,14 @@ def test_include_merges_and_including_file_wins():
     assert suite.train.epochs == 5 and suite.train.lr == quick.train.lr  # nested merge
 
 
+def test_a_suite_that_includes_a_named_suite_keeps_its_own_name(tmp_path):
+    named = tiny_suite(tmp_path / "base.yaml", name="the-base")
+    (tmp_path / "child.yaml").write_text(f"include: {named.name}\ndims: [3]\n")
+    assert load_suite(str(named)).name == "the-base"
+    assert load_suite(str(tmp_path / "child.yaml")).name == "child"
+    assert load_suite("ablation-loss").name == "ablation-loss"  # includes fashion-mnist-tuned, which sets its name
+
+
 def test_scientific_notation_is_a_number(tmp_path):
     path = tiny_suite(tmp_path / "s.yaml", train={"weight_decay": "5e-4"})
     assert load_suite(str(path)).train.weight_decay == pytest.approx(5e-4)
