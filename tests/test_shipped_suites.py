@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from protobench.methods import create_method
 from protobench.suites import available_suites, load_suite
@@ -58,6 +59,14 @@ SUITE_DATA = {
     "imagenet": "imagenet",
     "imagenet-lt": "imagenet-lt",
     "imagenet200": "imagenet200",
+    "ablation-temperature": "fashion-mnist",
+    "ablation-matching": "fashion-mnist",
+    "ablation-prototypes": "fashion-mnist",
+    "ablation-loss": "fashion-mnist",
+    "ablation-temperature-cifar100": "cifar100",
+    "ablation-matching-cifar100": "cifar100",
+    "ablation-prototypes-cifar100": "cifar100",
+    "ablation-loss-cifar100": "cifar100",
 }
 
 
@@ -71,9 +80,12 @@ def test_run_suite_one_epoch_on_format_exact_data(suite, tmp_path, run_cli):
     data.mkdir()
     write_data(SUITE_DATA[suite], data, run_cli)
     results = tmp_path / "results"
-    # Two methods keep it quick: a parametric head and DL2PA, at the suite's first dim.
-    dim = load_suite(suite).dims[0]
-    args = ["run", suite, "--epochs", "1", "--seeds", "0", "--methods", "softmax,dl2pa", "--dims", dim,
+    # Two rows keep it quick, at the suite's first dim: a parametric head and DL2PA, or (an ablation) DL2PA
+    # and the suite's last variant.
+    loaded = load_suite(suite)
+    dim = loaded.dims[0]
+    rows = ["dl2pa", list(loaded.variants)[-1]] if loaded.variants else ["softmax", "dl2pa"]
+    args = ["run", suite, "--epochs", "1", "--seeds", "0", "--methods", ",".join(rows), "--dims", dim,
             "--data-dir", data, "--results", results, "--device", "cpu"]  # fmt: skip
     if suite == "imagenet-lt":  # tiny split files: the published sizes are checked and the mismatch reported
         with pytest.warns(UserWarning, match="ImageNet-LT train has 8 images, not 115,846"):
@@ -83,12 +95,12 @@ def test_run_suite_one_epoch_on_format_exact_data(suite, tmp_path, run_cli):
     assert code == 0, err + out
     records = [json.loads(p.read_text()) for p in results.glob(f"{suite}/*/*.json")]
     assert records and all(r["status"] == "ok" for r in records), [r.get("reason") for r in records]
-    assert {r["method"] for r in records} == {"softmax", "dl2pa"}
+    assert {r["method"] for r in records} == set(rows)
     for record in records:
         assert record["config"]["train"]["epochs"] == 1 and len(record["history"]) == 1
         if record["imbalance_ratio"] is not None:
             assert set(record["shot_groups"]) == {"by_count", "by_index"}
-    assert "| softmax |" in out and "| dl2pa |" in out
+    assert all(f"| {row} |" in out for row in rows)
 
 
 # ---------------------------------------------------------------- per-method published recipes (docs/recipes.md)
@@ -137,8 +149,10 @@ def test_lt_suites_keep_the_published_lt_recipe_for_every_head():
 @pytest.mark.parametrize("name", sorted(SUITE_DATA))
 def test_method_recipes_name_only_methods_the_suite_runs(name):
     suite = load_suite(name)
-    # An include can only blank an inherited entry ({}), not remove it: a blank entry changes nothing.
-    stray = [method for method, changes in suite.method_recipes.items() if changes and method not in suite.methods]
+    # The file's own entries: inherited ones (an ablation includes a suite tuned for every head) may name
+    # methods this suite does not run, which changes nothing.
+    own = yaml.safe_load(Path(suite.path).read_text()).get("method_recipes") or {}
+    stray = [method for method, changes in own.items() if changes and method not in suite.methods]
     assert not stray, f"{name}: method_recipes for methods it does not run: {stray}"
 
 

@@ -16,7 +16,7 @@ from protobench.errors import UserError
 
 app = typer.Typer(help="Generate, measure and plot prototype sets.", no_args_is_help=True)
 
-METHOD_HELP = "Generator: uniform (DL2PA), hpn, etf, ebv."
+METHOD_HELP = "Generator: uniform (DL2PA), hpn, etf, ebv, random."
 _LABELS = {
     "max_cosine": "max cosine",
     "min_angle_deg": "min angle (deg)",

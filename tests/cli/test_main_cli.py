@@ -51,7 +51,8 @@ def test_methods_lists_defaults(run_cli):
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0 and set(rows) >= {"softmax", "etf", "hpn", "ebv", "dnc", "dl2pa", "dl2pa-static", "hpn-dynamic"}
     assert rows["dl2pa"]["defaults"] == {"t": 2.0, "momentum": 0.9, "loss": "sq-cos", "tau": 0.1,
-                                         "match_every_steps": 0, "match_steps_until_epoch": 1}  # fmt: skip
+                                         "match_every_steps": 0, "match_steps_until_epoch": 1,
+                                         "prototype_kind": "uniform"}  # fmt: skip
 
 
 def test_run_then_report(run_cli, tmp_path, fmnist_dir):
