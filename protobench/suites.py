@@ -121,8 +121,7 @@ class Suite:
     def recipe_for(self, row: str) -> TrainRecipe:
         """The recipe a row trains with: ``train``, its method's ``method_recipes`` entry over it, and for a
         variant the variant's own entry over both."""
-        method = self.method_of(row)
-        changes = {**self.method_recipes.get(method, {}), **(self.method_recipes.get(row, {}) if row != method else {})}
+        changes = {**self.method_recipes.get(self.method_of(row), {}), **self.method_recipes.get(row, {})}
         return dataclasses.replace(self.train, **changes)
 
     @property
