@@ -5,7 +5,9 @@ the training loop reads after every step, so the cell in training saves a checkp
 the run exits with 128 + the signal's number (130, 143) after printing the command that resumes it.
 In the main process a second Ctrl-C stops at once (the checkpoint being written is abandoned whole:
 writes are atomic). Worker processes pass the first signal on the same way and ignore repeats, since
-a terminal's Ctrl-C reaches them directly as well as through the main process.
+a terminal's Ctrl-C reaches them directly as well as through the main process. A worker starts with
+the two signals held (``signals_held``): one that arrives while it is still importing waits, pending,
+until the worker's own ``StopOnSignal`` is in place, instead of killing it with a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -33,6 +36,7 @@ class StopOnSignal:
         self.second_stops_now = second_stops_now
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
+        self._previous_mask: set[signal.Signals] | None = None
 
     def requested(self) -> bool:
         """Whether a stop was asked for (the training loop polls this)."""
@@ -61,10 +65,30 @@ class StopOnSignal:
         if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            if hasattr(signal, "pthread_sigmask"):  # deliver what was held pending (a worker's start)
+                self._previous_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        if self._previous_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM pending in this thread while the block runs, and in every process started
+    from it: a spawned process keeps the held mask until a ``StopOnSignal`` releases it. Nothing is lost:
+    a signal that arrives meanwhile is delivered when the mask is restored. A no-op where the platform
+    has no signal masks."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

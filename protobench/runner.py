@@ -14,7 +14,7 @@ from protobench.checkpoints import CellCheckpoints, describe_position
 from protobench.device import device_name
 from protobench.distributed import DataParallel
 from protobench.grid import PlannedCell, plan_suite, planned_cells
-from protobench.interrupts import StopOnSignal
+from protobench.interrupts import StopOnSignal, signals_held
 from protobench.methods import NotApplicable
 from protobench.progress import PlainReporter, RunReporter
 from protobench.results import provenance
@@ -38,6 +38,7 @@ class RunSummary:
     locked: int = 0  # left to another process (--no-wait)
     reused: int = 0  # copied from a finished record of the same config (docs/ablations.md, "Reuse")
     interrupted: int | None = None
+    worker_lost: bool = False  # a --jobs worker process died (killed, out of memory) and the run stopped
 
     def add(self, part: RunSummary) -> None:
         """Add a worker's counts (its total and skips are already in the plan's)."""
@@ -107,14 +108,21 @@ def run_suite(
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
 
             shards = [plan[k::jobs] for k in range(min(jobs, len(plan)))]
             threads = max(1, torch.get_num_threads() // len(shards)) if device.type == "cpu" else 0
             context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
             with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-                futures = [pool.submit(run_shard, suite, shard, options, k, threads) for k, shard in enumerate(shards)]
-                for future in futures:
-                    summary.add(future.result())
+                with signals_held():  # the workers start with SIGINT/SIGTERM held until they can stop cleanly
+                    futures = [
+                        pool.submit(run_shard, suite, cells, options, k, threads) for k, cells in enumerate(shards)
+                    ]
+                try:
+                    for future in futures:
+                        summary.add(future.result())
+                except BrokenProcessPool:  # what it finished is on disk; its cell's lock goes stale
+                    summary.worker_lost = True
     summary.interrupted = summary.interrupted or stop.received
     reporter.end_run(summary)
     return summary

@@ -220,14 +220,18 @@ def run_command(
             torch.distributed.destroy_process_group()
     if parallel is not None and not parallel.is_main:
         return  # rank 0 reports
-    if summary.interrupted:
+    if summary.interrupted or summary.worker_lost:
         import shlex
 
         resume = shlex.join(["protobench", *(a for a in sys.argv[1:] if a != "--restart")])
-        name = signal.Signals(summary.interrupted).name
-        typer.echo(f"stopped by {name}: finished cells are saved, unfinished ones checkpointed; resume with:", err=True)
+        if summary.interrupted:
+            name = signal.Signals(summary.interrupted).name
+            said = f"stopped by {name}: finished cells are saved, unfinished ones checkpointed"
+        else:
+            said = "error: a worker process died (killed, or out of memory?); finished cells are saved"
+        typer.echo(f"{said}; resume with:", err=True)
         typer.echo(f"  {resume}", err=True)
-        raise typer.Exit(128 + summary.interrupted)
+        raise typer.Exit(128 + summary.interrupted if summary.interrupted else 1)
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})
     if summary.failed:
         raise typer.Exit(1)

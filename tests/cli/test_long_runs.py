@@ -4,6 +4,7 @@ one results directory, a diverging cell. Each run here is a `python -m protobenc
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -77,6 +78,38 @@ def test_sigterm_exits_143_and_prints_the_command_that_resumes(tmp_path, fmnist_
     assert not list((tmp_path / "res").rglob("*.json")) and not list((tmp_path / "res").rglob("*.lock"))
     again = subprocess.run([*run, "--epochs", "1"], capture_output=True, text=True)  # another config: no resume
     assert again.returncode == 0 and "resuming" not in again.stdout
+
+
+def test_ctrl_c_while_jobs_workers_start_stops_cleanly_without_a_traceback(tmp_path, fmnist_dir):
+    # A terminal's Ctrl-C goes to the whole process group: here it reaches the --jobs workers while they
+    # are still importing, before their own handlers exist. They must hold it, then stop cleanly.
+    suite = tiny_suite(tmp_path / "i.yaml", dims=[2, 3], train={"epochs": 200, "batch_size": 32, "lr": 0.05})
+    process = subprocess.Popen([*command(suite, tmp_path / "res", fmnist_dir), "--jobs", "2"], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 60
+    while len(children.read_text().split()) < 3 and time.monotonic() < deadline:  # two workers + the tracker
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGINT)  # the workers are still importing torch (over a second)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "worker process died" not in err, err
+    assert "stopped by SIGINT" in err, err
+    assert len(re.findall(r"w[01] \[1/1\] softmax d=\d s=0 stopped in epoch 1 .*; checkpoint saved", out)) == 2, out
+    assert not list((tmp_path / "res").rglob("*.json")) and not list((tmp_path / "res").rglob("*.lock"))
+
+
+def test_a_killed_jobs_worker_ends_the_run_with_one_error_line_and_the_resume_command(tmp_path, fmnist_dir):
+    suite = tiny_suite(tmp_path / "w.yaml", dims=[2, 3], train={"epochs": 200, "batch_size": 32, "lr": 0.05})
+    process = start([*command(suite, tmp_path / "res", fmnist_dir, "--checkpoint-minutes", "0.0001"), "--jobs", "2"])
+    wait_for_checkpoint(tmp_path / "res", process)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    workers = [pid for pid in children if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
+    os.kill(int(workers[0]), signal.SIGKILL)  # as the out-of-memory killer would
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err and "error: a worker process died" in err, err
+    assert f"  protobench run {suite}" in err and not list((tmp_path / "res").rglob("*.json"))
 
 
 def test_two_runs_on_one_results_directory_train_every_cell_exactly_once(tmp_path, fmnist_dir):
