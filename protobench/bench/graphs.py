@@ -73,7 +73,7 @@ def compare(suite: Any, data: Any, dim: int, device: torch.device) -> dict[str, 
 
 def run(argv: list[str] | None = None) -> None:
     """Train each method eagerly and graph-replayed, print whether the outcomes are identical."""
-    parser = argparse.ArgumentParser(prog="python -m protobench.bench graphs", description=__doc__,
+    parser = argparse.ArgumentParser(prog="protobench bench graphs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     add_setting_options(parser, suite="fashion-mnist", device="cuda", device_help="cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per training (>= 2 covers a re-matching)")

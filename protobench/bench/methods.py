@@ -272,7 +272,7 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
 
 def run(argv: list[str] | None = None) -> None:
     """Print images/s per method and the ratio to softmax, with the 5% goal."""
-    parser = argparse.ArgumentParser(prog="python -m protobench.bench methods", description=__doc__,
+    parser = argparse.ArgumentParser(prog="protobench bench methods", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     add_setting_options(parser, suite="quickstart", device="auto", device_help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, each compared with softmax's")
