@@ -200,7 +200,7 @@ def run_cells(
     run after the cell in training has saved its checkpoint.
     """
     data_by_ratio: dict[float | None, CellData] = {}
-    warned: set[tuple[str, int]] = set()
+    warned: set[str] = set()
 
     def train(index: int, planned: PlannedCell, held: locks.CellLock) -> bool:
         with held:
@@ -248,13 +248,13 @@ def run_locked_cell(
     summary: RunSummary,
     stop: StopOnSignal | None,
     data_by_ratio: dict[float | None, CellData],
-    warned: set[tuple[str, int]] | None = None,
+    warned: set[str] | None = None,
 ) -> bool:
     """Train one cell whose lock this process holds, resuming its checkpoint; False when stopped.
 
     ``position`` is the cell's (i, n) in this process's plan; ``data_by_ratio`` caches the
     prepared data of each imbalance ratio across the cells of one process; ``warned`` holds the
-    (method, dim) pairs already checked for a degenerate prototype set.
+    degenerate-prototype warnings already given (each set is checked, since sets depend on the seed).
     """
     from protobench import engine
     from protobench.data.prepare import prepare_cell_data
@@ -283,9 +283,8 @@ def run_locked_cell(
     if cell.ratio not in data_by_ratio:
         data_by_ratio[cell.ratio] = prepare_cell_data(suite.data_settings, options.data_dir, cell.ratio)
     data = data_by_ratio[cell.ratio]
-    if warned is not None and (cell.method, cell.dim) not in warned:
-        warned.add((cell.method, cell.dim))
-        warn_degenerate_prototypes(suite, cell.method, data.num_classes, cell.dim, cell.seed, reporter)
+    if warned is not None:
+        warn_degenerate_prototypes(suite, cell.method, data.num_classes, cell.dim, cell.seed, reporter, warned)
     reporter.start_cell(*position, cell.label())
     record = results.new_record(
         suite=suite.name,
@@ -346,8 +345,11 @@ def run_locked_cell(
     return True
 
 
-def warn_degenerate_prototypes(suite: Suite, method: str, K: int, dim: int, seed: int, reporter: RunReporter) -> None:
-    """Warn when ``method``'s fixed prototypes at (K, dim) are degenerate (protobench.prototypes.degeneracy)."""
+def warn_degenerate_prototypes(
+    suite: Suite, method: str, K: int, dim: int, seed: int, reporter: RunReporter, warned: set[str]
+) -> None:
+    """Warn when ``method``'s fixed prototypes at (K, dim, seed) are degenerate (protobench.prototypes.degeneracy),
+    unless the same warning was given already (a seed-independent set, another imbalance ratio)."""
     from protobench.prototypes import generate
     from protobench.prototypes.degeneracy import degeneracy_warning, method_prototype_request
 
@@ -356,5 +358,6 @@ def warn_degenerate_prototypes(suite: Suite, method: str, K: int, dim: int, seed
         return
     kind, params = request
     text = degeneracy_warning(generate(kind, K, dim, seed, **params), f"{method} ({kind} prototypes)")
-    if text is not None:
+    if text is not None and text not in warned:
+        warned.add(text)
         reporter.warn(text)

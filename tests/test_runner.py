@@ -270,13 +270,16 @@ def test_a_corrupt_checkpoint_is_reported_and_the_cell_starts_over(tmp_path, fmn
     assert err.endswith("the cell starts over\n") and err.count("\n") == 1
 
 
-def test_a_degenerate_prototype_set_is_one_warning_per_method_and_dim(tmp_path, fmnist_dir, capsys):
-    # EBV's K=10 vectors in d=2 are 18 degrees apart at the closest, half of what HPN reaches (36).
-    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["ebv", "dl2pa"], dims=[2], seeds=[0, 1],
-                                      train={"epochs": 1})))  # fmt: skip
+def test_each_degenerate_prototype_set_is_one_warning(tmp_path, fmnist_dir, capsys):
+    # EBV's K=10 vectors in d=2 are 18 degrees apart at the closest, half of what HPN reaches (36): the same
+    # set at both seeds, one warning. Random unit vectors differ per seed: one warning for each seed's set.
+    variants = {"dl2pa-random": {"method": "dl2pa", "options": {"prototype_kind": "random"}}}
+    suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["ebv", "dl2pa", "dl2pa-random"], dims=[2],
+                                      seeds=[0, 1], variants=variants, train={"epochs": 1})))  # fmt: skip
     run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "ebv" in warnings[0] and "d=2" in warnings[0], warnings
+    assert len(warnings) == 3 and "ebv" in warnings[0] and "d=2" in warnings[0], warnings
+    assert [w.split("angle ")[1].split(" deg")[0] for w in warnings[1:]] == ["0.42", "13.44"], warnings
 
 
 # ---------------------------------------------------------------- variants and reuse (docs/ablations.md)

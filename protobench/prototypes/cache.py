@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 
 #: Bump when an algorithm changes, so stale cache files are not reused.
 CACHE_VERSION = 1
+#: A generator's own version where its algorithm changed since (others keep CACHE_VERSION and their files).
+#: hpn 2: the continuation stops before a stage that stacks prototypes (protobench/prototypes/hpn.py).
+GENERATOR_VERSIONS: dict[str, int] = {"hpn": 2}
 
 
 def cache_path(kind: str, K: int, d: int, seed: int, params: dict[str, Any]) -> Path:
     """The cache file of a set; ``params`` are the resolved ones (defaults filled in)."""
-    key = json.dumps({"v": CACHE_VERSION, "params": params}, sort_keys=True)
+    key = json.dumps({"v": GENERATOR_VERSIONS.get(kind, CACHE_VERSION), "params": params}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / "prototypes" / f"{kind}_K{K}_d{d}_s{seed}_{digest}.npz"
 

@@ -46,11 +46,29 @@ def build_hpn(
         # when many neighbours tie (large K), and must not starve the rest.
         budget = max(params["max_iter"] // len(HPN_BETAS), 1)
         res = sphere_minimise(fg, X, max_iter=budget, gtol=1e-9)
-        X, total = res.X, total + res.iterations
+        total += res.iterations
+        if smallest_angle(res.X, eye) < smallest_angle(X, eye) / 2:
+            # The objective's stacked optima: in few dimensions, piling several prototypes onto one
+            # point lowers mean_i max_j cos_ij (K=10, d=2: five stacked on a hexagon's vertex give
+            # 0.75 against the decagon's 0.81). That is not a set HPN's prototypes are meant to be
+            # (docs/methods.md, HPN), so the continuation stops at the last stage before the merge.
+            merged = f"stage beta={beta:g} merged prototypes; kept the set before it"
+            break
+        X = res.X
         converged = res.converged  # what counts is the last, sharpest stage
+    else:
+        merged = ""
     cos = (X @ X.T).masked_fill(eye, -math.inf)
     info = GenerationInfo("hpn", K, d, seed, dict(params), total, converged)
     info.objective = float(cos.max(dim=1).values.mean())
+    if merged:
+        info.notes.append(merged)
     if not converged:
         info.notes.append(f"not converged after {total} steps (max_iter)")
     return X, info
+
+
+def smallest_angle(X: torch.Tensor, eye: torch.Tensor) -> float:
+    """The smallest pairwise angle of the unit rows of ``X``, in degrees."""
+    largest = (X @ X.T).masked_fill(eye, -1.0).max().clamp(-1.0, 1.0)
+    return math.degrees(math.acos(float(largest)))

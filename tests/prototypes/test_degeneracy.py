@@ -40,6 +40,13 @@ def test_warning_on_a_collapsed_set_only() -> None:
     assert text is not None and "HPN" in text and "36.00 deg" in text
 
 
+def test_hpn_never_stacks_prototypes() -> None:
+    # HPN's objective mean_i max_j cos_ij is lower for five prototypes stacked on a hexagon's vertex (0.75)
+    # than for the regular decagon (0.81); from seed 4 the sharper stages used to reach that stack.
+    P = prototypes.generate("hpn", 10, 2, 4, use_cache=False, device="cpu")
+    assert min_angle_deg(P) == pytest.approx(36.0, abs=0.01)
+
+
 def test_method_prototype_request() -> None:
     assert method_prototype_request("dl2pa", {"t": 5.0}) == ("uniform", {"t": 5.0})
     assert method_prototype_request("hpn-dynamic", {}) == ("hpn", {})
