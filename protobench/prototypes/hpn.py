@@ -51,7 +51,7 @@ def build_hpn(
             # The objective's stacked optima: in few dimensions, piling several prototypes onto one
             # point lowers mean_i max_j cos_ij (K=10, d=2: five stacked on a hexagon's vertex give
             # 0.75 against the decagon's 0.81). That is not a set HPN's prototypes are meant to be
-            # (docs/methods.md, HPN), so the continuation stops at the last stage before the merge.
+            # (docs/methods.md, 13.2), so the continuation stops at the last stage before the merge.
             merged = f"stage beta={beta:g} merged prototypes; kept the set before it"
             break
         X = res.X
