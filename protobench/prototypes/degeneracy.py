@@ -19,8 +19,8 @@ DEGENERATE_FRACTION = 0.5
 
 
 def min_angle_deg(P: torch.Tensor | np.ndarray) -> float:
-    """The smallest pairwise angle (degrees) between the rows of P (normalised, float64)."""
-    X = torch.nn.functional.normalize(torch.as_tensor(np.asarray(P), dtype=torch.float64), dim=1)
+    """The smallest pairwise angle (degrees) between the rows of P (normalised, float64, on P's device)."""
+    X = torch.nn.functional.normalize(torch.as_tensor(P, dtype=torch.float64), dim=1)
     cos = (X @ X.T).fill_diagonal_(-1.0).clamp(-1.0, 1.0)
     return math.degrees(math.acos(float(cos.max())))
 

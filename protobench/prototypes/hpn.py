@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from protobench.prototypes.base import GenerationInfo, register_generator
+from protobench.prototypes.degeneracy import min_angle_deg
 from protobench.prototypes.solver import random_unit_rows, sphere_minimise
 
 #: Sharpness schedule of the smooth surrogate: (1/beta) logsumexp_j(beta cos_ij) -> max_j cos_ij.
@@ -47,7 +48,7 @@ def build_hpn(
         budget = max(params["max_iter"] // len(HPN_BETAS), 1)
         res = sphere_minimise(fg, X, max_iter=budget, gtol=1e-9)
         total += res.iterations
-        if smallest_angle(res.X, eye) < smallest_angle(X, eye) / 2:
+        if min_angle_deg(res.X) < min_angle_deg(X) / 2:
             # The objective's stacked optima: in few dimensions, piling several prototypes onto one
             # point lowers mean_i max_j cos_ij (K=10, d=2: five stacked on a hexagon's vertex give
             # 0.75 against the decagon's 0.81). That is not a set HPN's prototypes are meant to be
@@ -66,9 +67,3 @@ def build_hpn(
     if not converged:
         info.notes.append(f"not converged after {total} steps (max_iter)")
     return X, info
-
-
-def smallest_angle(X: torch.Tensor, eye: torch.Tensor) -> float:
-    """The smallest pairwise angle of the unit rows of ``X``, in degrees."""
-    largest = (X @ X.T).masked_fill(eye, -1.0).max().clamp(-1.0, 1.0)
-    return math.degrees(math.acos(float(largest)))
