@@ -6,7 +6,9 @@ and a precision name, so model and method code never look at either (docs/engine
 
 from __future__ import annotations
 
+import platform
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,18 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The host CPU's model name. CPU-trained numbers reproduce on the same CPU model and thread count
+    only (README, set-up): the floating-point order of the kernels differs between CPUs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -128,7 +128,8 @@ def latest_setting(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
-    """A note per kind of mixed provenance among ``records``: several code commits, several versions."""
+    """A note per kind of mixed provenance among ``records``: several code commits, several versions,
+    CPU-trained records from several CPU models (records made before the CPU was recorded don't count)."""
     notes = []
     commits = sorted({r.get("git_commit") or "unknown" for r in records})
     if len(commits) > 1:
@@ -137,6 +138,12 @@ def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
     versions = sorted({(r.get("versions") or {}).get("protobench", "unknown") for r in records})
     if len(versions) > 1:
         notes.append(f"mixed code: records from protobench versions {', '.join(versions)}")
+    cpus = sorted({r["cpu"] for r in records if r.get("cpu") and str(r.get("device", "")).startswith("cpu")})
+    if len(cpus) > 1:
+        notes.append(
+            f"mixed hosts: CPU records from {len(cpus)} CPU models ({'; '.join(cpus)}); "
+            "numbers can differ in the last digits between them"
+        )
     return notes
 
 

@@ -58,6 +58,7 @@ RECORD_KEYS = {
     "versions": "python, torch, torchvision, protobench",
     "git_commit": "the protobench checkout's commit, if any (-dirty: uncommitted code)",
     "device": "the device the cell ran on",
+    "cpu": "the host's CPU model (CPU-trained numbers reproduce on the same CPU model and thread count only)",
     "cuda_graphs": "whether training steps were replayed from CUDA graphs (speed, not numbers)",
     "world_size": "data-parallel processes (torchrun ranks) that trained the cell together; 1 without torchrun",
     "finished_at": "UTC time the record was written",
@@ -69,12 +70,13 @@ def provenance(device: torch.device, cuda_graphs: bool, world_size: int = 1) -> 
     """What every record of a run shares about where it ran: versions, commit, device, whether
     steps were replayed from CUDA graphs (not in the config hash: the same numbers either way) and
     how many data-parallel processes trained each cell (the global batch is the suite's either way)."""
-    from protobench.device import device_name, replays_graphs
+    from protobench.device import cpu_model, device_name, replays_graphs
 
     return {
         "versions": versions(),
         "git_commit": git_commit(),
         "device": device_name(device),
+        "cpu": cpu_model(),
         "cuda_graphs": replays_graphs(device, cuda_graphs),
         "world_size": world_size,
     }

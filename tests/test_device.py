@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from protobench.device import resolve_device, resolve_precision
+from protobench.device import cpu_model, resolve_device, resolve_precision
 from protobench.errors import UserError
 
 
@@ -28,3 +30,11 @@ def test_precision_auto_is_bf16_on_cuda_only() -> None:
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+
+
+def test_cpu_model_names_this_host() -> None:
+    name = cpu_model()
+    assert name and name != "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "model name" in cpuinfo.read_text():
+        assert name in cpuinfo.read_text()

@@ -102,6 +102,20 @@ def test_a_table_says_when_its_records_come_from_different_code(suite):
     text = render([table], "md")
     assert "_mixed code: records from 2 commits (aaaaaaaaaa, bbbbbbbbbb-dirty)_" in text
     assert "_mixed code: records from protobench versions 0.1.0, 0.2.0_" in text
+    assert "mixed hosts" not in text
+
+
+def test_a_table_says_when_its_cpu_records_come_from_different_cpu_models(suite):
+    one = [record("softmax", 2, s, 80.0, device="cpu (1 threads)", cpu="CPU A") for s in range(2)]
+    legacy = [record("softmax", 4, 0, 90.0, device="cpu (1 threads)")]  # made before the CPU was recorded
+    (table,) = build_tables(one + legacy, {"s": suite})
+    assert not [n for n in table.notes if "mixed hosts" in n]
+    gpu = [record("softmax", 4, 1, 90.0, device="NVIDIA H100", cpu="CPU B")]  # GPU cells don't count
+    (table,) = build_tables(one + gpu, {"s": suite})
+    assert not [n for n in table.notes if "mixed hosts" in n]
+    other = [record("softmax", 4, 2, 90.0, device="cpu (1 threads)", cpu="CPU B")]
+    (table,) = build_tables(one + other, {"s": suite})
+    assert "mixed hosts: CPU records from 2 CPU models (CPU A; CPU B)" in render([table], "md")
 
 
 def test_vs_marks_each_cell_with_its_verdict_against_the_method(tmp_path):

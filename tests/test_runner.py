@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from protobench import engine, locks, results
+from protobench.device import cpu_model
 from protobench.grid import cell_config, expand, planned_cells
 from protobench.progress import PlainReporter
 from protobench.results import config_hash
@@ -116,6 +117,7 @@ def test_two_workers_write_the_records_one_process_writes(tmp_path, fmnist_dir):
     a, b = records(tmp_path / "one"), records(tmp_path / "two")
     assert [_comparable(r) for r in a] == [_comparable(r) for r in b]
     assert {r["device"] for r in b} == {"cpu (1 threads)"}
+    assert {r["cpu"] for r in b} == {cpu_model()}  # the host, for the report's mixed-hosts note
 
 
 def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path, fmnist_dir):
