@@ -87,7 +87,9 @@ def rng_state() -> dict[str, Any]:
         "python": random.getstate(),
         "numpy": numpy_state,
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # Only where this process uses CUDA already: asking would open a CUDA context (a --device cpu run
+        # on a GPU node must leave the GPU alone).
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
 

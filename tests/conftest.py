@@ -1,14 +1,41 @@
-"""Shared fixtures: an isolated cache, tiny Fashion-MNIST files, a tiny suite, and the CLI in-process."""
+"""Shared fixtures: an isolated cache, tiny Fashion-MNIST files, a tiny suite, the CLI in-process, and
+the ``gpu`` marker.
+
+Tests marked ``gpu`` compare a CUDA run with its eager or CPU twin; they are skipped where CUDA is
+missing (CI) and are what ``pytest -m gpu`` runs on a GPU node (.ci/gpu-acceptance). With
+``PROTOBENCH_GPU_TESTS_ON_CPU=1`` they run on the CPU instead, a rehearsal of the code paths before
+a GPU is at hand (graphs then fall back to eager steps, so a graph-vs-eager test proves nothing there).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.data.fakefiles import isolate_data_env, write_fashion_mnist
+
+GPU_REHEARSAL = os.environ.get("PROTOBENCH_GPU_TESTS_ON_CPU") == "1"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip ``gpu`` tests without CUDA (unless rehearsing them on the CPU)."""
+    if torch.cuda.is_available() or GPU_REHEARSAL:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (rehearse on the CPU with PROTOBENCH_GPU_TESTS_ON_CPU=1)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def gpu() -> torch.device:
+    """The device of a ``gpu`` test: CUDA, or the CPU in a rehearsal."""
+    return torch.device("cpu") if GPU_REHEARSAL and not torch.cuda.is_available() else torch.device("cuda")
 
 
 @pytest.fixture(autouse=True)

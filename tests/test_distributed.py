@@ -30,7 +30,7 @@ from protobench.distributed import DataParallel
 from protobench.engine import train_cell
 from protobench.progress import SilentProgress
 from protobench.suites import load_suite
-from tests.conftest import tiny_suite
+from tests.conftest import GPU_REHEARSAL, tiny_suite
 from tests.data.fakefiles import write_fashion_mnist
 
 METHODS = ("dl2pa", "dnc")
@@ -73,41 +73,47 @@ class Snapshots(SilentProgress):
         return self.learner
 
     def end_epoch(self, epoch: int, stats: dict[str, float]) -> None:
-        state = {f"backbone.{k}": v.detach().clone() for k, v in self.learner.backbone.named_parameters()}
-        state.update({f"method.{k}": v.detach().clone() for k, v in self.learner.method.state_dict().items()})
+        state = {f"backbone.{k}": v.detach().cpu().clone() for k, v in self.learner.backbone.named_parameters()}
+        state.update({f"method.{k}": v.detach().cpu().clone() for k, v in self.learner.method.state_dict().items()})
         self.epochs.append(state)
 
 
-def train_rank(rank: int, world: int, init: str, out: str, data_dir: str, suite_path: str) -> None:
-    """One rank (world > 1) or the single process (world == 1): train each method, save what it saw."""
+def train_rank(rank: int, world: int, init: str, out: str, data_dir: str, suite_path: str, device: str = "cpu") -> None:
+    """One rank (world > 1) or the single process (world == 1): train each method on ``device``, save
+    what it saw. On CUDA every rank shares the one GPU, over gloo: NCCL refuses two ranks on one GPU,
+    and ``protobench run`` under torchrun gives each rank cuda:LOCAL_RANK (docs/distributed.md)."""
     torch.set_num_threads(1)
     group = None
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
         group = DataParallel(rank, world, rank)
     with groupnorm_backbone():
         suite = load_suite(suite_path)
         data = prepare_cell_data(suite.data_settings, Path(data_dir), None)
-        saved = {method: train_method(suite, data, method, group) for method in METHODS}
+        saved = {method: train_method(suite, data, method, group, torch.device(device)) for method in METHODS}
     torch.save(saved, Path(out) / f"rank{rank}_of{world}.pt")
     if group is not None:
         dist.destroy_process_group()
 
 
-def train_method(suite, data, method: str, group: DataParallel | None) -> dict:
-    """Train one cell of ``method``; its per-epoch snapshots and final test accuracy."""
+def train_method(suite, data, method: str, group: DataParallel | None, device: torch.device) -> dict:
+    """Train one cell of ``method`` (fp32); its per-epoch snapshots (on the CPU) and final test accuracy."""
     progress = Snapshots()
     engine.build_learner = progress.build_learner
     try:
-        outcome = train_cell(suite, data, method, DIM, 0, device=torch.device("cpu"), precision="fp32",
+        outcome = train_cell(suite, data, method, DIM, 0, device=device, precision="fp32",
                              progress=progress, parallel=group)  # fmt: skip
     finally:
         engine.build_learner = BUILD_LEARNER
     return {"epochs": progress.epochs, "accuracy": outcome.metrics["test_accuracy"]}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def trained(request, tmp_path_factory):
+    """Two gloo ranks and one process, on the CPU; and (marked ``gpu``) both ranks on one GPU."""
+    device = "cpu" if request.param == "cpu" or GPU_REHEARSAL else "cuda:0"
     tmp = tmp_path_factory.mktemp("ddp")
     data = write_fashion_mnist(tmp / "fmnist", n_train=1040, n_test=400)
     suite = tiny_suite(
@@ -119,9 +125,9 @@ def trained(tmp_path_factory):
         backbone_options={"width": 16},
         method_recipes={"dl2pa": {"lr": 0.01}},  # its loss is a sum over the batch
     )
-    mp.start_processes(train_rank, args=(2, str(tmp / "init"), str(tmp), str(data), str(suite)), nprocs=2,
+    mp.start_processes(train_rank, args=(2, str(tmp / "init"), str(tmp), str(data), str(suite), device), nprocs=2,
                        start_method="spawn")  # fmt: skip
-    train_rank(0, 1, "", str(tmp), str(data), str(suite))
+    train_rank(0, 1, "", str(tmp), str(data), str(suite), device)
     return {name: torch.load(tmp / f"{name}.pt", weights_only=True) for name in ("rank0_of2", "rank1_of2", "rank0_of1")}
 
 

@@ -299,6 +299,7 @@ def test_a_cell_with_mixup_and_cutmix_trains_the_same_twice(tmp_path, fmnist_dir
     assert with_cutmix == again and with_cutmix != mixup_alone
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs exist only on CUDA")
 def test_one_recorded_step_replays_mixup_and_cutmix_steps_as_the_eager_step_runs_them(tmp_path, fmnist_dir):
     cuda = torch.device("cuda")
@@ -322,6 +323,52 @@ def test_one_recorded_step_replays_mixup_and_cutmix_steps_as_the_eager_step_runs
     (eager_losses, eager_state), (graph_losses, graph_state) = runs
     assert all(torch.equal(a, b) for a, b in zip(eager_losses, graph_losses, strict=True))
     assert all(torch.equal(eager_state[key], graph_state[key]) for key in eager_state)
+
+
+#: Every head, and DL2PA re-matching every 2 steps inside its epochs (match_every_steps, counted on the host).
+GRAPHED_ROWS = (*sorted(METHODS), "dl2pa-every2")
+EVERY_2_STEPS = {"method": "dl2pa", "options": {"match_every_steps": 2, "match_steps_until_epoch": 2}}
+GRAPHED_SETTINGS = {
+    # Both of each: a mixup or a CutMix step, picked per step (so both replay from one recorded graph).
+    "balanced": {"loss": "balanced", "train": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "cutmix_prob": 0.5}},
+    "long-tailed": {"loss": "long-tailed", "imbalance_ratios": [10],
+                    "train": {"mixup_alpha": 1.0, "cutmix_alpha": 1.0, "cutmix_prob": 0.5}},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def graphed_settings(tmp_path_factory):
+    """Per setting: the tiny suite (2 epochs, 12 steps each) and its data (a 400-image training split)."""
+    from tests.data.fakefiles import write_fashion_mnist
+
+    tmp = tmp_path_factory.mktemp("graphed")
+    data_dir = write_fashion_mnist(tmp / "fmnist", n_train=440, n_test=100)
+    prepared = {}
+    for name, setting in GRAPHED_SETTINGS.items():
+        train = {"epochs": 2, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, **setting["train"]}
+        path = tiny_suite(tmp / f"{name}.yaml", loss=setting["loss"], train=train, methods=list(GRAPHED_ROWS),
+                          imbalance_ratios=setting.get("imbalance_ratios", [None]), dims=[16],
+                          variants={"dl2pa-every2": EVERY_2_STEPS})  # fmt: skip
+        suite = load_suite(str(path))
+        prepared[name] = (suite, prepare_cell_data(suite.data_settings, data_dir, suite.imbalance_ratios[0]))
+    return prepared
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("setting", GRAPHED_SETTINGS)
+@pytest.mark.parametrize("row", GRAPHED_ROWS)
+def test_graph_replayed_cells_train_bit_for_bit_as_eager_ones(graphed_settings, gpu, setting, row):
+    """Whole cells (2 epochs, evaluation and matching included), deterministic kernels, fp32 and the
+    suite's bf16 alike: every epoch's figures and every final tensor equal, graphs on and off."""
+    from protobench.bench.graphs import differences
+
+    suite, data = graphed_settings[setting]
+    for precision in ("fp32", "bf16"):
+        outcomes = [train_cell(suite, data, row, 16, 0, device=gpu, precision=precision, deterministic=True,
+                               cuda_graphs=graphs) for graphs in (False, True)]  # fmt: skip
+        assert differences(*outcomes) == [], f"{row} {setting} {precision}"
+        assert len(outcomes[0].history) == 2 and outcomes[0].history[-1]["train_loss"] > 0
+    seed_everything(0)
 
 
 def _states(learner: Learner) -> dict[str, torch.Tensor]:

@@ -161,6 +161,18 @@ def ddp_check(data_dir: Path, device: Any, timeout: float = 300.0) -> dict[str, 
             "wall_s": time.perf_counter() - start, "last_line": tail[0]}  # fmt: skip
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+    return int(text)
+
+
+def job_levels(text: str) -> tuple[int, ...]:
+    """An argparse type: ``--jobs`` levels such as ``1,4,8``."""
+    return tuple(positive(part.strip()) for part in text.split(","))
+
+
 def check_device(spec: str, quick: bool) -> Any:
     """The device to check: CUDA (refused in one line where there is none), or the CPU for ``--quick`` only."""
     import torch
@@ -177,15 +189,19 @@ def check_device(spec: str, quick: bool) -> Any:
     return resolve_device("cuda" if spec == "auto" else spec)
 
 
-def gpu_check(device_spec: str = "cuda", *, quick: bool = False, workers: int | None = None) -> dict[str, Any]:
-    """Run the four steps and return the result (what ``--out`` holds)."""
+def gpu_check(
+    device_spec: str = "cuda", *, quick: bool = False, workers: int | None = None, cuts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run the four steps and return the result (what ``--out`` holds). ``cuts`` replaces fields of the
+    plan (``rounds``, ``steps``, ``jobs``, ``epochs``) to fit a short GPU slot; the JSON names them."""
     import torch
 
     from protobench.bench.pipeline import benchmark
     from protobench.device import device_name
 
     device = check_device(device_spec, quick)
-    plan = QUICK if quick else FULL
+    cuts = {k: v for k, v in (cuts or {}).items() if v is not None}
+    plan = dataclasses.replace(QUICK if quick else FULL, **cuts)
     started, threads = time.perf_counter(), torch.get_num_threads()
     if quick and device.type == "cpu":  # a smoke test: one thread is far faster on a busy CPU than several
         torch.set_num_threads(1)
@@ -205,7 +221,7 @@ def gpu_check(device_spec: str = "cuda", *, quick: bool = False, workers: int | 
     return {
         "data": {"note": SYNTHETIC, "train_images": plan.train_images, "test_images": plan.test_images},
         "device": str(device), "device_name": name, "gpus": torch.cuda.device_count(),
-        "torch": torch.__version__, "quick": quick, "pipeline": pipeline, "grid": grid,
+        "torch": torch.__version__, "quick": quick, "cuts": cuts, "pipeline": pipeline, "grid": grid,
         "projection": project_paper_grid(best["aggregate_images_per_s"], best["jobs"]), "ddp": ddp,
         "wall_s": time.perf_counter() - started,
     }  # fmt: skip
@@ -217,8 +233,10 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     pipe, projection = result["pipeline"], result["projection"]
-    table = Table(title=f"gpu-check on {result['device_name']} (torch {result['torch']}); data {SYNTHETIC}",
-                  title_justify="left")  # fmt: skip
+    cuts = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                     for k, v in result.get("cuts", {}).items())  # fmt: skip
+    table = Table(title=f"gpu-check on {result['device_name']} (torch {result['torch']}); data {SYNTHETIC}"
+                  + (f"; cut to: {cuts}" if cuts else ""), title_justify="left")  # fmt: skip
     for column in ("step", "measurement", "figure"):
         table.add_column(column, justify="right" if column == "figure" else "left")
     setting = f"ResNet-32, batch {pipe['batch']}, {pipe['precision']}, {pipe['rounds']} rounds x {pipe['steps']} steps"
@@ -255,10 +273,17 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="shrink every step (a smoke test, seconds on a CPU)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers of step 1 (default min(4, CPUs))")
     parser.add_argument("--out", type=Path, default=Path("gpu-check.json"), help="where the JSON goes")
+    cut = parser.add_argument_group("cuts, to fit a short GPU slot (the JSON's `cuts` names them)")
+    cut.add_argument("--rounds", type=positive, default=None, help=f"pipeline rounds (default {FULL.rounds})")
+    cut.add_argument("--steps", type=positive, default=None, help=f"timed steps a turn (default {FULL.steps})")
+    cut.add_argument("--jobs", type=job_levels, default=None,
+                     help="runner grid --jobs levels, comma-separated (default 1,4,8)")  # fmt: skip
+    cut.add_argument("--epochs", type=positive, default=None, help=f"epochs a grid cell (default {FULL.epochs})")
     args = parser.parse_args(argv)
     if args.out.is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name, e.g. --out {args.out / 'gpu-check.json'}")
-    result = gpu_check(args.device, quick=args.quick, workers=args.workers)
+    cuts = {"rounds": args.rounds, "steps": args.steps, "jobs": args.jobs, "epochs": args.epochs}
+    result = gpu_check(args.device, quick=args.quick, workers=args.workers, cuts=cuts)
     print_table(result)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,15 @@ CACHE_VERSION = 1
 GENERATOR_VERSIONS: dict[str, int] = {"hpn": 2}
 
 
-def cache_path(kind: str, K: int, d: int, seed: int, params: dict[str, Any]) -> Path:
-    """The cache file of a set; ``params`` are the resolved ones (defaults filled in)."""
-    key = json.dumps({"v": GENERATOR_VERSIONS.get(kind, CACHE_VERSION), "params": params}, sort_keys=True)
+def cache_path(
+    kind: str, K: int, d: int, seed: int, params: dict[str, Any], device: torch.device | None = None
+) -> Path:
+    """The cache file of a set; ``params`` are the resolved ones (defaults filled in). A set solved on
+    another device than the CPU (floating-point order differs) has a key of its own."""
+    key_fields: dict[str, Any] = {"v": GENERATOR_VERSIONS.get(kind, CACHE_VERSION), "params": params}
+    if device is not None and device.type != "cpu":
+        key_fields["device"] = device.type
+    key = json.dumps(key_fields, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / "prototypes" / f"{kind}_K{K}_d{d}_s{seed}_{digest}.npz"
 

@@ -12,12 +12,23 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import torch
+
 from tests.conftest import tiny_suite
 
 
-def command(suite: Path, results: Path, data: Path, *extra: str) -> list[str]:
+def command(suite: Path, results: Path, data: Path, *extra: str, device: str = "cpu") -> list[str]:
     return [sys.executable, "-m", "protobench", "run", str(suite), "--results", str(results),
-            "--data-dir", str(data), "--device", "cpu", *extra]  # fmt: skip
+            "--data-dir", str(data), "--device", device, *extra]  # fmt: skip
+
+
+#: A test run on the CPU, and (marked ``gpu``) again on CUDA: the same assertions on both.
+ON_CPU_AND_GPU = pytest.mark.parametrize("where", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+
+
+def device_of(where: str, gpu: torch.device) -> str:
+    return "cpu" if where == "cpu" else gpu.type
 
 
 def start(args: list[str]) -> subprocess.Popen:
@@ -47,11 +58,15 @@ def comparable(record: dict) -> dict:
     return {**record, "history": history, "metrics": metrics, "timings": None, "finished_at": None}
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_record_of_an_uninterrupted_run(tmp_path, fmnist_dir):
+@ON_CPU_AND_GPU
+def test_a_run_killed_mid_epoch_resumes_to_the_record_of_an_uninterrupted_run(tmp_path, fmnist_dir, where, gpu):
+    # On CUDA: bf16 autocast, graph-replayed steps (re-recorded after the resume) and the CUDA RNG state.
+    device = device_of(where, gpu)
     train = {"epochs": 6, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, "mixup_alpha": 0.2, "flip": True}
     suite = tiny_suite(tmp_path / "k.yaml", methods=["dl2pa"], dims=[3], train=train)
     # Checkpoints inside epochs too (every 6 ms), so the kill leaves a mid-epoch one to resume from.
-    run = command(suite, tmp_path / "res", fmnist_dir, "--deterministic", "--checkpoint-minutes", "0.0001")
+    run = command(suite, tmp_path / "res", fmnist_dir, "--deterministic", "--checkpoint-minutes", "0.0001",
+                  device=device)  # fmt: skip
     killed = start(run)
     wait_for_checkpoint(tmp_path / "res", killed)
     killed.send_signal(signal.SIGKILL)
@@ -60,7 +75,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_record_of_an_uninterrupted_run(tm
     resumed = subprocess.run(run, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"dl2pa d=3 s=0 resuming from (epoch \d/6, after batch \d|the end of epoch \d/6)", resumed.stdout)
-    reference = command(suite, tmp_path / "ref", fmnist_dir, "--deterministic")
+    reference = command(suite, tmp_path / "ref", fmnist_dir, "--deterministic", device=device)
     assert subprocess.run(reference, capture_output=True, text=True).returncode == 0
     assert comparable(the_record(tmp_path / "res")) == comparable(the_record(tmp_path / "ref"))
     assert not list((tmp_path / "res").rglob("*.ckpt-*.pt")) and not list((tmp_path / "res").rglob("*.lock"))
@@ -138,3 +153,32 @@ def test_a_diverging_cell_is_recorded_failed_the_grid_goes_on_and_the_exit_code_
     assert "1 trained, 0 skipped, 0 n/a, 1 failed" in out
     assert "| softmax | failed (FloatingPointError) |" in out
     assert "failed: softmax at 2, seed 0, epoch 1: FloatingPointError: training loss became nan in epoch 1" in out
+
+
+@ON_CPU_AND_GPU
+def test_an_out_of_memory_cell_is_recorded_failed_and_the_grid_goes_on(run_cli, tmp_path, fmnist_dir, monkeypatch,
+                                                                          where, gpu):  # fmt: skip
+    # On CUDA a real one: the d = 2 cell asks the caching allocator for 4 PiB in its first step (outside
+    # any graph: the first steps are eager). On the CPU the same error is raised.
+    from protobench.methods.softmax import Softmax
+
+    device = device_of(where, gpu)
+    real = Softmax.loss
+
+    def loss(self, h, y):
+        if self.dim == 2:
+            if h.device.type != "cuda":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 PiB")
+            torch.empty(2**50, device=h.device)
+        return real(self, h, y)
+
+    monkeypatch.setattr(Softmax, "loss", loss)
+    suite = tiny_suite(tmp_path / "m.yaml", dims=[2, 4])
+    code, out, _ = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", device)
+    assert code == 1, out
+    assert "1 trained, 0 skipped, 0 n/a, 1 failed" in out
+    assert "| softmax | failed (CUDA out of memory) |" in out
+    records = {record["config"]["dim"]: record for record in map(json.loads, map(Path.read_text,
+               (tmp_path / "res").rglob("*.json")))}  # fmt: skip
+    assert records[2]["status"] == "error" and records[2]["reason"].startswith("CUDA out of memory: ")
+    assert records[4]["status"] == "ok" and records[4]["device"].startswith("cpu") == (device == "cpu")
