@@ -1,6 +1,8 @@
 # protobench on a GPU node: docker build -t protobench . && docker run --gpus all -v $PWD/results:/app/results protobench run cifar100
 # The official PyTorch CUDA runtime image brings torch and torchvision; pip keeps them (pyproject's ranges are open).
-FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+# torch 2.11.0 + CUDA 13.0 is the stack .ci/gpu-acceptance passed on (an H200, 2026-12-04); CUDA 13 needs an
+# NVIDIA driver >= 580. On an older driver use pytorch/pytorch:2.11.0-cuda12.8-cudnn9-runtime (not run here).
+FROM pytorch/pytorch:2.11.0-cuda13.0-cudnn9-runtime
 
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 \

@@ -80,6 +80,17 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """One pre-declared test of a suite's ``family`` (docs/compare.md): row ``a`` against row ``b`` in
+    each of ``columns``, in this suite or in ``suite`` (another suite's records, e.g. a secondary endpoint)."""
+
+    a: str
+    b: str
+    columns: tuple[str, ...]
+    suite: str | None = None
+
+
+@dataclass(frozen=True)
 class Suite:
     """A benchmark: one dataset and recipe, a grid of method x dim x seed (x imbalance ratio)."""
 
@@ -107,6 +118,8 @@ class Suite:
     paper_source: str = ""
     #: Under torchrun, normalise BatchNorm over the whole global batch instead of each rank's part (CUDA).
     sync_batchnorm: bool = False
+    #: Comparisons declared before any cell runs, corrected together (``protobench compare SUITE --family``).
+    family: tuple[Comparison, ...] = ()
     path: str = ""
 
     def method_of(self, row: str) -> str:
@@ -210,6 +223,8 @@ def build(cls: type, data: dict[str, Any], where: str) -> Any:
             kwargs[name] = recipe_changes(value, where)
         elif cls is Suite and name == "variants":
             kwargs[name] = variants(value, where)
+        elif cls is Suite and name == "family":
+            kwargs[name] = family(value, where)
         else:
             kwargs[name] = convert(value, hints[name], f"{where}: key '{name}'")
     missing = [f.name for f in fields(cls) if f.name in ("name", "dataset", "dims", "methods") and f.name not in kwargs]
@@ -253,6 +268,42 @@ def variants(value: Any, where: str) -> dict[str, Variant]:
         method = convert(spec["method"], str, f"{key}.method'")
         found[str(name)] = Variant(method, convert(spec.get("options") or {}, dict[str, Any], f"{key}.options'"))
     return found
+
+
+def family(value: Any, where: str) -> tuple[Comparison, ...]:
+    """``family``: a list of {a: ROW, b: ROW, columns: [COLUMN, ...], suite: NAME (optional)}."""
+    example = 'e.g. [{a: dl2pa, b: dl2pa-static, columns: ["2", "3"]}]'
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where}: key 'family' must be a non-empty list of comparisons, {example}")
+    found = []
+    for index, spec in enumerate(value):
+        key = f"{where}: key 'family[{index}]'"
+        if not isinstance(spec, dict) or not {"a", "b", "columns"} <= set(spec):
+            raise UserError(f"{key} must be a mapping with 'a', 'b' and 'columns', {example}")
+        check_keys(spec, ["a", "b", "columns", "suite"], f"{key}: unknown key")
+        columns = spec["columns"] if isinstance(spec["columns"], list) else [spec["columns"]]
+        if not columns:
+            raise UserError(f"{key}: 'columns' is empty; name at least one report column, e.g. [\"2\"]")
+        suite = spec.get("suite")
+        found.append(Comparison(str(spec["a"]), str(spec["b"]), tuple(str(c) for c in columns),
+                                None if suite is None else str(suite)))  # fmt: skip
+    return tuple(found)
+
+
+def check_family(suite: Suite, rows: list[str], source: str) -> None:
+    """A comparison of this suite names two of its rows and its report columns (one naming another suite
+    is checked against that suite's records when compared)."""
+    columns = suite.columns()
+    for index, comparison in enumerate(suite.family):
+        if comparison.suite is not None:
+            continue
+        key = f"{source}: key 'family[{index}]'"
+        for row in (comparison.a, comparison.b):
+            if row not in rows:
+                raise UserError(f"{key}: {unknown_row(row, rows)}")
+        for column in comparison.columns:
+            if column not in columns:
+                raise UserError(f"{key}: column '{column}' is not one of this suite's: {', '.join(columns)}")
 
 
 def check_variants(suite: Suite, source: str) -> None:
@@ -316,6 +367,7 @@ def validate(suite: Suite, source: str) -> None:
     for method in suite.paper:
         if method not in rows:
             raise UserError(f"{source}: key 'paper': {unknown_row(method, rows)}")
+    check_family(suite, rows, source)
 
 
 def unknown_row(name: str, rows: list[str]) -> str:

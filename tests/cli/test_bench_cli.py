@@ -63,3 +63,18 @@ def test_gpu_check_quick_on_cpu_writes_the_json(run_cli, tmp_path, monkeypatch) 
     assert [run["jobs"] for run in result["grid"]] == [1] and result["grid"][0]["trained"] == 2
     assert result["projection"]["suite"] == "cifar100" and result["projection"]["seconds"] > 0
     assert result["ddp"]["status"].startswith("skipped")
+    assert set(result["goals"]) == {"engine_vs_dataloader", "engine_vs_model_only", "paper_grid_hours"}
+
+
+def test_gpu_check_goals_read_the_ratio_intervals_and_the_projected_hours() -> None:
+    from protobench.bench.gpu_check import gpu_goals
+
+    def ratio(low, high):
+        return {"median": (low + high) / 2, "low": low, "high": high}
+
+    pipeline = {"ratio_engine_vs_dataloader": ratio(3.1, 4.0), "ratio_engine_vs_model_only": ratio(0.7, 0.9)}
+    goals = gpu_goals(pipeline, {"hours": 2.0})
+    assert [goals[k]["verdict"] for k in goals] == ["ok", "undecided", "ok"]
+    pipeline["ratio_engine_vs_dataloader"] = ratio(2.0, 2.9)
+    goals = gpu_goals(pipeline, {"hours": 2.01})
+    assert goals["engine_vs_dataloader"]["verdict"] == "SLOWER" and goals["paper_grid_hours"]["verdict"] == "missed"
