@@ -14,6 +14,15 @@ from protobench.registry import Registry
 BackboneBuilder = Callable[..., nn.Module]
 BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
 register_backbone = BACKBONES.register
+#: Each backbone's numerics version where it is not 1: bump a backbone's with any change that moves its
+#: numbers (its layers, their initialisation), and re-make the fingerprint in the same commit
+#: (docs/engine.md, "Numerics versions").
+NUMERICS_VERSIONS: dict[str, int] = {}
+
+
+def numerics_version(name: str) -> int:
+    """Backbone ``name``'s numerics version."""
+    return NUMERICS_VERSIONS.get(name, 1)
 
 
 def create_backbone(name: str, *, in_channels: int, dim: int, **options: Any) -> nn.Module:

@@ -62,6 +62,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or as it is when it is float32 or float64 already: the heads compute in float32
+    under bf16 autocast, and in float64 in an fp64 cell (the fingerprint test's, docs/engine.md)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def replays_graphs(device: torch.device, cuda_graphs: bool) -> bool:
     """Whether training steps are replayed from CUDA graphs: asked for, and on CUDA (elsewhere eager)."""
     return cuda_graphs and device.type == "cuda"

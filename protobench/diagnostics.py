@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from protobench.device import at_least_fp32
 from protobench.methods import Method
 
 #: Calibration bins of the expected calibration error (equal-width over confidence).
@@ -76,7 +77,7 @@ def feature_report(
     """
     backbone.eval()
     method.eval()
-    device = next(backbone.parameters()).device
+    device, dtype = next(backbone.parameters()).device, next(backbone.parameters()).dtype
     sums = torch.zeros(num_classes, method.dim, device=device, dtype=torch.float64)
     counts = torch.zeros(num_classes, device=device, dtype=torch.float64)
     second = torch.zeros(method.dim, method.dim, device=device, dtype=torch.float64)
@@ -84,13 +85,13 @@ def feature_report(
     kept_h, kept_y, kept = [], [], 0
     for images, labels in loader:
         with autocast():
-            z = backbone(images)
-        h = method(z.float()).float()
+            z = backbone(images.to(dtype))  # a no-op but for an fp64 learner
+        h = at_least_fp32(method(at_least_fp32(z)))
         h64 = h.double()
         sums.index_add_(0, labels, h64)
         counts += torch.bincount(labels, minlength=num_classes).double()
         second += h64.T @ h64
-        probabilities = torch.softmax(method.scores(h).float(), dim=1)
+        probabilities = torch.softmax(at_least_fp32(method.scores(h)), dim=1)
         confidence, predicted = probabilities.max(dim=1)
         index = (confidence * ECE_BINS).long().clamp(max=ECE_BINS - 1)
         bins[0] += torch.bincount(index, minlength=ECE_BINS).double()

@@ -30,18 +30,101 @@ if TYPE_CHECKING:
     from protobench.step import Learner
 
 
+#: Under torchrun the ranks agree on a stop request every this many steps (one tiny all-reduce each time).
+STOP_POLL = 10
+
+
+class SingleProcess:
+    """The collective of one process: every operation is a no-op, so the engine's loop reads the same
+    with and without torchrun (``DataParallel`` is the other collective)."""
+
+    world_size = 1
+    rank = 0
+    is_main = True
+    #: Whether training steps may be replayed from CUDA graphs (DDP's collectives are not captured).
+    graphs_allowed = True
+    #: Which rows of a global batch this process trains (None: all of them).
+    part: Callable[[int], slice] | None = None
+
+    def for_training(self, learner: Learner, device: torch.device, sync_batchnorm: bool = False) -> Learner:
+        return learner
+
+    def loss_scale(self, reduction: str) -> int:
+        """What a rank's summed loss is multiplied by to be the global batch's (1 for one process)."""
+        return 1
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def sum_count(self, count: int, device: torch.device) -> int:
+        return count
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        return flag
+
+    def agreed_stop(self, stop: bool, step: int, batch: int, device: torch.device) -> bool:
+        """Whether to stop now: ``stop`` itself for one process."""
+        return stop
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        pass
+
+    def unsliced(self, loader: Any, make_whole: Callable[[], Any]) -> Any:
+        """A loader over the whole split: ``loader`` itself for one process."""
+        return loader
+
+    def broadcast(self, value: Any) -> Any:
+        return value
+
+    def barrier(self) -> None:
+        pass
+
+
+SINGLE_PROCESS = SingleProcess()
+
+
 @dataclass(frozen=True)
 class DataParallel:
-    """This process's place in a data-parallel group: ``rank`` of ``world_size``."""
+    """This process's place in a data-parallel group: ``rank`` of ``world_size`` (the collective of a
+    torchrun process; ``SingleProcess`` is the one of a plain process)."""
 
     rank: int
     world_size: int
     local_rank: int
+    graphs_allowed = False
 
     @property
     def is_main(self) -> bool:
         """Rank 0 writes records, checkpoints and progress."""
         return self.rank == 0
+
+    @property
+    def part(self) -> Callable[[int], slice]:
+        return self.batch_slice
+
+    def for_training(self, learner: Learner, device: torch.device, sync_batchnorm: bool = False) -> Learner:
+        return for_training(learner, self, device, sync_batchnorm)
+
+    def loss_scale(self, reduction: str) -> int:
+        """A rank's summed loss is 1/W of the global batch's; a mean over the batch needs no scaling."""
+        return self.world_size if reduction == "sum" else 1
+
+    def sum_count(self, count: int, device: torch.device) -> int:
+        """``count`` summed over the ranks."""
+        total = torch.tensor(float(count), device=device)
+        self.sum_(total)
+        return int(total.item())
+
+    def agreed_stop(self, stop: bool, step: int, batch: int, device: torch.device) -> bool:
+        """Every rank stops at the same step: the ranks agree every STOP_POLL steps and at an epoch's start."""
+        return self.any(stop, device) if step % STOP_POLL == 0 or batch == 0 else False
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        broadcast_buffers(module)
+
+    def unsliced(self, loader: Any, make_whole: Callable[[], Any]) -> Any:
+        """A loader over the whole split (each rank's own ``loader`` holds its slice of every batch)."""
+        return make_whole()
 
     def batch_slice(self, size: int) -> slice:
         """This rank's rows of a global batch of ``size`` rows (contiguous, sizes differing by at most one)."""
@@ -78,15 +161,15 @@ def environment_world_size() -> int:
         raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number; start with torchrun") from None
 
 
-def from_environment(device: torch.device) -> tuple[DataParallel | None, torch.device]:
+def from_environment(device: torch.device) -> tuple[Collective, torch.device]:
     """Join the torchrun group, if this process is one of several: (the group, this rank's device).
 
     On CUDA each rank takes the GPU of its LOCAL_RANK (``--device cuda`` or ``auto``); on the CPU the
-    ranks share the cores. A single process gets (None, ``device``) unchanged.
+    ranks share the cores. A single process gets (``SINGLE_PROCESS``, ``device``) unchanged.
     """
     world = environment_world_size()
     if world <= 1:
-        return None, device
+        return SINGLE_PROCESS, device
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         if device.index not in (None, local):
@@ -154,6 +237,5 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
                 dist.broadcast(buffer, src=0)
 
 
-def reducer(group: DataParallel | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The in-place sum over ranks a method's bookkeeping uses, or None for one process."""
-    return group.sum_ if group is not None else None
+#: What the engine and the runner are handed: one process, or one rank of a torchrun group.
+Collective = SingleProcess | DataParallel

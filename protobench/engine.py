@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from protobench import distributed
 from protobench.backbones import create_backbone
 from protobench.cell_state import (
     Checkpointing,
@@ -31,16 +30,19 @@ from protobench.cell_state import (
 )
 from protobench.data.base import Augment, BatchLoader
 from protobench.data.prepare import CellData
-from protobench.device import seed_everything, synchronize
+from protobench.device import at_least_fp32, seed_everything, synchronize
 from protobench.diagnostics import feature_report
-from protobench.distributed import DataParallel
+from protobench.distributed import SINGLE_PROCESS, Collective
 from protobench.methods import Method, create_method
 from protobench.progress import Progress, SilentProgress
+from protobench.recipe import TrainRecipe
+from protobench.spec import CellSpec
 from protobench.step import Learner, Mixup, step_function
-from protobench.suites import Suite, TrainRecipe
 
-#: Under torchrun the ranks agree on a stop request every this many steps (one tiny all-reduce each time).
-STOP_POLL = 10
+#: The numerics version of the training step and loop (this module, protobench/step.py and the
+#: optimiser set-up): bump it with any change that moves a cell's numbers (docs/engine.md, "Numerics
+#: versions"), and re-make the fingerprint in the same commit.
+NUMERICS_VERSION = 1
 
 # ---------------------------------------------------------------- optimiser and schedule
 
@@ -104,16 +106,16 @@ def evaluate(
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
     """Top-1 accuracy of ``method.predict`` over ``loader``, overall and per class; ``reduce`` sums the
-    counts over data-parallel ranks, each of which evaluated its part of the split."""
+    counts over data-parallel ranks, each of which evaluated its part of the split (``Collective.sum_``)."""
     backbone.eval()
     method.eval()
-    device = next(backbone.parameters()).device
+    device, dtype = next(backbone.parameters()).device, next(backbone.parameters()).dtype
     correct = torch.zeros(num_classes, device=device)
     total = torch.zeros(num_classes, device=device)
     for images, labels in loader:
         with autocast():
-            z = backbone(images)
-        predictions = method.predict(method(z.float()))
+            z = backbone(images.to(dtype))  # a no-op but for an fp64 learner
+        predictions = method.predict(method(at_least_fp32(z)))
         total += torch.bincount(labels, minlength=num_classes)
         correct += torch.bincount(labels[predictions == labels], minlength=num_classes)
     if reduce is not None:
@@ -142,37 +144,32 @@ class CellOutcome:
     embeddings: dict[str, Any] | None = None
 
 
-def build_learner(
-    suite: Suite, data: CellData, method_name: str, dim: int, seed: int, device: torch.device, precision: str
-) -> Learner:
-    """Backbone, head and optimiser for ``method_name`` (a suite row: a method or a variant of one) at
-    ``dim``/``seed`` on ``device``, with ``precision`` (``fp32`` or ``bf16`` autocast, already resolved);
-    seeds nothing."""
+def build_learner(spec: CellSpec, data: CellData, device: torch.device) -> Learner:
+    """Backbone, head and optimiser of the cell ``spec`` on ``device``, in its precision (``bf16``
+    autocast, ``fp32``, or ``fp64``: every parameter and buffer in float64); seeds nothing."""
     channels_last = device.type == "cuda"
+    precision = spec.precision
 
     def autocast() -> Any:
         # No weight-cast cache: each weight is cast once per step anyway, and a CUDA graph must not keep one.
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
-    backbone = create_backbone(suite.backbone, in_channels=data.in_channels, dim=dim, **suite.backbone_options)
+    backbone = create_backbone(spec.backbone, in_channels=data.in_channels, dim=spec.dim, **spec.backbone_options)
     backbone = backbone.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     method = create_method(
-        suite.method_of(method_name),
-        data.num_classes,
-        dim,
-        seed=seed,
-        loss_family=suite.loss,
-        **suite.options_for(method_name),
+        spec.method, data.num_classes, spec.dim, seed=spec.seed, loss_family=spec.loss, **spec.method_options
     ).to(device)
+    if precision == "fp64":
+        backbone, method = backbone.to(torch.float64), method.to(torch.float64)
     params = [p for p in (*backbone.parameters(), *method.parameters()) if p.requires_grad]
-    return Learner(backbone, method, build_optimizer(params, suite.recipe_for(method_name)), autocast)
+    return Learner(backbone, method, build_optimizer(params, spec.train), autocast)
 
 
 def cell_loaders(
-    recipe: TrainRecipe, data: CellData, device: torch.device, seed: int, parallel: DataParallel | None = None
+    recipe: TrainRecipe, data: CellData, device: torch.device, seed: int, collective: Collective = SINGLE_PROCESS
 ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
     """Train (augmented, shuffled per seed and epoch), validation (None when no split) and test loaders;
-    with ``parallel``, each yields this rank's rows of every global batch."""
+    under torchrun each yields this rank's rows of every global batch (``collective.part``)."""
     augment = Augment(recipe.crop_padding, recipe.flip, recipe.random_resized_crop, dict(recipe.augment_extra))
     return data.loaders(
         batch_size=recipe.batch_size,
@@ -181,58 +178,48 @@ def cell_loaders(
         seed=seed,
         augment=augment,
         channels_last=device.type == "cuda",
-        part=parallel.batch_slice if parallel is not None else None,
+        part=collective.part,
     )
 
 
 def train_cell(
-    suite: Suite,
+    spec: CellSpec,
     data: CellData,
-    method_name: str,
-    dim: int,
-    seed: int,
     *,
     device: torch.device,
-    precision: str,
-    deterministic: bool = False,
     cuda_graphs: bool = True,
     progress: Progress | None = None,
     checkpointing: Checkpointing | None = None,
-    parallel: DataParallel | None = None,
+    collective: Collective = SINGLE_PROCESS,
 ) -> CellOutcome:
-    """Train one method at one dim and seed on ``data`` and evaluate it every epoch.
+    """Train the cell ``spec`` on ``data`` (prepared for its dataset and imbalance ratio) and evaluate
+    it every epoch. The spec is all the engine reads of the cell: method, options, recipe, precision
+    (resolved: ``fp32``, ``bf16`` or ``fp64``) and whether kernels are deterministic.
 
-    ``precision`` is resolved already (``fp32`` or ``bf16``; protobench.device.resolve_precision).
     On CUDA, ``cuda_graphs`` replays each training step from a CUDA graph (``GraphedTrainStep``);
     elsewhere, or when it is off, the step runs eagerly. With ``checkpointing`` the state is saved as
     training goes and, given one, a saved state is continued: the batches, random draws and updates
     that follow are those an uninterrupted run makes. An error while training is raised as
-    ``TrainingFailed`` with its epoch. With ``parallel`` (torchrun) every rank calls this together and
-    trains on its slice of each batch (docs/distributed.md); the outcome's figures are the whole
-    batch's and test set's on every rank, its diagnostics rank 0's.
+    ``TrainingFailed`` with its epoch. Under torchrun (``collective`` a ``DataParallel``) every rank
+    calls this together and trains on its slice of each batch (docs/distributed.md); the outcome's
+    figures are the whole batch's and test set's on every rank, its diagnostics rank 0's.
     """
     progress = progress or SilentProgress()
-    recipe = suite.recipe_for(method_name)
-    seed_everything(seed, deterministic)
-    learner = build_learner(suite, data, method_name, dim, seed, device, precision)
+    recipe = spec.train
+    seed_everything(spec.seed, spec.deterministic)
+    learner = build_learner(spec, data, device)
     backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer
-    train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, seed, parallel)
-    step_learner, reduce, full_test, loss_scale = learner, None, test_loader, 1
-    if parallel is not None:
-        step_learner = distributed.for_training(learner, parallel, device, suite.sync_batchnorm)
-        reduce = parallel.sum_
-        full_test = cell_loaders(recipe, data, device, seed)[2]  # the diagnostics see the whole test set
-        loss_scale = parallel.world_size if method.loss_reduction == "sum" else 1  # a rank's sum is 1/W of it
-    step_fn = step_function(step_learner, device, cuda_graphs and parallel is None)
-
-    def agreed(stop: bool) -> bool:
-        """Under torchrun every rank stops at the same step (asked every STOP_POLL steps)."""
-        if parallel is None:
-            return stop
-        return parallel.any(stop, device) if loop.step % STOP_POLL == 0 or loop.batch == 0 else False
+    train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, spec.seed, collective)
+    step_learner = collective.for_training(learner, device, spec.sync_batchnorm)
+    # The diagnostics see the whole test set (under torchrun each rank's loader holds a slice of it).
+    full_test = collective.unsliced(test_loader, lambda: cell_loaders(recipe, data, device, spec.seed)[2])
+    loss_scale = collective.loss_scale(method.loss_reduction)
+    step_fn = step_function(step_learner, device, cuda_graphs and collective.graphs_allowed)
+    if spec.precision == "fp64":  # the loader gives float32 images; an fp64 learner takes them in float64
+        step_fn = _in_float64(step_fn)
 
     steps_per_epoch = len(train_loader)
-    mixup = np.random.default_rng(seed)  # draws each step's mixup / CutMix (Mixup.draw_step)
+    mixup = np.random.default_rng(spec.seed)  # draws each step's mixup / CutMix (Mixup.draw_step)
     loop = LoopState()
     if checkpointing is not None and checkpointing.resume is not None:
         loop = restore_training_state(checkpointing.resume, learner, mixup, device)
@@ -271,7 +258,7 @@ def train_cell(
                 loop.batch = index + 1
                 progress.batch(epoch, index)
                 if checkpointing is not None:
-                    stop = agreed(checkpointing.should_stop())
+                    stop = collective.agreed_stop(checkpointing.should_stop(), loop.step, loop.batch, device)
                     if stop or time.monotonic() - last_save >= checkpointing.every_seconds:
                         synchronize(device)
                         loop.epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
@@ -280,17 +267,15 @@ def train_cell(
                             raise Interrupted(f"stopped in epoch {epoch + 1} after batch {index + 1}")
             synchronize(device)
             epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
-            if parallel is not None:  # the whole global batch's sums; rank 0's buffers everywhere
-                seen = torch.tensor(float(loop.seen), device=device)
-                for total in (loop.loss_sum, loop.correct, seen):
-                    parallel.sum_(total)
-                loop.seen = int(seen.item())
-                distributed.broadcast_buffers(backbone)
+            # Under torchrun: the whole global batch's sums, and rank 0's buffers everywhere.
+            for total in (loop.loss_sum, loop.correct):
+                collective.sum_(total)
+            loop.seen = collective.sum_count(loop.seen, device)
+            collective.broadcast_buffers(backbone)
             loop.train_seconds += epoch_seconds
             loop.train_images += loop.seen
             diagnostics = method.after_epoch()
-            if parallel is not None:
-                distributed.broadcast_buffers(method)
+            collective.broadcast_buffers(method)
             row: dict[str, float] = {
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
@@ -303,9 +288,9 @@ def train_cell(
                 raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
             if val_loader is not None:
                 row["val_accuracy"] = evaluate(
-                    backbone, method, val_loader, data.num_classes, learner.autocast, reduce
+                    backbone, method, val_loader, data.num_classes, learner.autocast, collective.sum_
                 ).accuracy
-            test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast, reduce)
+            test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast, collective.sum_)
             row["test_accuracy"] = test.accuracy
             if val_loader is not None and row["val_accuracy"] > loop.best_val:
                 loop.best_val, loop.test_at_best_val, loop.best_epoch = row["val_accuracy"], test.accuracy, epoch + 1
@@ -314,7 +299,8 @@ def train_cell(
             loop.epoch, loop.batch, loop.loss_sum, loop.correct = epoch + 1, 0, None, None
             progress.end_epoch(epoch, row)
             save()
-            if checkpointing is not None and agreed(checkpointing.should_stop()) and loop.epoch < recipe.epochs:
+            stop = checkpointing is not None and collective.agreed_stop(checkpointing.should_stop(), 0, 0, device)
+            if stop and loop.epoch < recipe.epochs:
                 raise Interrupted(f"stopped after epoch {epoch + 1}")
     except (Interrupted, KeyboardInterrupt):
         raise
@@ -347,3 +333,12 @@ def train_cell(
             "optimizer": optimizer.state_dict(),
         },
     )
+
+
+def _in_float64(step_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``step_fn`` fed float64 images (the fingerprint's fp64 cells)."""
+
+    def step(images: torch.Tensor, labels: torch.Tensor, mix: Mixup | None) -> Any:
+        return step_fn(images.to(torch.float64), labels, mix)
+
+    return step

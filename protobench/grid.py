@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
-from protobench import results, sharding
+from protobench import numerics, results, sharding
 from protobench.device import resolve_precision
 from protobench.methods import resolved_options
 from protobench.sharding import Shard
-from protobench.suites import Suite, recipe_config
+from protobench.spec import CellSpec
+from protobench.suites import Suite
 
 
 @dataclass(frozen=True)
@@ -39,58 +40,99 @@ def expand(suite: Suite) -> list[Cell]:
     ]
 
 
+def cell_spec(suite: Suite, cell: Cell, *, deterministic: bool, precision: str) -> CellSpec:
+    """The cell resolved: its row's method and options, its recipe, and ``precision`` (already resolved
+    for the device). A variant's spec is its method's with the variant's options: the row's name is not
+    in it, so equal settings under different names (or suites) have one hash (docs/ablations.md, "Reuse")."""
+    method = suite.method_of(cell.method)
+    return CellSpec(
+        dataset=suite.dataset,
+        dataset_options=suite.dataset_options,
+        val_size=suite.val_size,
+        data_seed=suite.data_seed,
+        imbalance_ratio=cell.ratio,
+        imbalance_profile=suite.imbalance_profile,
+        loss=suite.loss,
+        backbone=suite.backbone,
+        backbone_options=suite.backbone_options,
+        method=method,
+        method_options=resolved_options(method, suite.options_for(cell.method)),
+        dim=cell.dim,
+        seed=cell.seed,
+        train=suite.recipe_for(cell.method),
+        precision=precision,
+        deterministic=deterministic,
+        sync_batchnorm=suite.sync_batchnorm,
+        data_source=suite.path or f"suite {suite.name}",
+    )
+
+
+def spec_for(
+    suite: Suite, row: str, dim: int, seed: int = 0, ratio: float | None = None, *, precision: str = "fp32",
+    deterministic: bool = False,
+) -> CellSpec:  # fmt: skip
+    """``cell_spec`` of one cell named by its coordinates (benchmarks and tests)."""
+    return cell_spec(suite, Cell(row, dim, seed, ratio), deterministic=deterministic, precision=precision)
+
+
 def cell_config(suite: Suite, cell: Cell, *, deterministic: bool, precision: str) -> dict[str, Any]:
-    """Everything that changes a cell's numbers (and nothing that doesn't, such as the device)."""
-    return {
-        "dataset": suite.dataset,
-        "dataset_options": suite.dataset_options,
-        "val_size": suite.val_size,
-        "data_seed": suite.data_seed,
-        "imbalance_ratio": cell.ratio,
-        "imbalance_profile": suite.imbalance_profile if cell.ratio is not None else None,
-        "loss": suite.loss,
-        "backbone": suite.backbone,
-        "backbone_options": suite.backbone_options,
-        # A variant's config is its method's with the variant's options: the row's name is not in it, so
-        # equal settings under different names (or suites) have one hash (docs/ablations.md, "Reuse").
-        "method": suite.method_of(cell.method),
-        "method_options": resolved_options(suite.method_of(cell.method), suite.options_for(cell.method)),
-        "dim": cell.dim,
-        "seed": cell.seed,
-        "train": recipe_config(suite.recipe_for(cell.method)),
-        "deterministic": deterministic,
-        "precision": precision,
-        # Only when set (a key added later: the configs, and hashes, of earlier cells stay as they were).
-        **({"sync_batchnorm": True} if suite.sync_batchnorm else {}),
-    }
+    """The cell's config: ``cell_spec(...).config()``, the hash input its record holds."""
+    return cell_spec(suite, cell, deterministic=deterministic, precision=precision).config()
 
 
 @dataclass(frozen=True)
 class PlannedCell:
-    """A cell still to run, with its resolved config and where its record goes."""
+    """A cell of a run: the suite's cell (``cell.method`` is the row), its spec and hash, where its
+    record goes, and the names the record carries (suite, report column). Everything a worker or a
+    torchrun follower needs to train it: they are handed planned cells, never the suite."""
 
     cell: Cell
-    config: dict[str, Any]
+    spec: CellSpec
     digest: str
     path: Path
+    suite: str
+    column: str
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.spec.config()
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """What a run has to do: the ``cells`` still to train, how many are ``finished`` already, and how
+    many of the cells to train have a record made by older numerics (``stale``: docs/engine.md)."""
+
+    cells: list[PlannedCell]
+    finished: int
+    stale: int
 
 
 def plan_suite(
-    suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device, shard: Shard | None = None
-) -> tuple[list[PlannedCell], int]:
-    """The unfinished cells of ``suite`` (of its ``shard`` only, when given) and how many of those are
-    already finished in ``results_dir``.
-
-    Each cell's precision is resolved here, once, from its method's recipe and the device.
-    """
-    plan, finished = [], 0
+    suite: Suite,
+    results_dir: Path,
+    *,
+    deterministic: bool,
+    device: torch.device,
+    shard: Shard | None = None,
+    keep_stale: bool = False,
+) -> GridPlan:
+    """The unfinished cells of ``suite`` (of its ``shard`` only, when given), counting a cell whose
+    record is stale as unfinished unless ``keep_stale``. Each cell's precision is resolved here, once,
+    from its method's recipe and the device."""
+    plan, finished, stale = [], 0, 0
     every = planned_cells(suite, results_dir, deterministic=deterministic, device=device)
     for planned in sharding.take(every, shard):
-        if results.is_finished(planned.path):
+        record = results.read_record(planned.path)
+        done = record is not None and record.get("status") in ("ok", "n/a")
+        if done and not keep_stale and numerics.is_stale(record):
+            stale += 1
+            done = False
+        if done:
             finished += 1
         else:
             plan.append(planned)
-    return plan, finished
+    return GridPlan(plan, finished, stale)
 
 
 def planned_cells(suite: Suite, results_dir: Path, *, deterministic: bool, device: torch.device) -> list[PlannedCell]:
@@ -98,8 +140,8 @@ def planned_cells(suite: Suite, results_dir: Path, *, deterministic: bool, devic
     planned = []
     for cell in expand(suite):
         precision = resolve_precision(suite.recipe_for(cell.method).precision, device)
-        config = cell_config(suite, cell, deterministic=deterministic, precision=precision)
-        digest = results.config_hash(config)
+        spec = cell_spec(suite, cell, deterministic=deterministic, precision=precision)
+        digest = spec.digest()
         path = results.cell_path(results_dir, suite.name, cell.method, cell.dim, cell.seed, cell.ratio, digest)
-        planned.append(PlannedCell(cell, config, digest, path))
+        planned.append(PlannedCell(cell, spec, digest, path, suite.name, suite.column(cell.dim, cell.ratio)))
     return planned

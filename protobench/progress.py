@@ -7,11 +7,35 @@ The CLI adds a live rich display on a terminal (protobench/cli/progress.py).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
 
-if TYPE_CHECKING:
-    from protobench.runner import RunSummary
-    from protobench.suites import Suite
+
+@dataclass
+class RunSummary:
+    """Counts of what a run did; ``interrupted`` is the signal that stopped it, if any."""
+
+    total: int = 0
+    skipped: int = 0
+    trained: int = 0
+    not_applicable: int = 0
+    failed: int = 0
+    resumed: int = 0
+    locked: int = 0  # left to another process (--no-wait)
+    reused: int = 0  # copied from a finished record of the same config (docs/ablations.md, "Reuse")
+    interrupted: int | None = None
+    worker_lost: bool = False  # a --jobs worker process died (killed, out of memory) and the run stopped
+
+    def add(self, part: RunSummary) -> None:
+        """Add a worker's counts (its total and skips are already in the plan's)."""
+        self.skipped += part.skipped
+        self.trained += part.trained
+        self.not_applicable += part.not_applicable
+        self.failed += part.failed
+        self.resumed += part.resumed
+        self.locked += part.locked
+        self.reused += part.reused
+        self.interrupted = self.interrupted or part.interrupted
 
 
 class Progress(Protocol):
@@ -27,7 +51,7 @@ class Progress(Protocol):
 class RunReporter(Progress, Protocol):
     """What the runner reports around the engine's events: the run, and each cell's start and record."""
 
-    def start_run(self, suite: Suite, total: int, skipped: int, device: str) -> None: ...
+    def start_run(self, suite: str, total: int, skipped: int, device: str) -> None: ...
 
     def start_cell(self, index: int, count: int, label: str) -> None: ...
 
@@ -82,8 +106,8 @@ class PlainReporter:
     def say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
-    def start_run(self, suite: Suite, total: int, skipped: int, device: str) -> None:
-        self.say(f"suite {suite.name}: {total} cells, {skipped} already finished, on {device}")
+    def start_run(self, suite: str, total: int, skipped: int, device: str) -> None:
+        self.say(f"suite {suite}: {total} cells, {skipped} already finished, on {device}")
 
     def start_cell(self, index: int, count: int, label: str) -> None:
         self.prefix = f"{self.tag}[{index}/{count}] {label}"

@@ -14,8 +14,8 @@ config, data, the run's ``provenance``), then ``complete``, ``not_applicable`` o
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import platform
 import subprocess
 from collections.abc import Callable, Iterator
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protobench.paths import atomic_write
+from protobench.spec import CellSpec, config_hash
 
 if TYPE_CHECKING:
     import torch
@@ -45,6 +46,7 @@ RECORD_KEYS = {
     "config": "the resolved configuration of the cell",
     "config_hash": "sha256 of config",
     "setting_hash": "sha256 of config without the seed",
+    "numerics": "the numerics version of each part of the code that made the numbers (docs/engine.md)",
     "data": "the dataset's source and per-class counts of each split",
     "metrics": "final-epoch and validation-selected accuracies, train loss, images/s",
     "per_class_accuracy": "final-epoch test accuracy per class (%)",
@@ -86,15 +88,19 @@ def new_record(
     *,
     suite: str,
     column: str,
-    config: dict[str, Any],
+    spec: CellSpec,
     digest: str,
     data: dict[str, Any],
     provenance: dict[str, Any],
     row: str | None = None,
 ) -> dict[str, Any]:
-    """A cell's record before it has an outcome: identity (read from ``config``), config and its
-    hashes, the data's source and counts, and the run's ``provenance``. ``row`` names the table row
-    when it is not the method itself (a suite's variant; ``config["method"]`` is then its method)."""
+    """A cell's record before it has an outcome: identity (read from the ``spec``), its config and
+    hashes, the numerics versions of the code that trains it, the data's source and counts, and the
+    run's ``provenance``. ``row`` names the table row when it is not the method itself (a suite's
+    variant; ``config["method"]`` is then its method)."""
+    from protobench.numerics import versions_for
+
+    config = spec.config()
     setting = {k: v for k, v in config.items() if k != "seed"}
     return {
         "suite": suite,
@@ -107,6 +113,7 @@ def new_record(
         "config": config,
         "config_hash": digest,
         "setting_hash": config_hash(setting),
+        "numerics": versions_for(spec),
         "data": data,
         **provenance,
     }
@@ -180,22 +187,26 @@ def save_embeddings(path: Path, arrays: dict[str, Any]) -> str:
     return path.name
 
 
-def config_hash(config: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``config``."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def cell_path(root: Path, suite: str, method: str, dim: int, seed: int, ratio: float | None, digest: str) -> Path:
-    """Where a cell's record lives."""
+    """Where a cell's record lives: always under ``root`` (a name that would lead out of it is refused)."""
+    from protobench.errors import UserError
+
     ratio_part = f"_r{ratio:g}" if ratio is not None else ""
-    return Path(root) / suite / method / f"d{dim}_s{seed}{ratio_part}_{digest[:10]}.json"
+    path = Path(root) / suite / method / f"d{dim}_s{seed}{ratio_part}_{digest[:10]}.json"
+    inside = Path(root).resolve()
+    if inside not in path.resolve().parents or path.resolve().parent.parent.parent != inside:
+        raise UserError(f"suite '{suite}', row '{method}': the record would be written outside --results {root}; "
+                        "use plain names (letters, digits, '.', '_', '-')")  # fmt: skip
+    return path
 
 
 def find_twin(root: Path, digest: str, path: Path) -> Path | None:
     """A finished record (ok or n/a) elsewhere in the store under ``root`` with config hash ``digest``
-    (another suite, or another row name), or None. Its config equals the cell's, so its numbers are
-    the ones the cell would train to (docs/ablations.md, "Reuse"); records reused in turn are skipped."""
+    (another suite, or another row name) made with HEAD's numerics, or None. Its config (precision
+    included) equals the cell's and the same code made it, so its numbers are the ones the cell would
+    train to (docs/ablations.md, "Reuse"); records reused in turn are skipped."""
+    from protobench.numerics import is_stale
+
     for candidate in sorted(Path(root).glob(f"*/*/*_{digest[:10]}.json")):
         if candidate == path:
             continue
@@ -205,6 +216,7 @@ def find_twin(root: Path, digest: str, path: Path) -> Path | None:
             and record.get("config_hash") == digest
             and record.get("status") in ("ok", "n/a")
             and "reused_from" not in record
+            and not is_stale(record)
         ):
             return candidate
     return None
@@ -250,7 +262,56 @@ def load_record(path: Path) -> dict[str, Any]:
         raise UnreadableRecord(f"not valid JSON: {problem} at line {error.lineno}") from None
     if not isinstance(record, dict):
         raise UnreadableRecord(f"JSON {type(record).__name__}, not an object")
+    check_record(record)
     return record
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Check ``record`` against the schema: the identity keys, a known status, a finished cell's finite
+    test accuracy, and the type (and finiteness) of every figure it holds; ``UnreadableRecord`` says
+    what is wrong. A record read from the store is checked before anything uses it."""
+    for key, kind in (("suite", str), ("method", str), ("dim", int), ("seed", int), ("status", str)):
+        if key not in record:
+            raise UnreadableRecord(f"no '{key}'")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise UnreadableRecord(f"'{key}' is {_kind(record[key])}, not {kind.__name__}")
+    if record["status"] not in ("ok", "n/a", "error"):
+        raise UnreadableRecord(f"status '{record['status']}' is none of ok, n/a, error")
+    for key in ("config", "metrics", "diagnostics", "numerics", "data"):
+        if key in record and not isinstance(record[key], dict):
+            raise UnreadableRecord(f"'{key}' is {_kind(record[key])}, not an object")
+    if record["status"] == "ok" and "test_accuracy" not in record.get("metrics", {}):
+        raise UnreadableRecord("a finished record without metrics.test_accuracy")
+    if record["status"] == "ok" and record["metrics"]["test_accuracy"] is None:
+        raise UnreadableRecord("metrics.test_accuracy is null")
+    for key in ("metrics", "diagnostics"):
+        for name, value in record.get(key, {}).items():
+            _check_number(f"{key}.{name}", value)
+    for key in ("per_class_accuracy", "history"):
+        if key in record and not isinstance(record[key], list):
+            raise UnreadableRecord(f"'{key}' is {_kind(record[key])}, not a list")
+    for index, value in enumerate(record.get("per_class_accuracy", [])):
+        _check_number(f"per_class_accuracy[{index}]", value)
+    for index, row in enumerate(record.get("history", [])):
+        if not isinstance(row, dict):
+            raise UnreadableRecord(f"history[{index}] is {_kind(row)}, not an object")
+        for name, value in row.items():
+            _check_number(f"history[{index}].{name}", value)
+
+
+def _check_number(where: str, value: Any) -> None:
+    """A figure is a finite number or null."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UnreadableRecord(f"{where} is {_kind(value)}, not a number")
+    if not math.isfinite(value):
+        raise UnreadableRecord(f"{where} is {value}, not a finite number")
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value reads in an error: 'a str', 'null'."""
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -262,10 +323,15 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def is_finished(path: Path) -> bool:
-    """True when the cell at ``path`` finished (ok or n/a); failed cells are retried."""
+def is_finished(path: Path, keep_stale: bool = False) -> bool:
+    """True when the cell at ``path`` finished (ok or n/a) with HEAD's numerics (or, with ``keep_stale``,
+    any); failed cells are retried, stale ones trained again."""
+    from protobench.numerics import is_stale
+
     record = read_record(path)
-    return record is not None and record.get("status") in ("ok", "n/a")
+    if record is None or record.get("status") not in ("ok", "n/a"):
+        return False
+    return keep_stale or not is_stale(record)
 
 
 def iter_records(

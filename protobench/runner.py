@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,50 +12,24 @@ import torch
 from protobench import locks, results
 from protobench.checkpoints import CellCheckpoints, describe_position
 from protobench.device import device_name
-from protobench.distributed import DataParallel
-from protobench.grid import PlannedCell, plan_suite, planned_cells
+from protobench.distributed import SINGLE_PROCESS, Collective
+from protobench.grid import PlannedCell, plan_suite
 from protobench.interrupts import StopOnSignal, signals_held
 from protobench.methods import NotApplicable
-from protobench.progress import PlainReporter, RunReporter
+from protobench.progress import PlainReporter, RunReporter, RunSummary
 from protobench.results import provenance
 from protobench.sharding import Shard
 from protobench.suites import Suite
 
 if TYPE_CHECKING:
     from protobench.data.prepare import CellData
+    from protobench.spec import CellSpec
 
 
-@dataclass
-class RunSummary:
-    """Counts of what a run did; ``interrupted`` is the signal that stopped it, if any."""
-
-    total: int = 0
-    skipped: int = 0
-    trained: int = 0
-    not_applicable: int = 0
-    failed: int = 0
-    resumed: int = 0
-    locked: int = 0  # left to another process (--no-wait)
-    reused: int = 0  # copied from a finished record of the same config (docs/ablations.md, "Reuse")
-    interrupted: int | None = None
-    worker_lost: bool = False  # a --jobs worker process died (killed, out of memory) and the run stopped
-
-    def add(self, part: RunSummary) -> None:
-        """Add a worker's counts (its total and skips are already in the plan's)."""
-        self.skipped += part.skipped
-        self.trained += part.trained
-        self.not_applicable += part.not_applicable
-        self.failed += part.failed
-        self.resumed += part.resumed
-        self.locked += part.locked
-        self.reused += part.reused
-        self.interrupted = self.interrupted or part.interrupted
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """How cells run: where the data is, on which (resolved) device, how they checkpoint (docs/long-runs.md)
-    and what they do about cells another process holds."""
+    """How cells run: where the data is, on which (resolved) device, how they checkpoint (docs/long-runs.md),
+    what they do about cells another process holds and about records made by older code."""
 
     data_dir: Path | None
     device: torch.device
@@ -65,9 +39,10 @@ class RunOptions:
     checkpoint_minutes: float = 10.0  # inside an epoch; every epoch's end is checkpointed anyway
     restart: bool = False  # discard unfinished cells' checkpoints instead of resuming them
     wait: bool = True  # wait for cells locked by another process (else skip them)
-    reuse: bool = True  # copy a finished record of the same config from elsewhere in the store
+    reuse: bool = True  # copy a finished record of the same config and numerics from elsewhere in the store
+    keep_stale: bool = False  # count records made by older numerics as finished (docs/engine.md)
     shard: Shard | None = None  # this job's part of the grid (--shard I/N)
-    parallel: DataParallel | None = None  # this process's rank under torchrun (docs/distributed.md)
+    collective: Collective = SINGLE_PROCESS  # this process's rank under torchrun (docs/distributed.md)
     lock_stale_after: float = locks.STALE_AFTER_S
 
 
@@ -81,30 +56,35 @@ def run_suite(
 ) -> RunSummary:
     """Run every unfinished cell of ``suite``; each finished cell is on disk before the next starts.
 
-    ``jobs`` > 1 runs that many cells at once in worker processes sharing the device: small
-    models cannot fill a large GPU alone (docs/engine.md, "Several cells at once"), and on a CPU
-    each worker gets an equal share of the cores. Precision (per cell, in the plan) and provenance
-    are resolved here, once. SIGINT/SIGTERM stop the run cleanly (``RunSummary.interrupted``).
+    A record made by older numerics than HEAD's is not finished: the cell trains again (unless
+    ``options.keep_stale``). ``jobs`` > 1 runs that many cells at once in worker processes sharing the
+    device: small models cannot fill a large GPU alone (docs/engine.md, "Several cells at once"), and
+    on a CPU each worker gets an equal share of the cores. Workers, and torchrun's other ranks, are
+    handed planned cells (each with its ``CellSpec``), never the suite. Precision (per cell, in the
+    plan) and provenance are resolved here, once. SIGINT/SIGTERM stop the run cleanly
+    (``RunSummary.interrupted``).
     """
     device = options.device
     reporter = reporter or PlainReporter()
-    plan, finished = plan_suite(
-        suite, results_dir, deterministic=options.deterministic, device=device, shard=options.shard
-    )
-    summary = RunSummary(total=len(plan) + finished, skipped=finished)
-    reporter.start_run(suite, summary.total, summary.skipped, device_name(device))
-    group = options.parallel
-    run = provenance(device, options.cuda_graphs and group is None, group.world_size if group else 1)
+    grid = plan_suite(suite, results_dir, deterministic=options.deterministic, device=device, shard=options.shard,
+                      keep_stale=options.keep_stale)  # fmt: skip
+    plan = grid.cells
+    summary = RunSummary(total=len(plan) + grid.finished, skipped=grid.finished)
+    reporter.start_run(suite.name, summary.total, summary.skipped, device_name(device))
+    if grid.stale:
+        kept = "kept (--keep-stale)" if options.keep_stale else "retraining"
+        reporter.note(f"{grid.stale} stale (made by older code), {kept}; see protobench results check")
+    group = options.collective
+    run = provenance(device, options.cuda_graphs and group.graphs_allowed, group.world_size)
     parallel = jobs > 1 and len(plan) > 1
     with StopOnSignal(forward=parallel) as stop:
-        if group is not None and not group.is_main:
-            follow(suite, results_dir, options, stop)
+        if not group.is_main:
+            follow(options, stop)
         elif not parallel:
             try:
-                run_cells(suite, plan, options, run, reporter, summary, stop)
+                run_cells(plan, options, run, reporter, summary, stop)
             finally:
-                if group is not None:
-                    group.broadcast(("done",))
+                group.broadcast(("done",))
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -115,9 +95,7 @@ def run_suite(
             context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
             with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
                 with signals_held():  # the workers start with SIGINT/SIGTERM held until they can stop cleanly
-                    futures = [
-                        pool.submit(run_shard, suite, cells, options, k, threads) for k, cells in enumerate(shards)
-                    ]
+                    futures = [pool.submit(run_shard, cells, options, k, threads) for k, cells in enumerate(shards)]
                 try:
                     for future in futures:
                         summary.add(future.result())
@@ -128,7 +106,7 @@ def run_suite(
     return summary
 
 
-def run_shard(suite: Suite, plan: list[PlannedCell], options: RunOptions, worker: int, threads: int) -> RunSummary:
+def run_shard(plan: list[PlannedCell], options: RunOptions, worker: int, threads: int) -> RunSummary:
     """A worker process's share of a parallel run (plain progress lines, prefixed by the worker).
 
     The worker resolves its own provenance once: its device name carries its own thread count.
@@ -139,37 +117,46 @@ def run_shard(suite: Suite, plan: list[PlannedCell], options: RunOptions, worker
     summary = RunSummary(total=len(plan))
     run = provenance(options.device, options.cuda_graphs)
     with StopOnSignal(second_stops_now=False) as stop:
-        run_cells(suite, plan, options, run, PlainReporter(tag=f"w{worker}"), summary, stop)
+        run_cells(plan, options, run, PlainReporter(tag=f"w{worker}"), summary, stop)
     summary.interrupted = stop.received
     return summary
 
 
-def follow(suite: Suite, results_dir: Path, options: RunOptions, stop: StopOnSignal) -> None:
-    """A rank other than 0 under torchrun: train each cell rank 0 announces, together with it, until it
-    says it is done. Rank 0 alone decides (locks, skips, resumes) and writes records and checkpoints."""
+def follow(options: RunOptions, stop: StopOnSignal) -> None:
+    """A rank other than 0 under torchrun: train each cell rank 0 announces (its planned cell, with the
+    spec, and the checkpoint to resume), together with it, until it says it is done. Rank 0 alone
+    decides (locks, skips, resumes) and writes records and checkpoints."""
     from protobench import engine
-    from protobench.data.prepare import prepare_cell_data
 
-    group = options.parallel
-    assert group is not None
-    cells = {c.digest: c for c in planned_cells(suite, results_dir, deterministic=options.deterministic,
-                                                 device=options.device)}  # fmt: skip
-    data_by_ratio: dict[float | None, CellData] = {}
+    group = options.collective
+    data = DataCache(options.data_dir)
     while (message := group.broadcast(None))[0] != "done":
-        _, digest, resume_path = message
-        cell = cells[digest].cell
-        if cell.ratio not in data_by_ratio:
-            data_by_ratio[cell.ratio] = prepare_cell_data(suite.data_settings, options.data_dir, cell.ratio)
+        _, planned, resume_path = message
         resume = torch.load(resume_path, map_location=options.device, weights_only=True) if resume_path else None
         checkpointing = engine.Checkpointing(
             lambda state: None, options.checkpoint_minutes * 60, resume, stop.requested
         )
         with contextlib.suppress(NotApplicable, engine.Interrupted, engine.TrainingFailed):  # rank 0 records it
-            engine.train_cell(
-                suite, data_by_ratio[cell.ratio], cell.method, cell.dim, cell.seed,
-                device=options.device, precision=cells[digest].config["precision"],
-                deterministic=options.deterministic, cuda_graphs=False, checkpointing=checkpointing, parallel=group,
-            )  # fmt: skip
+            engine.train_cell(planned.spec, data.of(planned.spec), device=options.device, cuda_graphs=False,
+                              checkpointing=checkpointing, collective=group)  # fmt: skip
+
+
+class DataCache:
+    """Each imbalance ratio's prepared data, loaded once per process (the cells of one run share a dataset)."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+        self.prepared: dict[float | None, CellData] = {}
+
+    def of(self, spec: CellSpec) -> CellData:
+        from protobench.data.prepare import DataSettings, prepare_cell_data
+
+        if spec.imbalance_ratio not in self.prepared:
+            settings = DataSettings(dataset=spec.dataset, dataset_options=dict(spec.dataset_options),
+                                    val_size=spec.val_size, data_seed=spec.data_seed,
+                                    imbalance_profile=spec.imbalance_profile, source=spec.data_source)  # fmt: skip
+            self.prepared[spec.imbalance_ratio] = prepare_cell_data(settings, self.data_dir, spec.imbalance_ratio)
+        return self.prepared[spec.imbalance_ratio]
 
 
 def release_device_memory(device: torch.device) -> None:
@@ -182,7 +169,6 @@ def release_device_memory(device: torch.device) -> None:
 
 
 def run_cells(
-    suite: Suite,
     plan: list[PlannedCell],
     options: RunOptions,
     run: dict[str, Any],
@@ -199,13 +185,11 @@ def run_cells(
     data (a UserError) stops the run before any cell claims to have failed; a stop request ends the
     run after the cell in training has saved its checkpoint.
     """
-    data_by_ratio: dict[float | None, CellData] = {}
-    warned: set[str] = set()
+    job = CellJob(options, run, reporter, summary, stop, DataCache(options.data_dir))
 
     def train(index: int, planned: PlannedCell, held: locks.CellLock) -> bool:
         with held:
-            return run_locked_cell(suite, planned, (index, len(plan)), options, run, reporter, summary,
-                                   stop, data_by_ratio, warned)  # fmt: skip
+            return job.run(planned, (index, len(plan)))
 
     deferred: list[tuple[int, PlannedCell]] = []
     for index, planned in enumerate(plan, start=1):
@@ -238,126 +222,110 @@ def run_cells(
             return
 
 
-def run_locked_cell(
-    suite: Suite,
-    planned: PlannedCell,
-    position: tuple[int, int],
-    options: RunOptions,
-    run: dict[str, Any],
-    reporter: RunReporter,
-    summary: RunSummary,
-    stop: StopOnSignal | None,
-    data_by_ratio: dict[float | None, CellData],
-    warned: set[str] | None = None,
-) -> bool:
-    """Train one cell whose lock this process holds, resuming its checkpoint; False when stopped.
+@dataclass
+class CellJob:
+    """What one process needs to train the cells it holds the locks of: the run's options and
+    provenance, where it reports and counts, how it is stopped, its prepared data, and the
+    degenerate-prototype warnings it gave already (each set is checked: sets depend on the seed)."""
 
-    ``position`` is the cell's (i, n) in this process's plan; ``data_by_ratio`` caches the
-    prepared data of each imbalance ratio across the cells of one process; ``warned`` holds the
-    degenerate-prototype warnings already given (each set is checked, since sets depend on the seed).
-    """
-    from protobench import engine
-    from protobench.data.prepare import prepare_cell_data
+    options: RunOptions
+    provenance: dict[str, Any]
+    reporter: RunReporter
+    summary: RunSummary
+    stop: StopOnSignal | None
+    data: DataCache
+    warned: set[str] = field(default_factory=set)
 
-    cell, config = planned.cell, planned.config
-    label = f"[{position[0]}/{position[1]}] {cell.label()}"
-    if results.is_finished(planned.path):  # another process finished it after our plan was made
-        reporter.note(f"{label} finished by another process")
-        summary.skipped += 1
-        return True
-    root = planned.path.parents[2]  # <store>/<suite>/<row>/<record>
-    if options.reuse and (twin := results.find_twin(root, planned.digest, planned.path)) is not None:
-        results.reuse(root, twin, planned.path, suite=suite.name, column=suite.column(cell.dim, cell.ratio),
-                      row=cell.method)  # fmt: skip
-        reporter.note(f"{label} reused {twin.relative_to(root).as_posix()} (the same config)")
-        summary.reused += 1
-        return True
-    checkpoints = CellCheckpoints(planned.path, planned.digest, config)
-    if options.restart:
-        checkpoints.discard()
-    loaded = checkpoints.load(options.device, reporter.warn)
-    if loaded is not None:
-        epochs = suite.recipe_for(cell.method).epochs
-        reporter.note(f"{label} resuming from {describe_position(loaded[0], epochs)} ({loaded[1].name})")
-        summary.resumed += 1
-    if cell.ratio not in data_by_ratio:
-        data_by_ratio[cell.ratio] = prepare_cell_data(suite.data_settings, options.data_dir, cell.ratio)
-    data = data_by_ratio[cell.ratio]
-    if warned is not None:
-        warn_degenerate_prototypes(suite, cell.method, data.num_classes, cell.dim, cell.seed, reporter, warned)
-    reporter.start_cell(*position, cell.label())
-    record = results.new_record(
-        suite=suite.name,
-        column=suite.column(cell.dim, cell.ratio),
-        config=config,
-        digest=planned.digest,
-        data={"source": data.source, "counts": data.counts},
-        provenance=run,
-        row=cell.method,
-    )
-    if options.parallel is not None:  # the other ranks train this cell with rank 0 (``follow``)
-        options.parallel.broadcast(("train", planned.digest, str(loaded[1]) if loaded else None))
-    checkpointing = engine.Checkpointing(
-        save=checkpoints.save,
-        every_seconds=options.checkpoint_minutes * 60,
-        resume=loaded[0] if loaded else None,
-        should_stop=stop.requested if stop else (lambda: False),
-    )
-    try:
-        outcome = engine.train_cell(
-            suite, data, cell.method, cell.dim, cell.seed,
-            device=options.device, precision=config["precision"], deterministic=options.deterministic,
-            cuda_graphs=options.cuda_graphs, progress=reporter, checkpointing=checkpointing,
-            parallel=options.parallel,
-        )  # fmt: skip
-    except NotApplicable as reason:
-        results.not_applicable(record, str(reason))
-        summary.not_applicable += 1
-    except engine.Interrupted as where:
-        reporter.note(f"{label} {where}; checkpoint saved")
-        return False
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as error:
-        # A failed cell is recorded with its reason (and epoch, when it failed while training) and
-        # the grid goes on; the error's frames hold the cell's tensors: drop them before the next cell.
-        if isinstance(error, engine.TrainingFailed):
-            results.failed(record, error.cause, epoch=error.epoch)
-        else:
-            results.failed(record, error)
-        summary.failed += 1
-        del error
-        release_device_memory(options.device)
-    else:
-        embeddings = (
-            results.save_embeddings(results.embeddings_path(planned.path), outcome.embeddings)
-            if outcome.embeddings is not None
-            else None
+    def run(self, planned: PlannedCell, position: tuple[int, int]) -> bool:
+        """Train one cell whose lock this process holds, resuming its checkpoint (or copy a twin's
+        record); False when stopped. ``position`` is the cell's (i, n) in this process's plan."""
+        from protobench import engine
+
+        options, reporter, summary, stop = self.options, self.reporter, self.summary, self.stop
+        cell, spec = planned.cell, planned.spec
+        label = f"[{position[0]}/{position[1]}] {cell.label()}"
+        if results.is_finished(planned.path, keep_stale=options.keep_stale):  # another process finished it
+            reporter.note(f"{label} finished by another process")
+            summary.skipped += 1
+            return True
+        root = planned.path.parents[2]  # <store>/<suite>/<row>/<record>
+        if options.reuse and (twin := results.find_twin(root, planned.digest, planned.path)) is not None:
+            results.reuse(root, twin, planned.path, suite=planned.suite, column=planned.column, row=cell.method)
+            reporter.note(f"{label} reused {twin.relative_to(root).as_posix()} (the same config and numerics)")
+            summary.reused += 1
+            return True
+        checkpoints = CellCheckpoints(planned.path, planned.digest, planned.config)
+        if options.restart:
+            checkpoints.discard()
+        loaded = checkpoints.load(options.device, reporter.warn)
+        if loaded is not None:
+            reporter.note(f"{label} resuming from {describe_position(loaded[0], spec.train.epochs)} ({loaded[1].name})")
+            summary.resumed += 1
+        data = self.data.of(spec)
+        warn_degenerate_prototypes(spec, cell.method, data.num_classes, reporter, self.warned)
+        reporter.start_cell(*position, cell.label())
+        record = results.new_record(suite=planned.suite, column=planned.column, spec=spec, digest=planned.digest,
+                                    data={"source": data.source, "counts": data.counts}, provenance=self.provenance,
+                                    row=cell.method)  # fmt: skip
+        group = options.collective
+        group.broadcast(("train", planned, str(loaded[1]) if loaded else None))  # the other ranks train it too
+        checkpointing = engine.Checkpointing(
+            save=checkpoints.save,
+            every_seconds=options.checkpoint_minutes * 60,
+            resume=loaded[0] if loaded else None,
+            should_stop=stop.requested if stop else (lambda: False),
         )
-        # Kept before the record is written: a record on disk always has its checkpoint beside it.
-        checkpoint = checkpoints.keep_final() if options.keep_checkpoints else None
-        results.complete(record, outcome, checkpoint, embeddings)
-        summary.trained += 1
-    results.write_record(planned.path, record)
-    if record["status"] != "error":  # a failed cell is retried from its last checkpoint
-        checkpoints.discard()
-    reporter.end_cell(record)
-    return True
+        try:
+            outcome = engine.train_cell(spec, data, device=options.device, cuda_graphs=options.cuda_graphs,
+                                        progress=reporter, checkpointing=checkpointing, collective=group)  # fmt: skip
+        except NotApplicable as reason:
+            results.not_applicable(record, str(reason))
+            summary.not_applicable += 1
+        except engine.Interrupted as where:
+            reporter.note(f"{label} {where}; checkpoint saved")
+            return False
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:
+            # A failed cell is recorded with its reason (and epoch, when it failed while training) and
+            # the grid goes on; the error's frames hold the cell's tensors: drop them before the next cell.
+            if isinstance(error, engine.TrainingFailed):
+                results.failed(record, error.cause, epoch=error.epoch)
+            else:
+                results.failed(record, error)
+            summary.failed += 1
+            del error
+            release_device_memory(options.device)
+        else:
+            embeddings = (
+                results.save_embeddings(results.embeddings_path(planned.path), outcome.embeddings)
+                if outcome.embeddings is not None
+                else None
+            )
+            # Kept before the record is written: a record on disk always has its checkpoint beside it.
+            checkpoint = checkpoints.keep_final() if options.keep_checkpoints else None
+            results.complete(record, outcome, checkpoint, embeddings)
+            summary.trained += 1
+        results.write_record(planned.path, record)
+        if record["status"] != "error":  # a failed cell is retried from its last checkpoint
+            checkpoints.discard()
+        reporter.end_cell(record)
+        return True
 
 
-def warn_degenerate_prototypes(
-    suite: Suite, method: str, K: int, dim: int, seed: int, reporter: RunReporter, warned: set[str]
-) -> None:
-    """Warn when ``method``'s fixed prototypes at (K, dim, seed) are degenerate (protobench.prototypes.degeneracy),
-    unless the same warning was given already (a seed-independent set, another imbalance ratio)."""
+def warn_degenerate_prototypes(spec: CellSpec, row: str, K: int, reporter: RunReporter, warned: set[str]) -> None:
+    """Warn when the fixed prototypes of the cell ``spec`` (table row ``row``) are degenerate
+    (protobench.prototypes.degeneracy), unless the same warning was given already (a seed-independent
+    set, another imbalance ratio)."""
+    from protobench.methods import prototype_request
     from protobench.prototypes import generate
-    from protobench.prototypes.degeneracy import degeneracy_warning, method_prototype_request
+    from protobench.prototypes.degeneracy import degeneracy_warning
 
-    request = method_prototype_request(suite.method_of(method), suite.options_for(method))
+    request = prototype_request(spec.method, spec.method_options)
     if request is None:
         return
     kind, params = request
-    text = degeneracy_warning(generate(kind, K, dim, seed, **params), f"{method} ({kind} prototypes)")
+    text = degeneracy_warning(generate(kind, K, spec.dim, spec.seed, **params), f"{row} ({kind} prototypes)")
     if text is not None and text not in warned:
         warned.add(text)
         reporter.warn(text)

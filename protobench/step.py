@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from protobench.device import replays_graphs
+from protobench.device import at_least_fp32, replays_graphs
 from protobench.methods.base import Method, StepMemo
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def forward_backward(
         images = mix.mixed(images)
     with learner.autocast():
         z = backbone(images)
-    h = method(z.float())
+    h = method(at_least_fp32(z))
     if mix is None:
         loss, memo = method.step_loss(h, labels)
         step_labels = labels

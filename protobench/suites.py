@@ -8,11 +8,15 @@ an unknown method, dataset or backbone is a ``UserError`` naming the file, the k
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from protobench.errors import UserError, did_you_mean
+from protobench.recipe import LATER_RECIPE_KEYS as LATER_RECIPE_KEYS  # re-exported
+from protobench.recipe import TrainRecipe as TrainRecipe  # re-exported
+from protobench.recipe import recipe_config as recipe_config  # re-exported
 from protobench.suite_files import available_suites as available_suites  # re-exported for the CLI
 from protobench.suite_files import read_yaml, resolve_suite_path
 from protobench.typed_values import check_choice, check_keys, convert
@@ -25,48 +29,6 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 PROFILES = ("exp", "step")
-
-
-@dataclass(frozen=True)
-class TrainRecipe:
-    """Optimisation and augmentation of every cell of a suite."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 1024
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    mixup_alpha: float = 0.0
-    crop_padding: int = 0
-    flip: bool = False
-    random_resized_crop: int | None = None
-    augment_extra: dict[str, Any] = field(default_factory=dict)
-    precision: str = "auto"
-    #: CutMix (docs/engine.md, "The step"); with mixup too, each batch is CutMix with probability ``cutmix_prob``.
-    cutmix_alpha: float = 0.0
-    cutmix_prob: float = 0.5
-
-
-#: Recipe keys added after records were committed: in a cell's config only when set away from their
-#: default, so that every recipe without them keeps the config (and hash) it had before they existed.
-LATER_RECIPE_KEYS = ("cutmix_alpha", "cutmix_prob")
-
-
-def recipe_config(recipe: TrainRecipe) -> dict[str, Any]:
-    """The recipe as it enters a cell's config: every key, less the ``LATER_RECIPE_KEYS`` at their default."""
-    config = dataclasses.asdict(recipe)
-    defaults = TrainRecipe()
-    for key in LATER_RECIPE_KEYS:
-        if config[key] == getattr(defaults, key):
-            del config[key]
-    return config
 
 
 @dataclass(frozen=True)
@@ -327,6 +289,9 @@ def validate(suite: Suite, source: str) -> None:
     from protobench.methods import METHODS, check_options
     from protobench.methods.base import LOSS_FAMILIES
 
+    check_path_part(suite.name, f"{source}: key 'name'")
+    for name in suite.variants:
+        check_path_part(name, f"{source}: key 'variants.{name}'")
     if suite.dataset not in DATASETS:
         raise UserError(f"{source}: key 'dataset': {DATASETS.unknown_message(suite.dataset)}")
     if suite.backbone not in BACKBONES:
@@ -368,6 +333,17 @@ def validate(suite: Suite, source: str) -> None:
         if method not in rows:
             raise UserError(f"{source}: key 'paper': {unknown_row(method, rows)}")
     check_family(suite, rows, source)
+
+
+#: A suite's, variant's or method's name names a folder of the results store: one plain path part.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_path_part(name: str, where: str) -> None:
+    """``name`` must be a safe folder name (letters, digits, '.', '_', '+', '-'; not '..'); else a UserError."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UserError(f"{where}: '{name}' is not a safe name; use letters, digits, '.', '_', '+' and '-' "
+                        "(it names a folder of the results store)")  # fmt: skip
 
 
 def unknown_row(name: str, rows: list[str]) -> str:

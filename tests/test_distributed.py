@@ -26,8 +26,9 @@ from torch import nn
 from protobench import engine
 from protobench.backbones import BACKBONES
 from protobench.data.prepare import prepare_cell_data
-from protobench.distributed import DataParallel
+from protobench.distributed import SINGLE_PROCESS, DataParallel
 from protobench.engine import train_cell
+from protobench.grid import spec_for
 from protobench.progress import SilentProgress
 from protobench.suites import load_suite
 from tests.conftest import GPU_REHEARSAL, tiny_suite
@@ -83,7 +84,7 @@ def train_rank(rank: int, world: int, init: str, out: str, data_dir: str, suite_
     what it saw. On CUDA every rank shares the one GPU, over gloo: NCCL refuses two ranks on one GPU,
     and ``protobench run`` under torchrun gives each rank cuda:LOCAL_RANK (docs/distributed.md)."""
     torch.set_num_threads(1)
-    group = None
+    group = SINGLE_PROCESS
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
     if world > 1:
@@ -94,17 +95,17 @@ def train_rank(rank: int, world: int, init: str, out: str, data_dir: str, suite_
         data = prepare_cell_data(suite.data_settings, Path(data_dir), None)
         saved = {method: train_method(suite, data, method, group, torch.device(device)) for method in METHODS}
     torch.save(saved, Path(out) / f"rank{rank}_of{world}.pt")
-    if group is not None:
+    if world > 1:
         dist.destroy_process_group()
 
 
-def train_method(suite, data, method: str, group: DataParallel | None, device: torch.device) -> dict:
+def train_method(suite, data, method: str, group, device: torch.device) -> dict:
     """Train one cell of ``method`` (fp32); its per-epoch snapshots (on the CPU) and final test accuracy."""
     progress = Snapshots()
     engine.build_learner = progress.build_learner
     try:
-        outcome = train_cell(suite, data, method, DIM, 0, device=device, precision="fp32",
-                             progress=progress, parallel=group)  # fmt: skip
+        outcome = train_cell(spec_for(suite, method, DIM, 0, precision="fp32"), data, device=device,
+                             progress=progress, collective=group)  # fmt: skip
     finally:
         engine.build_learner = BUILD_LEARNER
     return {"epochs": progress.epochs, "accuracy": outcome.metrics["test_accuracy"]}

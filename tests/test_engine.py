@@ -10,6 +10,7 @@ from torch import nn
 from protobench.assignment import hungarian
 from protobench.data.prepare import prepare_cell_data
 from protobench.engine import evaluate, lr_factor, train_cell
+from protobench.grid import spec_for
 from protobench.methods import METHODS, Method, create_method
 from protobench.suites import TrainRecipe, load_suite
 from tests.conftest import tiny_suite
@@ -34,7 +35,7 @@ def test_step_schedule():
 def run_tiny(tmp_path, fmnist_dir, method="softmax", dim=4, **overrides):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", **overrides)))
     data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
-    return data, train_cell(suite, data, method, dim, 0, device=torch.device("cpu"), precision="fp32")
+    return data, train_cell(spec_for(suite, method, dim, 0, precision="fp32"), data, device=torch.device("cpu"))
 
 
 def test_train_cell_records_everything(tmp_path, fmnist_dir):
@@ -200,8 +201,9 @@ def test_a_stopped_and_resumed_cell_trains_exactly_as_an_uninterrupted_one(
              "crop_padding": 2, "flip": True}  # fmt: skip
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=[method], train=train)))
     data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
-    kw = dict(device=torch.device("cpu"), precision="fp32", deterministic=True)
-    reference = train_cell(suite, data, method, 3, 0, **kw)
+    kw = dict(device=torch.device("cpu"))
+    spec = spec_for(suite, method, 3, 0, precision="fp32", deterministic=True)
+    reference = train_cell(spec, data, **kw)
     saved, asked = [], []
 
     def stop() -> bool:
@@ -209,9 +211,9 @@ def test_a_stopped_and_resumed_cell_trains_exactly_as_an_uninterrupted_one(
         return len(asked) == polls
 
     with pytest.raises(Interrupted):
-        train_cell(suite, data, method, 3, 0, **kw, checkpointing=Checkpointing(saved.append, should_stop=stop))
+        train_cell(spec, data, **kw, checkpointing=Checkpointing(saved.append, should_stop=stop))
     assert (saved[-1]["loop"]["epoch"], saved[-1]["loop"]["batch"]) == position
-    resumed = train_cell(suite, data, method, 3, 0, **kw, checkpointing=Checkpointing(lambda s: None, resume=saved[-1]))
+    resumed = train_cell(spec, data, **kw, checkpointing=Checkpointing(lambda s: None, resume=saved[-1]))
     assert comparable(resumed) == comparable(reference)
 
 
@@ -224,18 +226,17 @@ def test_a_resumed_cell_with_a_matching_schedule_trains_as_an_uninterrupted_one(
     options = {"dl2pa": {"match_every_steps": 2, "match_steps_until_epoch": 2}}
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], train=train, method_options=options)))
     data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
-    kw = dict(device=torch.device("cpu"), precision="fp32", deterministic=True)
-    reference = train_cell(suite, data, "dl2pa", 3, 0, **kw)
+    kw = dict(device=torch.device("cpu"))
+    spec = spec_for(suite, "dl2pa", 3, 0, precision="fp32", deterministic=True)
+    reference = train_cell(spec, data, **kw)
     assert [row["step_rematches"] for row in reference.history] == [2, 3]  # steps 2, 4 and 6, 8, 10
     saved, asked = [], []
     stop = Checkpointing(saved.append, should_stop=lambda: asked.append(1) or len(asked) == 7)
     with pytest.raises(Interrupted):
-        train_cell(suite, data, "dl2pa", 3, 0, **kw, checkpointing=stop)
+        train_cell(spec, data, **kw, checkpointing=stop)
     assert (saved[-1]["loop"]["epoch"], saved[-1]["loop"]["batch"]) == (1, 1)
     assert saved[-1]["method"]["step_matching"][0] == 1
-    resumed = train_cell(
-        suite, data, "dl2pa", 3, 0, **kw, checkpointing=Checkpointing(lambda s: None, resume=saved[-1])
-    )
+    resumed = train_cell(spec, data, **kw, checkpointing=Checkpointing(lambda s: None, resume=saved[-1]))
     assert comparable(resumed) == comparable(reference)
 
 
@@ -244,15 +245,14 @@ def test_checkpoints_come_every_epoch_and_inside_epochs_when_due(tmp_path, fmnis
 
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", train={"epochs": 2, "batch_size": 32, "lr": 0.05})))
     data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
-    kw = dict(device=torch.device("cpu"), precision="fp32")
+    kw = dict(device=torch.device("cpu"))
+    spec = spec_for(suite, "softmax", 2, 0, precision="fp32")
     steps = []
-    train_cell(
-        suite, data, "softmax", 2, 0, **kw, checkpointing=Checkpointing(lambda s: steps.append(s["loop"]["step"]))
-    )
+    train_cell(spec, data, **kw, checkpointing=Checkpointing(lambda s: steps.append(s["loop"]["step"])))
     assert steps == [5, 10]  # 160 training images / 32: the two epochs' ends
     steps.clear()
     every_step = Checkpointing(lambda s: steps.append((s["loop"]["epoch"], s["loop"]["batch"])), every_seconds=0)
-    train_cell(suite, data, "softmax", 2, 0, **kw, checkpointing=every_step)
+    train_cell(spec, data, **kw, checkpointing=every_step)
     assert steps[:6] == [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0)]
 
 
@@ -298,7 +298,7 @@ def bf16_cells(tmp_path_factory):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_bf16_autocast_trains_each_head_within_tolerance_of_fp32(bf16_cells, gpu, family, method):
     suite, data = bf16_cells[family]
-    fp32, bf16 = (train_cell(suite, data, method, 16, 0, device=gpu, precision=precision)
+    fp32, bf16 = (train_cell(spec_for(suite, method, 16, 0, precision=precision), data, device=gpu)
                   for precision in ("fp32", "bf16"))  # fmt: skip
     losses = [(a["train_loss"], b["train_loss"]) for a, b in zip(fp32.history, bf16.history, strict=True)]
     assert losses != [(a, a) for a, _ in losses], "bf16 gave fp32's numbers: autocast did not run"

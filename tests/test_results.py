@@ -33,10 +33,14 @@ def test_atomic_write_leaves_old_record_when_interrupted(tmp_path, monkeypatch):
 
 
 def test_is_finished_only_for_ok_and_na(tmp_path):
+    from protobench.grid import spec_for
+    from protobench.suites import load_suite
+
+    config = spec_for(load_suite("quickstart"), "softmax", 2).config()
     ok, na, err, half = (tmp_path / f"{n}.json" for n in ("ok", "na", "err", "half"))
-    results.write_record(ok, {"status": "ok"})
-    results.write_record(na, {"status": "n/a"})
-    results.write_record(err, {"status": "error"})
+    results.write_record(ok, {"status": "ok", "config": config})
+    results.write_record(na, {"status": "n/a", "config": config})
+    results.write_record(err, {"status": "error", "config": config})
     half.write_text('{"status": "o')
     assert results.is_finished(ok) and results.is_finished(na)
     assert not results.is_finished(err) and not results.is_finished(half)
@@ -110,11 +114,15 @@ def _outcome():
 
 
 def _new(ratio):
-    from protobench.results import new_record
+    import dataclasses
 
-    config = {"dataset": "d", "method": "dl2pa", "dim": 3, "seed": 1, "imbalance_ratio": ratio, "lr": 0.1}
+    from protobench.grid import spec_for
+    from protobench.results import new_record
+    from protobench.suites import load_suite
+
+    spec = dataclasses.replace(spec_for(load_suite("quickstart"), "dl2pa", 3, 1), imbalance_ratio=ratio)
     data = {"source": "here", "counts": {"train": [500, 50, 5], "val": [0, 0, 0], "test": [5, 5, 5]}}
-    return new_record(suite="s", column="3", config=config, digest="abc", data=data, provenance={"device": "cpu"})
+    return new_record(suite="s", column="3", spec=spec, digest="abc", data=data, provenance={"device": "cpu"})
 
 
 def test_records_are_built_from_the_schema():
@@ -123,6 +131,8 @@ def test_records_are_built_from_the_schema():
     balanced, long_tailed, na, error = _new(None), _new(100.0), _new(None), _new(None)
     assert balanced["setting_hash"] == config_hash({k: v for k, v in balanced["config"].items() if k != "seed"})
     assert (balanced["method"], balanced["dim"], balanced["seed"]) == ("dl2pa", 3, 1)
+    assert balanced["numerics"] == {"engine": 1, "data": 1, "backbone/smallcnn": 1, "method/dl2pa": 1,
+                                    "prototypes/uniform": 1}  # fmt: skip
     complete(balanced, _outcome())
     complete(long_tailed, _outcome(), checkpoint="x.pt")
     not_applicable(na, "ETF needs d >= K-1")

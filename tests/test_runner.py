@@ -44,7 +44,7 @@ def test_grid_order_and_config_identity(tmp_path):
 
 def test_run_writes_records_skips_finished_and_records_na(tmp_path, fmnist_dir):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "etf"], dims=[2, 9])))
-    kwargs = dict(results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
+    kwargs = dict(results_dir=tmp_path / "res", options=RunOptions(data_dir=fmnist_dir, device=CPU))
     summary = run_suite(suite, **kwargs)
     assert (summary.total, summary.trained, summary.not_applicable, summary.failed) == (4, 3, 1, 0)
     stored = records(tmp_path / "res")
@@ -67,13 +67,13 @@ def test_failing_cell_is_recorded_and_grid_goes_on(tmp_path, fmnist_dir, monkeyp
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2, 4])))
     real = engine.train_cell
 
-    def flaky(suite, data, method, dim, seed, **kw):
-        if dim == 2:
+    def flaky(spec, data, **kw):
+        if spec.dim == 2:
             raise FloatingPointError("training loss became nan in epoch 1")
-        return real(suite, data, method, dim, seed, **kw)
+        return real(spec, data, **kw)
 
     monkeypatch.setattr(engine, "train_cell", flaky)
-    options = RunOptions(fmnist_dir, CPU)
+    options = RunOptions(data_dir=fmnist_dir, device=CPU)
     summary = run_suite(suite, results_dir=tmp_path / "res", options=options)
     assert (summary.failed, summary.trained) == (1, 1)
     failed = [r for r in records(tmp_path / "res") if r["status"] == "error"]
@@ -85,7 +85,7 @@ def test_failing_cell_is_recorded_and_grid_goes_on(tmp_path, fmnist_dir, monkeyp
 
 def test_keep_checkpoints_keeps_the_final_state_beside_the_record(tmp_path, fmnist_dir):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 2})))
-    options = RunOptions(fmnist_dir, CPU, keep_checkpoints=True)
+    options = RunOptions(data_dir=fmnist_dir, device=CPU, keep_checkpoints=True)
     assert run_suite(suite, results_dir=tmp_path / "res", options=options).trained == 1
     (record,) = records(tmp_path / "res")
     folder = tmp_path / "res" / suite.name / "dl2pa"
@@ -108,9 +108,11 @@ def test_two_workers_write_the_records_one_process_writes(tmp_path, fmnist_dir):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # the thread count of each worker below: the same numbers
-        one = run_suite(suite, results_dir=tmp_path / "one", options=RunOptions(fmnist_dir, CPU))
+        one = run_suite(suite, results_dir=tmp_path / "one", options=RunOptions(data_dir=fmnist_dir, device=CPU))
         torch.set_num_threads(2)  # two workers of one thread each
-        two = run_suite(suite, results_dir=tmp_path / "two", options=RunOptions(fmnist_dir, CPU), jobs=2)
+        two = run_suite(
+            suite, results_dir=tmp_path / "two", options=RunOptions(data_dir=fmnist_dir, device=CPU), jobs=2
+        )
     finally:
         torch.set_num_threads(threads)
     assert (one.trained, two.trained, two.failed) == (4, 4, 0)
@@ -124,7 +126,9 @@ def test_a_failing_cell_in_a_worker_is_recorded_and_the_others_finish(tmp_path, 
     # dl2pa's momentum 1.0 is refused when the head is built, inside the worker's cell.
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"], dims=[2],
                                       method_options={"dl2pa": {"momentum": 1.0}}, train={"epochs": 1})))  # fmt: skip
-    summary = run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU), jobs=2)
+    summary = run_suite(
+        suite, results_dir=tmp_path / "res", options=RunOptions(data_dir=fmnist_dir, device=CPU), jobs=2
+    )
     assert (summary.trained, summary.failed) == (1, 1)
     by_method = {r["method"]: r for r in records(tmp_path / "res")}
     assert by_method["softmax"]["status"] == "ok"
@@ -140,7 +144,7 @@ def test_missing_data_stops_the_run_before_any_cell_fails(tmp_path, monkeypatch)
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", str(tmp_path / "no-system-copy"))
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2, 4])))
     with pytest.raises(UserError, match="data not found"):
-        run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(tmp_path / "nothing", CPU))
+        run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(data_dir=tmp_path / "nothing", device=CPU))
     assert not list((tmp_path / "res").glob("*/*/*.json"))
 
 
@@ -162,7 +166,9 @@ def test_records_carry_the_recipe_each_method_trained_with(tmp_path, fmnist_dir)
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa"], dims=[2],
                                       train={"epochs": 1, "lr": 0.05},
                                       method_recipes={"dl2pa": {"lr": 0.01}})))  # fmt: skip
-    assert run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU)).trained == 2
+    assert (
+        run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(data_dir=fmnist_dir, device=CPU)).trained == 2
+    )
     by_method = {r["method"]: r for r in records(tmp_path / "res")}
     assert by_method["dl2pa"]["config"]["train"]["lr"] == 0.01
     assert by_method["softmax"]["config"]["train"]["lr"] == 0.05
@@ -189,7 +195,7 @@ class SignalAfterEpoch(PlainReporter):
 
 def test_sigterm_checkpoints_the_cell_and_the_next_run_resumes_it_exactly(tmp_path, fmnist_dir):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 3})))
-    options = RunOptions(fmnist_dir, CPU, deterministic=True)
+    options = RunOptions(data_dir=fmnist_dir, device=CPU, deterministic=True)
     reference = run_suite(suite, results_dir=tmp_path / "ref", options=options)
     assert reference.trained == 1
     stopped = run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=SignalAfterEpoch(SIGTERM, 1))
@@ -207,7 +213,7 @@ def test_sigterm_checkpoints_the_cell_and_the_next_run_resumes_it_exactly(tmp_pa
 
 def test_restart_discards_the_checkpoint(tmp_path, fmnist_dir):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2], train={"epochs": 2})))
-    options = RunOptions(fmnist_dir, CPU)
+    options = RunOptions(data_dir=fmnist_dir, device=CPU)
     run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=SignalAfterEpoch(SIGTERM, 1))
     again = run_suite(suite, results_dir=tmp_path / "res", options=dataclasses.replace(options, restart=True))
     assert (again.resumed, again.trained) == (0, 1)
@@ -223,7 +229,7 @@ def test_a_non_finite_loss_fails_its_cell_with_the_epoch_and_the_grid_goes_on(tm
 
     monkeypatch.setattr(Softmax, "loss", diverging)
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2, 4])))
-    summary = run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
+    summary = run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(data_dir=fmnist_dir, device=CPU))
     assert (summary.failed, summary.trained) == (1, 1)
     failed, ok = records(tmp_path / "res")
     assert (failed["status"], failed["dim"], failed["failed_epoch"]) == ("error", 2, 1)
@@ -239,7 +245,9 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, fmnist_dir):
     lock = locks.lock_path(planned.path)
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid, "started_at": "x", "token": "t"}))
-    summary = run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU, wait=False))
+    summary = run_suite(
+        suite, results_dir=tmp_path / "res", options=RunOptions(data_dir=fmnist_dir, device=CPU, wait=False)
+    )
     assert (summary.trained, summary.locked) == (1, 0) and not lock.exists()
 
 
@@ -249,18 +257,18 @@ def test_a_cell_locked_by_a_live_process_is_skipped_without_wait_and_waited_for_
     held = locks.try_lock(first.path)  # another process's lock, as far as the runner can tell
     assert isinstance(held, locks.CellLock)
     reporter = PlainReporter(stream=io.StringIO())
-    options = RunOptions(fmnist_dir, CPU, wait=False)
+    options = RunOptions(data_dir=fmnist_dir, device=CPU, wait=False)
     summary = run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=reporter)
     assert (summary.trained, summary.locked) == (1, 1) and "skipped: locked by host" in reporter.stream.getvalue()
     # With --wait the run waits; here the holder finishes the cell meanwhile: it is not trained again.
-    threading.Timer(0.5, lambda: (results.write_record(first.path, {"status": "ok"}), held.release())).start()
+    threading.Timer(0.5, lambda: (results.write_record(first.path, {"status": "ok", "config": first.config}), held.release())).start()
     waited = run_suite(suite, results_dir=tmp_path / "res", options=dataclasses.replace(options, wait=True))
     assert (waited.trained, waited.skipped, waited.locked) == (0, 2, 0)
 
 
 def test_a_corrupt_checkpoint_is_reported_and_the_cell_starts_over(tmp_path, fmnist_dir, capsys):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2], train={"epochs": 2})))
-    options = RunOptions(fmnist_dir, CPU)
+    options = RunOptions(data_dir=fmnist_dir, device=CPU)
     run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=SignalAfterEpoch(SIGTERM, 1))
     (checkpoint,) = (tmp_path / "res").rglob("*.ckpt-*.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:64])
@@ -278,7 +286,7 @@ def test_each_degenerate_prototype_set_is_one_warning(tmp_path, fmnist_dir, caps
     variants = {"dl2pa-random": {"method": "dl2pa", "options": {"prototype_kind": "random"}}}
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["ebv", "dl2pa", "dl2pa-random"], dims=[2],
                                       seeds=[0, 1], variants=variants, train={"epochs": 1})))  # fmt: skip
-    run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU))
+    run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(data_dir=fmnist_dir, device=CPU))
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 3 and "ebv" in warnings[0] and "d=2" in warnings[0], warnings
     assert [w.split("angle ")[1].split(" deg")[0] for w in warnings[1:]] == ["0.42", "13.44"], warnings
@@ -306,7 +314,9 @@ def test_variants_train_with_their_options_under_their_own_rows(tmp_path, fmnist
     variants = {"dl2pa-t10": {"method": "dl2pa", "options": {"t": 10}}}
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["dl2pa", "dl2pa-t10"], dims=[2],
                                       train={"epochs": 1}, variants=variants)))  # fmt: skip
-    assert run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(fmnist_dir, CPU)).trained == 2
+    assert (
+        run_suite(suite, results_dir=tmp_path / "res", options=RunOptions(data_dir=fmnist_dir, device=CPU)).trained == 2
+    )
     by_row = {r["method"]: r for r in records(tmp_path / "res")}
     assert by_row["dl2pa-t10"]["config"]["method"] == "dl2pa"
     assert (
@@ -322,8 +332,8 @@ def test_a_cell_whose_config_is_finished_elsewhere_is_reused_not_trained(tmp_pat
     second = load_suite(str(tiny_suite(tmp_path / "second.yaml", methods=["softmax", "etf"], dims=[2],
                                        train={"epochs": 1})))  # fmt: skip
     store = tmp_path / "res"
-    assert run_suite(first, results_dir=store, options=RunOptions(fmnist_dir, CPU)).trained == 1
-    summary = run_suite(second, results_dir=store, options=RunOptions(fmnist_dir, CPU))
+    assert run_suite(first, results_dir=store, options=RunOptions(data_dir=fmnist_dir, device=CPU)).trained == 1
+    summary = run_suite(second, results_dir=store, options=RunOptions(data_dir=fmnist_dir, device=CPU))
     assert (summary.reused, summary.trained, summary.not_applicable) == (1, 0, 1)
     original, copy = (results.load_record(next((store / s / "softmax").glob("*.json"))) for s in ("first", "second"))
     assert copy["reused_from"] == f"first/softmax/{next((store / 'first' / 'softmax').glob('*.json')).name}"
@@ -333,10 +343,13 @@ def test_a_cell_whose_config_is_finished_elsewhere_is_reused_not_trained(tmp_pat
     # A record that is itself a copy is not reused again: with the original gone, the cell trains.
     (store / "first").rename(tmp_path / "gone")
     third = load_suite(str(tiny_suite(tmp_path / "third.yaml", methods=["softmax"], dims=[2], train={"epochs": 1})))
-    assert run_suite(third, results_dir=store, options=RunOptions(fmnist_dir, CPU)).trained == 1
+    assert run_suite(third, results_dir=store, options=RunOptions(data_dir=fmnist_dir, device=CPU)).trained == 1
     # --no-reuse trains although third's record is an original now.
     fourth = load_suite(str(tiny_suite(tmp_path / "fourth.yaml", methods=["softmax"], dims=[2], train={"epochs": 1})))
-    assert run_suite(fourth, results_dir=store, options=RunOptions(fmnist_dir, CPU, reuse=False)).trained == 1
+    assert (
+        run_suite(fourth, results_dir=store, options=RunOptions(data_dir=fmnist_dir, device=CPU, reuse=False)).trained
+        == 1
+    )
     assert "reused_from" not in results.load_record(next((store / "fourth" / "softmax").glob("*.json")))
 
 
@@ -345,7 +358,7 @@ def test_a_failed_record_is_not_reused(tmp_path, fmnist_dir):
     planned = planned_cells(suite, tmp_path / "res", deterministic=False, device=CPU)[0]
     failed = planned.path.parent.parent.parent / "elsewhere" / "softmax" / planned.path.name
     failed.parent.mkdir(parents=True)
-    failed.write_text(json.dumps({"status": "error", "config_hash": planned.digest}))
+    failed.write_text(json.dumps({"status": "error", "config_hash": planned.digest, "config": planned.config}))
     assert results.find_twin(tmp_path / "res", planned.digest, planned.path) is None
-    failed.write_text(json.dumps({"status": "ok", "config_hash": planned.digest}))
+    failed.write_text(json.dumps({"status": "ok", "config_hash": planned.digest, "config": planned.config}))
     assert results.find_twin(tmp_path / "res", planned.digest, planned.path) == failed

@@ -54,7 +54,7 @@ def test_a_shard_trains_its_cells_and_skips_one_another_process_holds(tmp_path, 
     mine = take(cells, Shard(0, 2))
     held = locks.try_lock(mine[0].path)
     assert isinstance(held, locks.CellLock)
-    options = RunOptions(fmnist_dir, CPU, wait=False, shard=Shard(0, 2))
+    options = RunOptions(data_dir=fmnist_dir, device=CPU, wait=False, shard=Shard(0, 2))
     summary = run_suite(suite, results_dir=tmp_path / "res", options=options)
     assert (summary.total, summary.trained, summary.locked) == (len(mine), len(mine) - 1, 1)
     held.release()

@@ -15,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from protobench.data.prepare import prepare_cell_data
 from protobench.device import replays_graphs, seed_everything
 from protobench.engine import build_learner, cell_loaders, train_cell
+from protobench.grid import spec_for
 from protobench.methods import METHODS, Method
 from protobench.methods.base import StepMemo
 from protobench.step import (
@@ -218,7 +219,7 @@ def test_bookkeeping_without_mixup_gets_the_labels_and_the_memo() -> None:
 def test_step_function_is_the_eager_step_off_cuda(tmp_path, fmnist_dir) -> None:
     suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "balanced")
     cpu = torch.device("cpu")
-    learner = build_learner(suite, data, "dnc", 4, 0, cpu, "fp32")
+    learner = build_learner(spec_for(suite, "dnc", 4, 0, precision="fp32"), data, cpu)
     for cuda_graphs in (True, False):
         step = step_function(learner, cpu, cuda_graphs)
         assert step.func is train_step and step.args == (learner,)  # graphs exist only on CUDA
@@ -260,7 +261,7 @@ def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_
         torch.ones(3).sum().item()
     assert recorder.seen == ["_local_scalar_dense"]
     for name in METHODS.names():
-        learner = build_learner(suite, data, name, 16, 0, cpu, "fp32")
+        learner = build_learner(spec_for(suite, name, 16, 0, precision="fp32"), data, cpu)
         batches = iter(cell_loaders(suite.train, data, cpu, 0)[0])
         for _ in range(2):  # the second step runs with optimiser state and head caches in place
             images, labels = next(batches)
@@ -274,7 +275,7 @@ def test_no_method_makes_the_training_step_wait_for_the_device(tmp_path, fmnist_
 def test_cutmix_steps_do_not_wait_for_the_device(tmp_path, fmnist_dir):
     # The mixing is the same for every head: one head, both paths (Python numbers and device buffers).
     suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, "balanced", mixup_alpha=0.2, cutmix_alpha=1.0)
-    learner = build_learner(suite, data, "softmax", 16, 0, CPU, "fp32")
+    learner = build_learner(spec_for(suite, "softmax", 16, 0, precision="fp32"), data, CPU)
     images, labels = next(iter(cell_loaders(suite.train, data, CPU, 0)[0]))
     rng = np.random.default_rng(0)
     recorder = _HostSyncRecorder()
@@ -293,7 +294,7 @@ def test_a_cell_with_mixup_and_cutmix_trains_the_same_twice(tmp_path, fmnist_dir
         suite, data = _tiny_suite_and_data(
             tmp_path / name, fmnist_dir, "balanced", mixup_alpha=0.2, cutmix_alpha=cutmix
         )
-        outcome = train_cell(suite, data, "dl2pa", 4, 0, device=CPU, precision="fp32")
+        outcome = train_cell(spec_for(suite, "dl2pa", 4, 0, precision="fp32"), data, device=CPU)
         histories.append([(row["train_loss"], row["train_accuracy"], row["test_accuracy"]) for row in outcome.history])
     with_cutmix, again, mixup_alone = histories
     assert with_cutmix == again and with_cutmix != mixup_alone
@@ -314,7 +315,7 @@ def test_one_recorded_step_replays_mixup_and_cutmix_steps_as_the_eager_step_runs
     try:
         for graphed in (False, True):
             seed_everything(0, deterministic=True)
-            learner = build_learner(suite, data, "dl2pa", 16, 0, cuda, "fp32")
+            learner = build_learner(spec_for(suite, "dl2pa", 16, 0, precision="fp32"), data, cuda)
             step = GraphedTrainStep(learner) if graphed else functools.partial(train_step, learner)
             losses = [step(*batches[i % 4], mix)[0].clone() for i, mix in enumerate(mixes)]
             runs.append((losses, _states(learner)))
@@ -364,7 +365,7 @@ def test_graph_replayed_cells_train_bit_for_bit_as_eager_ones(graphed_settings, 
 
     suite, data = graphed_settings[setting]
     for precision in ("fp32", "bf16"):
-        outcomes = [train_cell(suite, data, row, 16, 0, device=gpu, precision=precision, deterministic=True,
+        outcomes = [train_cell(spec_for(suite, row, 16, 0, precision=precision, deterministic=True), data, device=gpu,
                                cuda_graphs=graphs) for graphs in (False, True)]  # fmt: skip
         assert differences(*outcomes) == [], f"{row} {setting} {precision}"
         assert len(outcomes[0].history) == 2 and outcomes[0].history[-1]["train_loss"] > 0
@@ -395,7 +396,7 @@ def test_every_method_updates_its_state_in_place(tmp_path, fmnist_dir, loss_fami
     suite, data = _tiny_suite_and_data(tmp_path, fmnist_dir, loss_family)
     cpu = torch.device("cpu")
     for name in METHODS.names():
-        learner = build_learner(suite, data, name, 16, 0, cpu, "fp32")
+        learner = build_learner(spec_for(suite, name, 16, 0, precision="fp32"), data, cpu)
         before = _state_addresses(learner)
         batches = iter(cell_loaders(suite.train, data, cpu, 0)[0])
         for _ in range(3):
@@ -403,7 +404,9 @@ def test_every_method_updates_its_state_in_place(tmp_path, fmnist_dir, loss_fami
             mix = Mixup.from_lambda(0.7, torch.randperm(images.shape[0])) if loss_family == "long-tailed" else None
             train_step(learner, images, labels, mix)
         learner.method.after_epoch()
-        other = build_learner(suite, data, name, 16, 1, cpu, "fp32")  # another seed: other prototypes, assignment
+        other = build_learner(
+            spec_for(suite, name, 16, 1, precision="fp32"), data, cpu
+        )  # another seed: other prototypes, assignment
         learner.method.load_state_dict(other.method.state_dict())
         learner.backbone.load_state_dict(other.backbone.state_dict())
         assert _state_addresses(learner) == before, f"{name} ({loss_family}) rebinds state"
@@ -427,7 +430,7 @@ def test_mixup_as_device_scalars_trains_bit_for_bit_like_python_numbers(tmp_path
         outputs, learners = [], []
         for mix in (eager, _device_scalars(eager)):
             torch.manual_seed(0)
-            learner = build_learner(suite, data, name, 16, 0, cpu, "fp32")
+            learner = build_learner(spec_for(suite, name, 16, 0, precision="fp32"), data, cpu)
             outputs.append(train_step(learner, images, labels, mix))
             learners.append(learner)
         (loss_a, correct_a), (loss_b, correct_b) = outputs

@@ -44,8 +44,8 @@ def stub_training(monkeypatch):
     """train_cell answers from VAL/TEST by the lr the method's recipe gives it; etf is n/a at d=2."""
     calls = []
 
-    def fake(suite, data, method, dim, seed, **kwargs):
-        lr = suite.recipe_for(method).lr
+    def fake(spec, data, **kwargs):
+        method, dim, seed, lr = spec.method, spec.dim, spec.seed, spec.train.lr
         calls.append((method, dim, seed, lr))
         if method == "etf":
             if dim == 2:
@@ -92,7 +92,7 @@ def test_tune_picks_the_best_validation_mean_and_never_reads_test(tmp_path, fmni
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["softmax", "dl2pa", "hpn", "etf"],
                                       dims=[2, 9], seeds=[0, 1])))  # fmt: skip
     grid = grid_points([0.01, 0.03, 0.1], None)
-    options = RunOptions(fmnist_dir, CPU)
+    options = RunOptions(data_dir=fmnist_dir, device=CPU)
     result = tune(suite, grid, results_dir=tmp_path / "res", options=options)
     assert result.chosen == {
         "softmax": GridPoint(lr=0.03),  # mean over seeds, not seed 0's best
@@ -120,7 +120,7 @@ def test_tune_picks_the_best_validation_mean_and_never_reads_test(tmp_path, fmni
 def test_a_method_with_no_eligible_point_keeps_its_recipe(tmp_path, fmnist_dir, stub_training):
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", methods=["etf", "softmax"], dims=[2], seeds=[0])))
     result = tune(suite, grid_points([0.01, 0.03], None), results_dir=tmp_path / "res",
-                  options=RunOptions(fmnist_dir, CPU))  # fmt: skip
+                  options=RunOptions(data_dir=fmnist_dir, device=CPU))  # fmt: skip
     assert result.chosen == {"etf": None, "softmax": GridPoint(lr=0.01)}
     text = tuning.tuned_suite_yaml(result, tmp_path / "s-tuned.yaml", "protobench tune s.yaml --lr 0.01,0.03")
     assert "etf: lr=0.01 -, lr=0.03 - -> none eligible: keeps the suite recipe" in text

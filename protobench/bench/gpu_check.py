@@ -113,7 +113,7 @@ def time_grid(plan: Plan, data_dir: Path, device: Any, jobs: int) -> dict[str, A
     suite = grid_suite(plan)
     with tempfile.TemporaryDirectory(prefix="gpu-check-results-") as results:
         start = time.perf_counter()
-        summary = run_suite(suite, results_dir=Path(results), options=RunOptions(data_dir, device),
+        summary = run_suite(suite, results_dir=Path(results), options=RunOptions(data_dir=data_dir, device=device),
                             reporter=PlainReporter(stream=sys.stderr), jobs=jobs)  # fmt: skip
         wall = time.perf_counter() - start
     images = summary.trained * plan.epochs * plan.train_images

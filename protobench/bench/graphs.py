@@ -38,11 +38,14 @@ def differences(eager: Any, graphed: Any) -> list[str]:
     return found
 
 
-def compare(suite: Any, data: Any, dim: int, device: torch.device) -> dict[str, tuple[list[str], list[float]] | str]:
+def compare(
+    suite: Any, data: Any, dim: int, device: torch.device, ratio: float | None = None
+) -> dict[str, tuple[list[str], list[float]] | str]:
     """Per method of ``suite``: (differences, [eager, graphed] images/s of the last epoch), or the
     reason it is not applicable at ``dim``. Seed 0, deterministic kernels."""
     from protobench.device import resolve_precision
     from protobench.engine import train_cell
+    from protobench.grid import spec_for
     from protobench.methods import NotApplicable
 
     precision = resolve_precision(suite.train.precision, device)
@@ -51,14 +54,9 @@ def compare(suite: Any, data: Any, dim: int, device: torch.device) -> dict[str, 
         try:
             eager, graphed = (
                 train_cell(
-                    suite,
+                    spec_for(suite, method, dim, 0, ratio, precision=precision, deterministic=True),
                     data,
-                    method,
-                    dim,
-                    0,
                     device=device,
-                    precision=precision,
-                    deterministic=True,
                     cuda_graphs=graphs,
                 )
                 for graphs in (False, True)
@@ -99,7 +97,7 @@ def run(argv: list[str] | None = None) -> None:
     print(f"graph-replayed vs eager steps, deterministic kernels: suite {suite.name} (ratio {ratio}), "
           f"d={args.dim}, {args.epochs} epochs; torch {torch.__version__}; {device_name(device)}")  # fmt: skip
     differing = 0
-    for method, result in compare(suite, data, args.dim, device).items():
+    for method, result in compare(suite, data, args.dim, device, ratio).items():
         if isinstance(result, str):
             print(f"{method:<14}n/a ({result})")
             continue

@@ -117,6 +117,7 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
 
     from protobench.device import resolve_precision
     from protobench.engine import build_learner, cell_loaders
+    from protobench.grid import spec_for
     from protobench.step import Mixup, train_step
 
     class KernelCounter(TorchDispatchMode):
@@ -128,7 +129,8 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
             self.count += launches_kernel(func)
             return func(*args, **(kwargs or {}))
 
-    learner = build_learner(suite, data, method, dim, 0, device, resolve_precision(suite.train.precision, device))
+    learner = build_learner(spec_for(suite, method, dim, precision=resolve_precision(suite.train.precision, device)),
+                            data, device)  # fmt: skip
     train_loader = cell_loaders(suite.train, data, device, 0)[0]
     train_loader.set_epoch(0)
     batches = iter(train_loader)
@@ -187,6 +189,7 @@ def time_cells(suite: Any, data: Any, names: list[str], dim: int, device: Any, r
     """images/s of each method's whole training cell (``train_cell``, every epoch but the first), per round."""
     from protobench.device import resolve_precision
     from protobench.engine import train_cell
+    from protobench.grid import spec_for
 
     precision = resolve_precision(suite.train.precision, device)
     speeds: dict[str, list[float]] = {m: [] for m in names}
@@ -195,9 +198,8 @@ def time_cells(suite: Any, data: Any, names: list[str], dim: int, device: Any, r
             if method not in speeds:
                 continue
             try:
-                outcome = train_cell(
-                    suite, data, method, dim, round_index, device=device, precision=precision, cuda_graphs=cuda_graphs
-                )
+                spec = spec_for(suite, method, dim, round_index, precision=precision)
+                outcome = train_cell(spec, data, device=device, cuda_graphs=cuda_graphs)
             except Exception as error:  # n/a at this dim (ETF) or a failure: say so and go on
                 print(f"{method}: skipped ({type(error).__name__}: {error})")
                 speeds.pop(method)
@@ -227,6 +229,7 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
 
     from protobench.device import resolve_precision, seed_everything, synchronize
     from protobench.engine import build_learner, cell_loaders
+    from protobench.grid import spec_for
     from protobench.step import Mixup, step_function
 
     seed_everything(0)
@@ -234,7 +237,7 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
     steps = {}
     for method in names:
         try:
-            learner = build_learner(suite, data, method, dim, 0, device, precision)
+            learner = build_learner(spec_for(suite, method, dim, precision=precision), data, device)
             steps[method] = step_function(learner, device, cuda_graphs)
         except Exception as error:  # n/a at this dim (ETF): say so and go on
             print(f"{method}: skipped ({type(error).__name__}: {error})")

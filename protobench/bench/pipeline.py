@@ -98,10 +98,11 @@ class EnginePath(TrainingPath):
         import torch
 
         from protobench.engine import build_learner, cell_loaders
+        from protobench.grid import spec_for
         from protobench.step import step_function
 
         self.setting = s
-        self.learner = build_learner(s.suite, s.data, "softmax", s.dim, 0, s.device, s.precision)
+        self.learner = build_learner(spec_for(s.suite, "softmax", s.dim, precision=s.precision), s.data, s.device)
         self.loader = cell_loaders(s.recipe, s.data, s.device, 0)[0]
         self.step_fn = step_function(self.learner, s.device, cuda_graphs=True)
         self.mixing = np.random.default_rng(0)
@@ -170,9 +171,10 @@ class DataLoaderPath(TrainingPath):
         from torch.utils.data import DataLoader
 
         from protobench.engine import build_learner
+        from protobench.grid import spec_for
 
         self.device = s.device
-        self.learner = build_learner(s.suite, s.data, "softmax", s.dim, 0, s.device, "fp32")
+        self.learner = build_learner(spec_for(s.suite, "softmax", s.dim, precision="fp32"), s.data, s.device)
         self.learner.backbone.to(memory_format=torch.contiguous_format)  # plain NCHW, as research code has it
         train = s.data.train
         transform = research_transform(s.recipe, s.data.dataset.mean, s.data.dataset.std, tuple(train.images.shape[2:]))
@@ -216,9 +218,10 @@ class ModelOnlyPath(TrainingPath):
         import numpy as np
 
         from protobench.engine import build_learner, cell_loaders
+        from protobench.grid import spec_for
         from protobench.step import Mixup, step_function
 
-        self.learner = build_learner(s.suite, s.data, "softmax", s.dim, 0, s.device, s.precision)
+        self.learner = build_learner(spec_for(s.suite, "softmax", s.dim, precision=s.precision), s.data, s.device)
         self.step_fn = step_function(self.learner, s.device, cuda_graphs=True)
         loader = cell_loaders(s.recipe, s.data, s.device, 0)[0]
         loader.set_epoch(0)

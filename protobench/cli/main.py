@@ -170,10 +170,17 @@ def run_command(
     reuse: Annotated[
         bool,
         typer.Option(
-            help="Copy a finished record of the same config from elsewhere in the store instead of training "
-            "(--no-reuse: train every cell here)."
+            help="Copy a finished record of the same config and numerics from elsewhere in the store instead of "
+            "training (--no-reuse: train every cell here)."
         ),
     ] = True,
+    keep_stale: Annotated[
+        bool,
+        typer.Option(
+            "--keep-stale",
+            help="Count records made by older code (other numerics versions) as finished instead of retraining.",
+        ),
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(help="Cells run at once in worker processes sharing the device (small models, big GPU)."),
@@ -202,23 +209,23 @@ def run_command(
     parts = Shard.parse(shard) if shard is not None else None
     if environment_world_size() > 1 and jobs > 1:
         raise UserError(f"--jobs {jobs} under torchrun: each cell already uses every rank; drop --jobs")
-    parallel, run_device = from_environment(resolve_device(device))  # torchrun: join the ranks
+    collective, run_device = from_environment(resolve_device(device))  # torchrun: join the ranks
     options = RunOptions(
-        data_dir, run_device, deterministic, keep_checkpoints, cuda_graphs,
-        checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait, shard=parts, parallel=parallel,
-        reuse=reuse,
+        data_dir=data_dir, device=run_device, deterministic=deterministic, keep_checkpoints=keep_checkpoints,
+        cuda_graphs=cuda_graphs, checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait, shard=parts,
+        collective=collective, reuse=reuse, keep_stale=keep_stale,
     )  # fmt: skip
     reporter = make_reporter() if jobs == 1 else PlainReporter()
-    if parallel is not None and not parallel.is_main:
+    if not collective.is_main:
         reporter = PlainReporter(stream=io.StringIO())  # rank 0 reports for all
     try:
         summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
     finally:
-        if parallel is not None:
+        if collective.world_size > 1:
             import torch.distributed
 
             torch.distributed.destroy_process_group()
-    if parallel is not None and not parallel.is_main:
+    if not collective.is_main:
         return  # rank 0 reports
     if summary.interrupted or summary.worker_lost:
         import shlex
@@ -347,11 +354,12 @@ def report_command(
 
 
 def mount_subcommands() -> None:
-    """Attach the prototypes and data command groups."""
+    """Attach the command groups and the commands that live in their own modules."""
     from protobench.cli.bench import app as bench_app
     from protobench.cli.compare import compare_command
     from protobench.cli.data import app as data_app
     from protobench.cli.prototypes import app as prototypes_app
+    from protobench.cli.results import app as results_app
     from protobench.cli.tune import tune_command
 
     app.command("tune")(tune_command)
@@ -360,6 +368,7 @@ def mount_subcommands() -> None:
     app.add_typer(prototypes_app, name="prototypes", help="Generate, measure and plot prototype sets.")
     app.add_typer(data_app, name="data", help="Where datasets are, their checksums and per-class counts.")
     app.add_typer(bench_app, name="bench")
+    app.add_typer(results_app, name="results")
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -54,7 +54,7 @@ def tune_command(
     check_run_flags(jobs, data_dir, results)
     if out is not None:
         check_out(out, base)
-    options = RunOptions(data_dir, resolve_device(device))
+    options = RunOptions(data_dir=data_dir, device=resolve_device(device))
     if as_json:  # progress (the workers' too) goes to stderr; stdout holds only the JSON
         with stdout_to_stderr():
             result = tune(tuned, grid, results_dir=results, options=options, reporter=PlainReporter(), jobs=jobs)

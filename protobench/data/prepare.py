@@ -25,6 +25,12 @@ from protobench.data.base import (
 from protobench.data.loader import DeviceLoader
 from protobench.errors import UserError
 
+#: The numerics version of the data pipeline: reading each dataset, long-tailed subsampling, the
+#: validation hold-out, the device loader's shuffling, augmentation and normalisation (this package).
+#: Bump it with any change that moves a cell's numbers, and re-make the fingerprint in the same commit
+#: (docs/engine.md, "Numerics versions").
+NUMERICS_VERSION = 1
+
 
 @dataclass(frozen=True)
 class DataSettings:

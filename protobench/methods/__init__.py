@@ -14,6 +14,7 @@ from protobench.methods.base import (
     StepMemo,
     check_options,
     create_method,
+    prototype_request,
     register_method,
     resolved_options,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "StepMemo",
     "check_options",
     "create_method",
+    "prototype_request",
     "register_method",
     "resolved_options",
 ]

@@ -54,6 +54,10 @@ class Method(nn.Module):
     #: but part of a cell's config (and so its hash) only when set away from their default, so the
     #: configs of cells recorded before an option existed keep their hashes (``resolved_options``).
     later_defaults: ClassVar[dict[str, Any]] = {}
+    #: The numerics version of this head (its loss, bookkeeping and prediction): bump it with any change
+    #: that moves its cells' numbers, and re-make the fingerprint in the same commit (docs/engine.md,
+    #: "Numerics versions"). Records made with an older version are stale and trained again.
+    numerics_version: ClassVar[int] = 1
 
     def __init__(self, num_classes: int, dim: int, *, seed: int = 0, loss_family: str = "balanced") -> None:
         super().__init__()
@@ -172,3 +176,17 @@ def create_method(
     cls = METHODS.get(name)
     resolved = {**cls.later_defaults, **resolved_options(name, options)}
     return cls(num_classes, dim, seed=seed, loss_family=loss_family, **resolved)
+
+
+def prototype_request(method: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(generator, its parameters) method ``method``'s fixed prototypes come from with ``options``, or
+    None for a head without fixed prototypes."""
+    from protobench.prototypes import get_generator
+
+    kind = getattr(METHODS.get(method), "prototype_kind", None)
+    if kind is None:
+        return None
+    resolved = resolved_options(method, options)
+    kind = resolved.get("prototype_kind", kind)  # a head whose generator is an option (dl2pa's ablations)
+    accepted = get_generator(kind).defaults
+    return kind, {k: v for k, v in resolved.items() if k in accepted}

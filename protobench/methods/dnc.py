@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from protobench.device import at_least_fp32
 from protobench.errors import UserError
 from protobench.methods.base import Method, StepMemo, check_loss_family, register_method
 from protobench.methods.losses import random_unit_rows, unit_rows
@@ -109,7 +110,7 @@ class DNC(Method):
         """(plan, slots) of ``sinkhorn_plan`` / ``sinkhorn_slots``; fixed shapes, no host sync."""
         own_class = y.unsqueeze(1) == self.slot_class
         # cos <= 1, so shifting by 1 keeps exp() <= 1; a common factor, which the scalings cancel.
-        kernel = torch.exp((cos.float() - 1.0) / self.sinkhorn_epsilon) * own_class
+        kernel = torch.exp((at_least_fp32(cos) - 1.0) / self.sinkhorn_epsilon) * own_class
         # A floor far below any kernel entry at the default epsilon (>= exp(-2 / 0.05) = 4e-18) keeps
         # every row and column mass positive (absent classes have empty columns) without a clamp per
         # iteration; it moves no mass measurably.
@@ -135,7 +136,7 @@ class DNC(Method):
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         # Positive per-row factors do not change the argmax: no normalisation needed.
-        table = h.float() @ self.centroids.T
+        table = at_least_fp32(h) @ self.centroids.T
         return table.view(h.shape[0], self.num_classes, self.sub_centroids).amax(dim=2).argmax(dim=1)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

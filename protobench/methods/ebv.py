@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from protobench.device import at_least_fp32
 from protobench.errors import UserError
 from protobench.methods.base import Method, check_loss_family, register_method
 from protobench.methods.losses import unit_rows
@@ -62,7 +63,7 @@ class EBV(Method):
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         # A positive per-row factor does not change the argmax: no normalisation needed.
-        return (h.float() @ self.prototypes.T).argmax(dim=1)
+        return (at_least_fp32(h) @ self.prototypes.T).argmax(dim=1)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from protobench.device import at_least_fp32
 from protobench.methods.base import Method, NotApplicable, check_loss_family, register_method
 from protobench.methods.losses import dot_regression_loss, unit_rows
 from protobench.prototypes import etf_dimension_problem, generate
@@ -40,7 +41,7 @@ class ETF(Method):
         return unit_rows(self.bn(z))
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
-        return h.float() @ self.prototypes.T
+        return at_least_fp32(h) @ self.prototypes.T
 
     def class_anchors(self) -> torch.Tensor:
         return self.prototypes

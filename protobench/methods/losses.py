@@ -13,6 +13,8 @@ import hashlib
 import torch
 import torch.nn.functional as F
 
+from protobench.device import at_least_fp32
+
 #: Guard for divisions by a feature norm; a feature of exactly zero length gets a finite loss.
 _EPS = 1e-8
 
@@ -47,7 +49,7 @@ def squared_cosine_loss(h: torch.Tensor, unit_targets: torch.Tensor) -> tuple[to
     not a mean: the published learning rates (SGD lr 0.01 at batch 128) were tuned for it. The unit
     rows come back (detached) for the caller's bookkeeping, so it does not normalise twice.
     """
-    return _SquaredCosine.apply(h.float(), unit_targets)
+    return _SquaredCosine.apply(at_least_fp32(h), unit_targets)
 
 
 class _SquaredCosine(torch.autograd.Function):
@@ -81,7 +83,7 @@ def _unit_and_length(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
     """Rows of ``x`` (as float32) scaled to length 1; a zero row stays zero. Differentiable."""
-    return _UnitRows.apply(x.float())
+    return _UnitRows.apply(at_least_fp32(x))
 
 
 class _UnitRows(torch.autograd.Function):
@@ -115,7 +117,7 @@ def dot_regression_loss(h: torch.Tensor, unit_targets: torch.Tensor, y: torch.Te
     """
     num_classes = unit_targets.shape[0]
     # float32 throughout: under bf16 autocast counts above 256 would not even be exact integers.
-    h = h.float()
+    h = at_least_fp32(h)
     counts = class_counts(y, num_classes)
     # gamma / n_c; distinct classes counted as a tensor (no torch.unique: a host sync). Every label
     # indexed below is present, so its count is >= 1; the clamp only guards absent classes.

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from protobench.assignment import hungarian, match
+from protobench.device import at_least_fp32
 from protobench.errors import UserError
 from protobench.methods.base import Method, StepMemo, check_loss_family
 from protobench.methods.losses import dot_regression_loss, random_unit_rows, squared_cosine_loss, unit_rows
@@ -87,7 +88,7 @@ class PrototypeHead(Method):
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         # Dividing a row by its (positive) length does not change its argmax: skip the normalisation.
-        return (h.float() @ self.class_targets.T).argmax(dim=1)
+        return (at_least_fp32(h) @ self.class_targets.T).argmax(dim=1)
 
     def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.step_loss(h, y)[0]

@@ -56,6 +56,10 @@ class Generator:
     summary: str = ""
     #: The (K, d) settings the generator cannot serve, if there are any.
     dimension_problem: DimensionCheck | None = None
+    #: The numerics version of the generator: bump it with any change that moves a set it builds, and
+    #: re-make the fingerprint in the same commit (docs/engine.md, "Numerics versions"); it is part of
+    #: the cache key, so cached sets of an older version are not reused.
+    version: int = 1
 
 
 GENERATOR_REGISTRY: Registry[Generator] = Registry("prototype generator")
@@ -67,11 +71,13 @@ def register_generator(
     defaults: Mapping[str, Any] | None = None,
     summary: str = "",
     dimension_problem: DimensionCheck | None = None,
+    version: int = 1,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering a builder as the generator ``name``; returns the builder unchanged."""
+    """Decorator registering a builder as the generator ``name`` (at numerics ``version``); returns the
+    builder unchanged."""
 
     def add(build: Builder) -> Builder:
-        entry = Generator(name, MappingProxyType(dict(defaults or {})), build, summary, dimension_problem)
+        entry = Generator(name, MappingProxyType(dict(defaults or {})), build, summary, dimension_problem, version)
         GENERATOR_REGISTRY.register(name)(entry)
         return build
 

@@ -34,7 +34,11 @@ def cache_path(
 ) -> Path:
     """The cache file of a set; ``params`` are the resolved ones (defaults filled in). A set solved on
     another device than the CPU (floating-point order differs) has a key of its own."""
+    from protobench.prototypes.base import get_generator
+
     key_fields: dict[str, Any] = {"v": GENERATOR_VERSIONS.get(kind, CACHE_VERSION), "params": params}
+    if (numerics := get_generator(kind).version) != 1:  # version 1 sets keep the names they always had
+        key_fields["numerics"] = numerics
     if device is not None and device.type != "cpu":
         key_fields["device"] = device.type
     key = json.dumps(key_fields, sort_keys=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -43,17 +42,3 @@ def degeneracy_warning(P: torch.Tensor | np.ndarray, label: str) -> str | None:
         f"{label} K={K} d={d}: smallest pairwise angle {found:.2f} deg is below half of the HPN "
         f"objective's {reference:.2f} deg for the same K and d (degenerate prototype set)"
     )
-
-
-def method_prototype_request(method: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(generator, its parameters) a method's prototypes come from, or None for heads without fixed ones."""
-    from protobench.methods import METHODS, resolved_options
-    from protobench.prototypes.base import get_generator
-
-    kind = getattr(METHODS.get(method), "prototype_kind", None)
-    if kind is None:
-        return None
-    resolved = resolved_options(method, options)
-    kind = resolved.get("prototype_kind", kind)  # a head whose generator is an option (dl2pa's ablations)
-    accepted = get_generator(kind).defaults
-    return kind, {k: v for k, v in resolved.items() if k in accepted}

@@ -8,6 +8,7 @@ import torch
 from protobench.bench.graphs import compare, differences
 from protobench.data.prepare import prepare_cell_data
 from protobench.engine import train_cell
+from protobench.grid import spec_for
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
 
@@ -16,7 +17,10 @@ def test_differences_finds_every_change_and_nothing_else(tmp_path, fmnist_dir) -
     suite = load_suite(str(tiny_suite(tmp_path / "g.yaml")))
     data = prepare_cell_data(suite.data_settings, fmnist_dir, None)
     cpu = torch.device("cpu")
-    a, b = (train_cell(suite, data, "dl2pa", 4, 0, device=cpu, precision="fp32", cuda_graphs=True) for _ in range(2))
+    a, b = (
+        train_cell(spec_for(suite, "dl2pa", 4, 0, precision="fp32"), data, device=cpu, cuda_graphs=True)
+        for _ in range(2)
+    )
     assert differences(a, b) == []  # on the CPU both run eagerly: the same training twice
     b.history[-1]["test_accuracy"] += 0.01
     b.state["method"]["representatives"][0, 0] += 1e-6

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from protobench import prototypes
-from protobench.prototypes.degeneracy import degeneracy_warning, method_prototype_request, min_angle_deg
+from protobench.methods import prototype_request as method_prototype_request
+from protobench.prototypes.degeneracy import degeneracy_warning, min_angle_deg
 
 #: sha256 prefixes of the float32 sets before the uniform cap was raised (seed 0), checked bit for bit.
 DEFAULT_SETS = {
