@@ -1,8 +1,9 @@
 """Is method A better than method B? Per column of one suite: the mean difference, a 95% CI, and a verdict.
 
 Paired by seed when both methods ran the same seeds (a seed fixes the data order, augmentation and the
-backbone's initial weights for every head, docs/engine.md), else Welch's t. The tests, the interval and
-the verdict rule are described in docs/compare.md. No correction for multiple comparisons is applied.
+backbone's initial weights for every head, docs/engine.md), else Welch's t. The t-test p-values of one call
+(or of a suite's declared ``family``) are corrected together, Holm by default, and the verdict follows the
+adjusted p. The tests, the correction and the verdict rule are described in docs/compare.md.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from scipy import stats
 
 from protobench.errors import UserError, did_you_mean
 from protobench.report import latest_setting, provenance_notes
+from protobench.stats import CORRECTIONS, adjust, detectable_difference, equivalence_p, strictest_alpha
 from protobench.suites import Suite
 
 METRIC_KEYS = {"final": "test_accuracy", "val-selected": "test_accuracy_at_best_val"}
 CONFIDENCE = 0.95
+ALPHA = 0.05  # the level of the verdicts: adjusted p < ALPHA, and the TOST p < ALPHA for equivalence
 MIN_SEEDS = 3  # fewer seeds on either side (or fewer pairs): the difference only, no interval
 MAX_SIGN_FLIP = 10  # the exact sign-flip test enumerates 2^n sign assignments up to this n
 TOO_FEW = "too few seeds"
@@ -46,6 +49,16 @@ class Row:
     p_sign_flip: float | None  # exact sign-flip test, paired rows with n <= MAX_SIGN_FLIP only
     test: str
     verdict: str
+    se: float | None = None  # standard error of the difference (0: zero variance); None: no test was possible
+    df: float | None = None  # degrees of freedom of the t-test (n - 1 paired, Welch-Satterthwaite otherwise)
+    p_adjusted: float | None = None  # the t-test's p corrected over the family (docs/compare.md)
+    detectable: float | None = None  # smallest difference found with 80% power at the strictest step's alpha
+    p_equivalence: float | None = None  # TOST p of |difference| < margin, with --margin only
+
+    @property
+    def tested(self) -> bool:
+        """True when both cells had enough seeds for a t-test (the row counts in the family with its own p)."""
+        return self.se is not None
 
     def as_dict(self) -> dict[str, Any]:
         """The row as JSON-ready values (None, never NaN or inf)."""
@@ -115,42 +128,91 @@ def constant(values: np.ndarray) -> bool:
     return bool(np.ptp(values) <= 1e-9 * max(1.0, float(np.abs(values).max())))
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float | None, float | None, str]:
-    """CI low, high, t p-value and sign-flip p of the per-seed differences a-b, and the test's label."""
+def paired(row: Row, a: np.ndarray, b: np.ndarray) -> None:
+    """Fill ``row`` from the per-seed differences a-b: CI, t-test p, sign-flip p, standard error and test label."""
     diffs = a - b
     n = len(diffs)
     mean = float(diffs.mean())
-    p_flip = sign_flip_p(diffs) if n <= MAX_SIGN_FLIP else None
-    test = f"paired t (n={n})" + (", sign-flip p" if p_flip is not None else "")
+    row.p_sign_flip = sign_flip_p(diffs) if n <= MAX_SIGN_FLIP else None
+    row.test = f"paired t (n={n})" + (", sign-flip p" if row.p_sign_flip is not None else "")
+    row.df = n - 1
     if constant(diffs):  # zero variance: the interval is the point, the t statistic is undefined
-        return mean, mean, None, p_flip, test
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * diffs.std(ddof=1) / math.sqrt(n)
-    return mean - half, mean + half, finite(stats.ttest_rel(a, b).pvalue), p_flip, test
+        row.ci_low, row.ci_high, row.se = mean, mean, 0.0
+        return
+    row.se = float(diffs.std(ddof=1)) / math.sqrt(n)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * row.se
+    row.ci_low, row.ci_high, row.p_value = mean - half, mean + half, finite(stats.ttest_rel(a, b).pvalue)
 
 
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float | None]:
-    """CI low, high (Welch-Satterthwaite degrees of freedom) and Welch's t p-value of mean(a) - mean(b)."""
+def welch(row: Row, a: np.ndarray, b: np.ndarray) -> None:
+    """Fill ``row`` with the CI (Welch-Satterthwaite degrees of freedom), Welch's t p and the standard error."""
     diff = float(a.mean() - b.mean())
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = math.sqrt(va + vb)
     if se <= 1e-12 * max(1.0, abs(diff)):  # both constant: the interval is the point
-        return diff, diff, None
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * se
-    return diff - half, diff + half, finite(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        row.ci_low, row.ci_high, row.se, row.df = diff, diff, 0.0, len(a) + len(b) - 2
+        return
+    row.se = se
+    row.df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, row.df) * se
+    row.ci_low, row.ci_high = diff - half, diff + half
+    row.p_value = finite(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def verdict(a: str, b: str, low: float, high: float) -> str:
-    """``A better`` when the CI is above 0, ``B better`` when below 0, else no evidence."""
-    if low > 0:
-        return f"{a} better"
-    if high < 0:
-        return f"{b} better"
+def family_p(row: Row) -> float:
+    """The p-value a row brings to the family: its t-test's; with zero variance (t undefined) its limit, 0 for a
+    non-zero difference and 1 for none; 1 for a row without a test (a declared comparison that could not run)."""
+    if not row.tested:
+        return 1.0
+    if row.p_value is not None:
+        return row.p_value
+    return 0.0 if row.diff else 1.0
+
+
+def verdict(row: Row, margin: float | None) -> str:
+    """``A better`` / ``B better`` when the adjusted p < ALPHA (by the sign of the difference); else, with a
+    margin, ``equivalent within +-M`` when the TOST p < ALPHA; else no evidence."""
+    if row.p_adjusted is not None and row.p_adjusted < ALPHA:
+        return f"{row.a} better" if row.diff > 0 else f"{row.b} better"
+    if margin is not None and row.p_equivalence is not None and row.p_equivalence < ALPHA:
+        return f"equivalent within +-{margin:g}"
     return NO_EVIDENCE
 
 
+def judge(rows: list[Row], correction: str = "holm", margin: float | None = None, declared: bool = False) -> int:
+    """Correct the tested rows' p over their family and give each its verdict, detectable difference and (with
+    ``margin``) TOST p; returns the family size: the tested rows, or with ``declared`` every row (an untested
+    declared comparison counts with p = 1)."""
+    check_correction(correction)
+    check_margin(margin)
+    counted = [r for r in rows if r.tested or declared]
+    adjusted = adjust([family_p(r) for r in counted], correction)
+    alpha = strictest_alpha(ALPHA, correction, len(counted))
+    for row, p in zip(counted, adjusted, strict=True):
+        if not row.tested:
+            continue
+        row.p_adjusted = p
+        row.detectable = detectable_difference(row.se, row.df, alpha)
+        if margin is not None:
+            row.p_equivalence = equivalence_p(row.diff, row.se, row.df, margin)
+        row.verdict = verdict(row, margin)
+    return len(counted)
+
+
+def check_correction(correction: str) -> None:
+    """UserError unless ``correction`` is one of CORRECTIONS."""
+    if correction not in CORRECTIONS:
+        raise UserError(f"--correction '{correction}' is unknown; use one of {', '.join(CORRECTIONS)}")
+
+
+def check_margin(margin: float | None) -> None:
+    """UserError unless ``margin`` is None or a positive finite number of points."""
+    if margin is not None and not (math.isfinite(margin) and margin > 0):
+        raise UserError(f"--margin {margin:g}: use a positive difference in points of accuracy, e.g. --margin 0.5")
+
+
 def compare_cells(suite_name: str, column: str, a: str, b: str, ca: Cell, cb: Cell) -> Row:
-    """The row of A's cell against B's cell at one column."""
+    """The row of A's cell against B's cell at one column, before correction (``judge`` gives the verdict)."""
     mean_a = float(np.mean(list(ca.values.values()))) if ca.values else None
     mean_b = float(np.mean(list(cb.values.values()))) if cb.values else None
     row = Row(suite_name, column, a, b, len(ca.values), len(cb.values), mean_a, mean_b,
@@ -166,13 +228,10 @@ def compare_cells(suite_name: str, column: str, a: str, b: str, ca: Cell, cb: Ce
         row.verdict = TOO_FEW
         return row
     if is_paired:
-        va = np.array([ca.values[s] for s in seeds])
-        vb = np.array([cb.values[s] for s in seeds])
-        row.ci_low, row.ci_high, row.p_value, row.p_sign_flip, row.test = paired(va, vb)
+        paired(row, np.array([ca.values[s] for s in seeds]), np.array([cb.values[s] for s in seeds]))
     else:
-        va, vb = np.array(list(ca.values.values())), np.array(list(cb.values.values()))
-        row.ci_low, row.ci_high, row.p_value = welch(va, vb)
-    row.verdict = verdict(a, b, row.ci_low, row.ci_high)
+        welch(row, np.array(list(ca.values.values())), np.array(list(cb.values.values())))
+    row.verdict = NO_EVIDENCE  # until ``judge`` corrects the family
     return row
 
 
@@ -193,10 +252,12 @@ def compare(
     bs: list[str],
     metric: str = "final",
     suite: Suite | None = None,
+    correction: str = "holm",
+    margin: float | None = None,
 ) -> list[Row]:
     """A against each of ``bs`` at every column of ``suite_name`` where either has records (B-major,
-    columns in suite order)."""
-    return comparison(records, suite_name, a, bs, metric, suite)[0]
+    columns in suite order), the t-test p corrected over these rows by ``correction``."""
+    return comparison(records, suite_name, a, bs, metric, suite, correction, margin)[0]
 
 
 def comparison(
@@ -206,8 +267,10 @@ def comparison(
     bs: list[str],
     metric: str = "final",
     suite: Suite | None = None,
-) -> tuple[list[Row], list[str]]:
-    """The rows of ``compare`` and the notes beneath them, from one pass over the records."""
+    correction: str = "holm",
+    margin: float | None = None,
+) -> tuple[list[Row], list[str], int]:
+    """The rows of ``compare``, the notes beneath them and the family size, from one pass over the records."""
     columns, found = cells(records, suite_name, [a, *bs], metric, suite)
     rows = [
         compare_cells(suite_name, c, a, b, found[a, c], found[b, c])
@@ -215,7 +278,35 @@ def comparison(
         for c in columns
         if not (found[a, c].status == found[b, c].status == "missing")
     ]
-    return rows, reader_notes(found, rows)
+    size = judge(rows, correction, margin)
+    return rows, reader_notes(found, rows), size
+
+
+def family_comparison(
+    records: list[dict[str, Any]],
+    suite: Suite,
+    metric: str = "final",
+    correction: str = "holm",
+    margin: float | None = None,
+) -> tuple[list[Row], list[str], int]:
+    """A row per column of each comparison in ``suite.family`` (in its own suite's records where it names one),
+    corrected together over every declared test, with the notes and the family size (all declared tests)."""
+    key = metric_key(metric)
+    rows: list[Row] = []
+    found: dict[tuple[str, str], Cell] = {}
+    for declared in suite.family:
+        name = declared.suite or suite.name
+        mine = [r for r in records if r.get("suite") == name]
+        for column in declared.columns:
+            ca, cb = cell(mine, declared.a, column, key), cell(mine, declared.b, column, key)
+            where = column if name == suite.name else f"{column} of {name}"
+            found[declared.a, where], found[declared.b, where] = ca, cb
+            rows.append(compare_cells(name, column, declared.a, declared.b, ca, cb))
+    size = judge(rows, correction, margin, declared=True)
+    lines = reader_notes(found, rows)
+    if untested := [r for r in rows if not r.tested]:
+        lines.append(f"{len(untested)} of the {size} declared tests could not run; each counts in the family as p = 1")
+    return rows, lines, size
 
 
 def by_cell(rows: list[Row]) -> dict[tuple[str, str], Row]:
@@ -267,3 +358,15 @@ def check_request(records: list[dict[str, Any]], suite_name: str, a: str, bs: li
                 f"method '{method}' has no records of suite {suite_name} under {where}"
                 f"{did_you_mean(method, present)}; methods there: {', '.join(present)}"
             )
+
+
+def check_family_request(records: list[dict[str, Any]], suite: Suite, where: str) -> None:
+    """UserError unless ``suite`` declares a family and some of the suites it names have records."""
+    if not suite.family:
+        raise UserError(
+            f"suite {suite.name} declares no family; add a 'family' key to {suite.path or 'its file'} "
+            "(docs/compare.md) or give methods A and B"
+        )
+    names = list(dict.fromkeys([suite.name, *(c.suite for c in suite.family if c.suite)]))
+    if not any(r.get("suite") in names for r in records):
+        raise UserError(f"no records of suite {' or '.join(names)} under {where}; run the family's suites first")

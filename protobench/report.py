@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from protobench.errors import UserError, did_you_mean
+from protobench.stats import mean_interval
 from protobench.suites import Suite
 
 
@@ -54,6 +55,8 @@ METRICS: dict[str, Metric] = {
     ),
     "ece": Metric("ece (expected calibration error, 15 bins, lower = better calibrated)", "lower", 3),
 }
+#: Fewer seeds than this: the paper column says "n < 3" instead of whether the paper's figure is in our interval.
+PAPER_CHECK_MIN_SEEDS = 3
 #: The tables a report shows without ``--metric``.
 DEFAULT_METRICS = ("test_accuracy", "test_accuracy_at_best_val")
 #: ``--metric`` names besides the record keys (the same names as ``protobench compare --metric``).
@@ -115,7 +118,7 @@ class Table:
     suite: str
     metric: str
     title: str
-    cells: pd.DataFrame  # long form: method, column, mean, std, n, status, paper
+    cells: pd.DataFrame  # long form: method, column, mean, std, n, paper, paper_ci, status
     methods: list[str]
     columns: list[str]
     notes: list[str]
@@ -167,6 +170,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             paper = (suite.paper.get(method, {}).get(column) if suite else None) if metric == "test_accuracy" else None
             row: dict[str, Any] = {"method": method, "column": column, "mean": None, "std": None, "n": 0}
             row["paper"] = paper
+            row["paper_ci"] = None  # in | out | n < 3: the paper's figure against our 95% interval (paper_check)
             if not group:
                 row["status"] = "missing"
             else:
@@ -185,6 +189,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
                     values = [float(value) for _, value in ok]
                     row.update(status="ok", mean=sum(values) / len(values), n=len(values))
                     row["std"] = pd.Series(values).std(ddof=1) if len(values) > 1 else 0.0
+                    row["paper_ci"] = paper_check(values, paper)
                 elif any(r.get("status") == "n/a" for r in chosen):
                     row["status"] = "n/a"
                     reason = next(r.get("reason") for r in chosen if r.get("status") == "n/a")
@@ -209,10 +214,26 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
     cells = pd.DataFrame(rows)
     if not (cells["status"] == "ok").any():
         return None
+    if cells["paper_ci"].notna().any():
+        notes.append(
+            "delta = our mean - paper; (in CI) / (out of CI): the paper's figure inside / outside the 95% t interval "
+            f"of our mean over seeds; (n < {PAPER_CHECK_MIN_SEEDS}): too few seeds for one (docs/compare.md)"
+        )
     epochs = sorted({r["config"]["train"]["epochs"] for r in records if r.get("status") == "ok"})
     described = f"{metric_info(metric).title}, mean +- std over seeds (n)"
     title = f"{suite_name}: {described}, epochs {', '.join(map(str, epochs))}"
     return Table(suite_name, metric, title, cells, methods, columns, notes)
+
+
+def paper_check(values: list[float], paper: float | None) -> str | None:
+    """Whether the paper's figure lies in the 95% one-sample t interval of the mean of ``values``: ``in``,
+    ``out``, or ``n < 3`` with fewer seeds; None without a paper figure."""
+    if paper is None:
+        return None
+    if len(values) < PAPER_CHECK_MIN_SEEDS:
+        return f"n < {PAPER_CHECK_MIN_SEEDS}"
+    low, high = mean_interval(values)
+    return "in" if low <= paper <= high else "out"
 
 
 def best_cells(table: Table) -> set[tuple[str, str]]:
@@ -277,7 +298,7 @@ def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Su
         table.notes.append(f"--vs {vs}: no records of {vs} in this table")
         return
     marks = {}
-    for row in compare(records, table.suite, vs, others, metric, suite):
+    for row in compare(records, table.suite, vs, others, metric, suite, correction="none"):
         if row.verdict == f"{row.b} better":
             marks[row.b, row.column] = VS_MARKERS["better"]
         elif row.verdict == f"{vs} better":
@@ -289,5 +310,5 @@ def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Su
     ]
     table.notes.append(
         f"vs {vs}: > better, < worse, ~ no evidence (95% CI of the difference, paired by seed where the seeds "
-        "match, else Welch; unmarked: fewer than 3 seeds); docs/compare.md"
+        "match, else Welch; each cell uncorrected; unmarked: fewer than 3 seeds); docs/compare.md"
     )

@@ -28,6 +28,15 @@ def format_cell(row: pd.Series, digits: int = 2) -> str:
     return {"n/a": "n/a"}.get(row["status"], "-")
 
 
+#: How the delta column shows ``report.paper_check``: the paper's figure against our 95% interval of the mean.
+PAPER_CI_LABELS = {"in": "in CI", "out": "out of CI"}
+
+
+def paper_delta(delta: float, check: str | None) -> str:
+    """``-1.50 (in CI)``: our mean minus the paper's, and whether the paper's figure is in our 95% interval."""
+    return f"{delta:+.2f}" + (f" ({PAPER_CI_LABELS.get(check, check)})" if isinstance(check, str) else "")
+
+
 def grid(table: Table) -> tuple[list[str], list[list[str]], set[tuple[int, int]]]:
     """Header and rows of the human-readable table (paper and delta columns where numbers exist), and the
     (row, column) positions of the best mean of each column (``report.best_cells``)."""
@@ -53,7 +62,9 @@ def grid(table: Table) -> tuple[list[str], list[list[str]], set[tuple[int, int]]
                 paper = row["paper"]
                 has = paper is not None and not (isinstance(paper, float) and math.isnan(paper))
                 line.append(f"{paper:.2f}" if has else "-")
-                line.append(f"{row['mean'] - paper:+.2f}" if has and row["status"] == "ok" else "-")
+                line.append(
+                    paper_delta(row["mean"] - paper, row.get("paper_ci")) if has and row["status"] == "ok" else "-"
+                )
         rows.append(line)
     return header, rows, bold
 

@@ -1,6 +1,7 @@
 """``protobench.compare`` on hand-built records whose answers are known: paired vs Welch, sign-flip, edge cases."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from scipy import stats
 
 from protobench.compare import by_cell, compare, notes, sign_flip_p
 from protobench.errors import UserError
+from protobench.stats import detectable_difference
 
 B_SPREAD = [70.0, 80.0, 90.0, 75.0, 85.0]  # a large between-seed spread
 NOISE = [0.01, -0.02, 0.0, 0.015, -0.005]  # A = B + 0.5 +- tiny noise, seed by seed
@@ -144,3 +146,60 @@ def test_mixed_code_is_noted():
     for i, r in enumerate(records):
         r["git_commit"] = ("a" if i else "b") * 40
     assert any(n.startswith("mixed code: records from 2 commits") for n in notes(records, "s", "dl2pa", ["softmax"]))
+
+
+SHIFT_NOISE = [0.3, -0.2, 0.25, -0.1, 0.05]
+
+
+def shifted_store():
+    """dl2pa against three heads, each below it seed by seed by a shift plus SHIFT_NOISE: raw paired p of
+    about 0.0044 (softmax, shift 0.5), 0.033 (etf, 0.25) and 0.17 (hpn, 0.1)."""
+    records = [record("dl2pa", s, v) for s, v in enumerate(B_SPREAD)]
+    for method, shift in (("softmax", 0.5), ("etf", 0.25), ("hpn", 0.1)):
+        below = [v - shift - e for v, e in zip(B_SPREAD, SHIFT_NOISE, strict=True)]
+        records += [record(method, s, v) for s, v in enumerate(below)]
+    return records
+
+
+def test_the_verdict_follows_the_p_corrected_over_the_rows_of_one_call():
+    bs = ["softmax", "etf", "hpn"]
+    rows = compare(shifted_store(), "s", "dl2pa", bs)
+    raw = [r.p_value for r in rows]
+    assert raw[0] < 0.01 and 0.025 < raw[1] < 0.05 < raw[2]
+    by_hand = [3 * raw[0], max(3 * raw[0], 2 * raw[1]), max(3 * raw[0], 2 * raw[1], raw[2])]  # Holm, sorted already
+    assert [r.p_adjusted for r in rows] == pytest.approx(by_hand)
+    assert [r.verdict for r in rows] == ["dl2pa better", "no evidence", "no evidence"]  # etf: 2 * 0.033 > 0.05
+    uncorrected = compare(shifted_store(), "s", "dl2pa", bs, correction="none")
+    assert [r.p_adjusted for r in uncorrected] == raw and uncorrected[1].verdict == "dl2pa better"
+    bh = compare(shifted_store(), "s", "dl2pa", bs, correction="bh")
+    assert bh[1].p_adjusted == pytest.approx(3 * raw[1] / 2) and bh[1].verdict == "dl2pa better"
+    with pytest.raises(UserError, match="--correction 'bonferroni' is unknown; use one of none, holm, bh"):
+        compare(shifted_store(), "s", "dl2pa", bs, correction="bonferroni")
+
+
+def test_a_row_without_a_verdict_says_what_it_could_have_detected():
+    rows = compare(shifted_store(), "s", "dl2pa", ["softmax", "etf", "hpn"])
+    hpn = rows[2]
+    se = np.std(SHIFT_NOISE, ddof=1) / math.sqrt(5)  # the differences are 0.1 + SHIFT_NOISE
+    assert (hpn.se, hpn.df) == (pytest.approx(se), 4)
+    assert hpn.detectable == pytest.approx(detectable_difference(se, 4, 0.05 / 3))  # the strictest Holm step
+    alone = one_row(store([80.0, 81.0, 82.0, 83.0, 84.0], [79.0, 82.0, 80.0, 85.0, 84.0]))
+    assert alone.detectable == pytest.approx(detectable_difference(alone.se, 4, 0.05))  # a family of one
+    assert alone.detectable > abs(alone.ci_low)  # 80% power takes more than the half-width that p = 0.05 needs
+
+
+def test_the_equivalence_verdict_flips_when_the_margin_shrinks_below_the_interval():
+    a, b = [80.0, 81.0, 82.0, 83.0, 84.0], [79.0, 82.0, 80.0, 85.0, 84.0]  # differences 1, -1, 2, -2, 0
+    low, high = stats.ttest_rel(a, b).confidence_interval(0.90)  # TOST at 0.05: this interval inside +-M
+    bound = max(abs(low), abs(high))  # 2.132 * 1.581 / sqrt(5) = 1.507
+    assert bound == pytest.approx(stats.t.ppf(0.95, 4) * math.sqrt(2.5) / math.sqrt(5))
+    wide = one_row(store(a, b), margin=1.01 * bound)
+    assert wide.verdict == f"equivalent within +-{1.01 * bound:g}" and wide.p_equivalence < 0.05
+    narrow = one_row(store(a, b), margin=0.99 * bound)
+    assert narrow.verdict == "no evidence" and narrow.p_equivalence > 0.05
+    assert one_row(store(a, b)).p_equivalence is None  # no margin, no equivalence test
+    small_gain = [v + 0.1 + e for v, e in zip(B_SPREAD, NOISE, strict=True)]  # a real difference inside +-1
+    row = one_row(store(small_gain, B_SPREAD), margin=1.0)
+    assert row.p_equivalence < 0.05 and row.verdict == "dl2pa better"  # a difference found comes first
+    with pytest.raises(UserError, match="--margin 0: use a positive difference"):
+        one_row(store(a, b), margin=0.0)

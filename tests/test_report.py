@@ -78,7 +78,20 @@ def test_paper_column_and_delta(tmp_path):
     suite = load_suite(str(path))
     records = [dict(record("softmax", 2, 0, 80.0), suite="p")]
     text = render(build_tables(records, {"p": suite}), "md")
-    assert "| method | d=2 | d=2 paper | d=2 delta |" in text and "| 81.50 | -1.50 |" in text
+    assert "| method | d=2 | d=2 paper | d=2 delta |" in text and "| 81.50 | -1.50 (n < 3) |" in text
+
+
+@pytest.mark.parametrize(
+    ("paper", "check"), [(81.5, "in CI"), (86.9, "in CI"), (87.0, "out of CI"), (77.0, "out of CI")]
+)
+def test_the_delta_says_whether_the_paper_figure_is_in_our_95_percent_interval(tmp_path, paper, check):
+    # 80, 82, 84: mean 82, sd 2, so the interval is 82 +- t(0.975, 2) * 2 / sqrt(3) = [77.03, 86.97]
+    path = tiny_suite(tmp_path / "p.yaml", methods=["softmax"], dims=[2], paper={"softmax": {2: paper}})
+    records = [dict(record("softmax", 2, s, acc), suite="p") for s, acc in enumerate([80.0, 82.0, 84.0])]
+    (table,) = build_tables(records, {"p": load_suite(str(path))})
+    text = render([table], "md")
+    assert f"| {paper:.2f} | {82.0 - paper:+.2f} ({check}) |" in text
+    assert any(n.startswith("delta = our mean - paper; (in CI) / (out of CI)") for n in table.notes)
 
 
 def test_csv_and_latex(suite, tmp_path):

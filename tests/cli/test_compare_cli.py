@@ -5,18 +5,19 @@ import json
 import pytest
 
 from protobench.results import cell_path, write_record
+from tests.conftest import tiny_suite
 
 SUITE = "cmp-s"  # not a shipped suite: columns come from the records
 B_VALUES = [70.0, 80.0, 90.0, 75.0, 85.0]
 
 
-def write(root, method, seed, acc, dim=2, status="ok", **extra):
+def write(root, method, seed, acc, dim=2, status="ok", suite=SUITE, **extra):
     record = {
-        "suite": SUITE, "method": method, "dim": dim, "seed": seed, "column": str(dim), "status": status,
+        "suite": suite, "method": method, "dim": dim, "seed": seed, "column": str(dim), "status": status,
         "setting_hash": "s1", "finished_at": "2026-01-01T00:00:00", "config": {"train": {"epochs": 3}},
         "metrics": {"test_accuracy": acc, "test_accuracy_at_best_val": acc}, **extra,
     }  # fmt: skip
-    write_record(cell_path(root, SUITE, method, dim, seed, None, f"{method}{seed}{dim}".ljust(10, "0")), record)
+    write_record(cell_path(root, suite, method, dim, seed, None, f"{method}{seed}{dim}".ljust(10, "0")), record)
 
 
 @pytest.fixture
@@ -37,7 +38,8 @@ def test_compare_prints_the_table_with_verdicts(run_cli, store):
     assert code == 0, err
     assert "dl2pa better" in out and "no evidence" in out and "etf: n/a" in out
     assert "paired t (n=5), sign-flip p" in out and "0.0625" in out
-    assert "Paired t on per-seed differences" in out and "No correction for multiple comparisons" in out
+    text = " ".join(out.split())  # the caption wraps
+    assert "Paired t on per-seed differences" in text and "Holm-adjusted over the 2 test(s) of this table" in text
     assert "n/a: etf at 2: needs d >= K-1" in out
 
 
@@ -73,3 +75,91 @@ def test_compare_errors_are_one_line(run_cli, store, tmp_path):
         assert code == 2 and out == "" and err.count("\n") == 1 and message in err, (args, err)
     code, _, err = run_cli("compare", SUITE, "dl2pa", "softmax", "--results", tmp_path / "nowhere")
     assert code == 2 and err.startswith("error: --results") and "does not exist" in err
+
+
+def holm_by_hand(p_values):
+    """Holm's adjusted p computed here: sorted ascending, (m - j + 1) * p_(j), running max, capped at 1."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@pytest.fixture
+def family_store(tmp_path, monkeypatch):
+    """Suite fam (softmax, dl2pa, hpn at d=2, 4) declaring 4 tests: dl2pa-softmax at 2 and 4, hpn-softmax at 2
+    (hpn never ran: untested), and dl2pa-softmax at 2 of suite fam-lt; records of both suites, 5 seeds."""
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    family = [
+        {"a": "dl2pa", "b": "softmax", "columns": ["2", "4"]},
+        {"a": "hpn", "b": "softmax", "columns": ["2"]},
+        {"suite": "fam-lt", "a": "dl2pa", "b": "softmax", "columns": ["2"]},
+    ]
+    tiny_suite(folder / "fam.yaml", methods=["softmax", "dl2pa", "hpn"], dims=[2, 4], family=family)
+    tiny_suite(folder / "fam-lt.yaml", methods=["softmax", "dl2pa"], dims=[2])
+    tiny_suite(folder / "plain.yaml", methods=["softmax", "dl2pa"], dims=[2])
+    monkeypatch.setenv("PROTOBENCH_SUITES", str(folder))
+    root = tmp_path / "res"
+    for seed, b in enumerate(B_VALUES):
+        for suite, dim, gain in (("fam", 2, 0.5), ("fam", 4, 0.2), ("fam-lt", 2, 0.3)):
+            write(root, "softmax", seed, b, dim=dim, suite=suite)
+            write(root, "dl2pa", seed, b + gain + 0.3 * (seed % 2) - 0.1 * seed, dim=dim, suite=suite)
+    return root
+
+
+def test_compare_family_corrects_over_every_declared_test(run_cli, family_store):
+    code, out, err = run_cli("compare", "fam", "--family", "--results", family_store, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["family"] is True and answer["correction"] == "holm" and answer["family_size"] == 4
+    rows = answer["rows"]
+    assert [(r["suite"], r["a"], r["b"], r["column"]) for r in rows] == [
+        ("fam", "dl2pa", "softmax", "2"), ("fam", "dl2pa", "softmax", "4"),
+        ("fam", "hpn", "softmax", "2"), ("fam-lt", "dl2pa", "softmax", "2"),
+    ]  # fmt: skip
+    assert rows[2]["verdict"] == "hpn: missing" and rows[2]["p_value"] is None and rows[2]["p_adjusted"] is None
+    raw = [r["p_value"] for r in rows]
+    assert raw[0] < 0.05 / 3 and rows[0]["verdict"] == "no evidence"  # 4 * p > 0.05: the untested test counts too
+    expected = holm_by_hand([raw[0], raw[1], 1.0, raw[3]])  # the untested declared test counts as p = 1
+    for row, p in zip(rows, expected, strict=True):
+        if row["p_value"] is not None:
+            assert row["p_adjusted"] == pytest.approx(p) and row["detectable"] > 0
+            assert row["verdict"] == ("dl2pa better" if p < 0.05 else "no evidence")
+    assert "1 of the 4 declared tests could not run; each counts in the family as p = 1" in answer["notes"]
+    code, out, err = run_cli("compare", "fam", "--family", "--results", family_store, "--correction", "bh")
+    assert code == 0, err
+    text = " ".join(out.split())  # the caption wraps
+    assert "Benjamini-Hochberg-adjusted over the 4 test(s) of the suite's declared family" in text
+    assert "fam-lt" in text and "hpn: missing" in text and "80% power at alpha 0.05/4" in text
+
+
+def test_compare_json_carries_raw_and_adjusted_p_and_the_margin(run_cli, store):
+    code, out, err = run_cli("compare", SUITE, "dl2pa", "softmax", "--results", store, "--json", "--margin", "5")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer["correction"], answer["family_size"], answer["margin"], answer["alpha"]) == ("holm", 2, 5.0, 0.05)
+    rows = {r["column"]: r for r in answer["rows"]}
+    assert rows["2"]["p_adjusted"] == pytest.approx(min(1.0, 2 * rows["2"]["p_value"]))  # the smaller of 2
+    assert rows["4"]["verdict"] == "equivalent within +-5" and rows["4"]["p_equivalence"] < 0.05
+    code, out, err = run_cli("compare", SUITE, "dl2pa", "softmax", "--results", store, "--correction", "none")
+    text = " ".join(out.split())  # the caption wraps
+    assert code == 0 and "no correction for multiple comparisons" in text and "80% power at alpha 0.05." in text
+
+
+def test_compare_family_and_correction_errors_are_one_line(run_cli, family_store):
+    for args, message in (
+        (["fam", "dl2pa", "softmax", "--correction", "bonferroni"], "--correction 'bonferroni' is unknown"),
+        (["fam", "dl2pa", "softmax", "--margin", "0"], "--margin 0: use a positive difference in points"),
+        (["fam", "dl2pa", "softmax", "--margin", "-1"], "--margin -1: use a positive difference in points"),
+        (["fam", "--family", "--margin", "nan"], "--margin nan: use a positive difference in points"),
+        (["plain", "--family"], "suite plain declares no family; add a 'family' key"),
+        (["fam", "dl2pa", "--family"], "--family takes A and B from the suite's 'family' key; give only SUITE"),
+        (["fam", "dl2pa"], "give methods A and B (protobench compare SUITE A B), or --family"),
+        (["nosuch", "--family"], "nosuch"),
+    ):
+        code, out, err = run_cli("compare", *args, "--results", family_store)
+        assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1, (args, err)
+        assert message in err, (args, err)
