@@ -45,7 +45,7 @@ RECORD_KEYS = {
     "config": "the resolved configuration of the cell",
     "config_hash": "sha256 of config",
     "setting_hash": "sha256 of config without the seed",
-    "data": "the dataset's source and per-class counts of each split",
+    "data": "the dataset's source, per-class counts of each split and class_names (where the dataset names them)",
     "metrics": "final-epoch and validation-selected accuracies, train loss, images/s",
     "per_class_accuracy": "final-epoch test accuracy per class (%)",
     "shot_groups": "long-tailed only: accuracy of many/medium/few-shot classes (two groupings)",
@@ -165,6 +165,24 @@ def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict
         "by_count": group_accuracy(per_class, shot_groups(train_counts)),
         "by_index": group_accuracy(per_class, index_range_groups(len(train_counts))),
     }
+
+
+def class_names(record: dict[str, Any], num_classes: int | None = None) -> list[str]:
+    """The names of a record's classes for plots and tables: those its ``data`` section stores (records made
+    since names are stored, from the dataset's files or code), else those its dataset defines in code
+    (``DatasetSpec.class_names``: older records), else ``class k``. ``num_classes`` defaults to the number of
+    classes the record counts; a name that is missing or empty is ``class k``."""
+    data = record.get("data") or {}
+    if num_classes is None:
+        counted = (data.get("counts") or {}).get("train") or record.get("per_class_accuracy") or []
+        num_classes = len(counted)
+    names = data.get("class_names")
+    if not isinstance(names, list) and record.get("dataset"):
+        from protobench.data import DATASETS  # imports torch: only for records that do not store their names
+
+        names = list(DATASETS.get(record["dataset"]).class_names or []) if record["dataset"] in DATASETS else None
+    names = ["" if n is None else str(n) for n in names or []]
+    return [names[c] if c < len(names) and names[c] else f"class {c}" for c in range(num_classes)]
 
 
 def embeddings_path(record_path: Path) -> Path:
