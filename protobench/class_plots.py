@@ -26,6 +26,8 @@ from protobench.plots import (
 )
 from protobench.results import class_names
 
+#: At d = 2, class c's features are drawn at radius RING_START + RING_SPAN * c / (K - 1) (``ring_radius``).
+RING_START, RING_SPAN = 1.1, 0.5
 #: Per-class heatmaps print each value up to this many classes and name the classes up to NAMED_CLASSES.
 ANNOTATED_CLASSES, NAMED_CLASSES = 20, 100
 
@@ -62,7 +64,7 @@ def plot_per_class(ctx: Plots) -> None:
         k = max(len(r["per_class_accuracy"]) for r in in_cell(having, cell))
         present = [m for m in ctx.methods if in_cell(having, cell, m)]
         values = np.array([mean_per_class(in_cell(having, cell, m), k) for m in present])
-        fig, ax = ctx.plt.subplots(figsize=(min(24.0, max(6.0, 0.62 * k + 3.0)), max(2.8, 0.42 * len(present) + 2.4)))
+        fig, ax = ctx.plt.subplots(figsize=(min(24.0, max(6.0, 0.6 * k + 3.2)), max(3.0, 0.3 * len(present) + 2.0)))
         cmap = ctx.plt.get_cmap("viridis").with_extremes(bad="0.85")
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto")
         if k <= ANNOTATED_CLASSES:
@@ -126,9 +128,15 @@ def plot_embeddings(ctx: Plots) -> None:
                     break
 
 
+def ring_radius(c: int, classes: int) -> float:
+    """At d = 2, where class ``c``'s features are drawn: on their own ring outside the unit circle, at their angle
+    (a unit feature in 2-d is its angle alone; on one shared circle the classes hide each other)."""
+    return RING_START + RING_SPAN * c / max(classes - 1, 1)
+
+
 def embedding_figure(ctx: Plots, sample: dict[str, Any], record: Record) -> Any:
-    """Unit features coloured by class on the circle (d=2) or sphere (d=3), anchors as large markers; the
-    legend names the classes (``results.class_names``)."""
+    """Unit features coloured by class on the circle (d=2, a ring per class) or sphere (d=3), anchors as large
+    markers on the unit circle or sphere; the legend names the classes (``results.class_names``)."""
     features, labels, anchors = unit_rows(sample["features"]), sample["labels"], sample["anchors"]
     d = features.shape[1]
     classes = int(max(labels.max() + 1, 0 if anchors is None else anchors.shape[0]))
@@ -138,8 +146,10 @@ def embedding_figure(ctx: Plots, sample: dict[str, Any], record: Record) -> Any:
     fig = ctx.plt.figure(figsize=(7.2, 6.0))
     if d == 2:
         ax = fig.add_subplot()
-        ax.plot(np.cos(theta := np.linspace(0, 2 * np.pi, 400)), np.sin(theta), color="0.6", lw=1, zorder=1)
-        ax.set(aspect="equal", xlim=(-1.2, 1.2), ylim=(-1.2, 1.2))
+        ax.plot(np.cos(theta := np.linspace(0, 2 * np.pi, 400)), np.sin(theta), color="0.5", lw=1, zorder=1)
+        edge = RING_START + RING_SPAN + 0.08
+        ax.set(aspect="equal", xlim=(-edge, edge), ylim=(-edge, edge))
+        ax.set_axis_off()  # radius carries no value here: only the angle does
         extra: dict[str, Any] = {}
     else:
         ax = fig.add_subplot(projection="3d", computed_zorder=False)  # anchors drawn over the points
@@ -151,6 +161,7 @@ def embedding_figure(ctx: Plots, sample: dict[str, Any], record: Record) -> Any:
         extra = {"depthshade": False}
     for c in range(classes):
         if len(points := features[labels == c]):
+            points = points * ring_radius(c, classes) if d == 2 else points
             ax.scatter(*points.T, s=10, alpha=0.6, color=colors[c], linewidths=0, zorder=2, label=names[c])
     if anchors is not None:
         ax.scatter(*unit_rows(anchors).T, s=170, c=colors[: len(anchors)], edgecolors="black", linewidths=1.4,
@@ -160,6 +171,8 @@ def embedding_figure(ctx: Plots, sample: dict[str, Any], record: Record) -> Any:
     title += f"{len(features)} test features on the unit {'circle' if d == 2 else 'sphere'}"
     if (accuracy := metric_of(record, "test_accuracy")) is not None:
         title += f"; test accuracy {accuracy:.2f}%"
+    if d == 2:
+        title += "\ndrawn at their angle, each class on its own ring outside the circle"
     ax.set_title(title)
     if classes <= 20:
         legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
