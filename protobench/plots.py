@@ -267,6 +267,16 @@ def mean_over_seeds(records: list[Record], key: str) -> tuple[list[int], list[fl
     return epochs, [float(np.mean(by_epoch[e])) for e in epochs]
 
 
+def epoch_axis(ax: Any, records: Iterable[Record]) -> None:
+    """An x axis of whole epochs; the epochs of one-epoch runs get a single tick, not fractions around it."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    epochs = {int(row["epoch"]) for r in records for row in r.get("history") or [] if "epoch" in row}
+    if len(epochs) == 1:
+        (epoch,) = epochs
+        ax.set(xticks=[epoch], xlim=(epoch - 1, epoch + 1))
+
+
 def plot_assignment_changes(ctx: Plots) -> None:
     """A panel per method whose history has ``assignment_changed``, a line per dim (mean over seeds)."""
     key = "assignment_changed"
@@ -284,8 +294,8 @@ def plot_assignment_changes(ctx: Plots) -> None:
             color, label = ctx.plt.get_cmap("viridis")(0.9 * j / max(1, len(cells) - 1)), cell_label(cell)
             if epochs:  # none where this dim's records predate the diagnostic
                 ax.plot(epochs, means, marker="o", ms=3, color=color, label=n_label(label, [len(in_cell(own, cell))]))
-        ax.set(title=method, xlabel="epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(method)
+        epoch_axis(ax, own)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("classes re-assigned (mean over seeds)")
     fig.suptitle(f"{ctx.suite_name}: classes whose prototype assignment changed, per epoch", fontsize=11)
@@ -312,8 +322,7 @@ def plot_training_curves(ctx: Plots) -> None:
         loss_ax.set_title("train loss" + (" (log scale)" if loss_ax.get_yscale() == "log" else ""))
         acc_ax.set_title("test accuracy (%)")
         for ax in (loss_ax, acc_ax):
-            ax.set_xlabel("epoch")
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            epoch_axis(ax, in_cell(ctx.shown, cell))
         legend_outside(acc_ax)
         fig.suptitle(f"{ctx.suite_name}: training curves at {cell_label(cell)}, mean over seeds", fontsize=11)
         ctx.save(fig, "training-curves", cell_detail(cell, with_dim))

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -223,3 +224,19 @@ def test_an_unusable_sidecar_reads_as_none(tmp_path):
     np.savez(tmp_path / "ok.npz", features=np.ones((4, 3)), labels=np.arange(4), anchors=np.eye(3))
     sample = load_embeddings(tmp_path / "ok.npz")
     assert sample is not None and sample["features"].shape == (4, 3) and sample["anchors"].shape == (3, 3)
+
+
+def test_a_one_epoch_run_has_one_epoch_tick_not_fractions(tmp_path):
+    for method in ("dl2pa", "softmax"):
+        rec = record("one", method, 2, 0, 60.0)
+        rec["history"] = history(60.0, rematch=method == "dl2pa", epochs=1)
+        (tmp_path / "one" / method).mkdir(parents=True)
+        save(tmp_path, rec, "d2_s0_x")
+    paths = make_plots(list(iter_records(tmp_path)), "one", None, tmp_path / "plots", tmp_path, formats=("svg",))
+    for name in ("one-training-curves-d2.svg", "one-assignment-changes.svg"):
+        assert tmp_path / "plots" / name in paths
+        texts = re.findall(r"<text[^>]*>([^<]*)</text>", (tmp_path / "plots" / name).read_text())
+        ticks = [texts[max(0, i - 2) : i] for i, t in enumerate(texts) if t == "epoch"]  # x ticks, then the label
+        assert ticks and all(
+            tick[-1] == "1" and not re.fullmatch(r"[\d.]+", tick[0] if len(tick) > 1 else "") for tick in ticks
+        ), ticks
