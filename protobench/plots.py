@@ -1,13 +1,13 @@
 """Figures of one suite's records, as PNG and SVG: accuracy against the dimension or imbalance ratio,
-shot-group accuracy, prototype assignment changes, training curves and the saved embedding sample on
-the circle or sphere (docs/diagnostics.md). Like the tables, of each method x column only the newest
+shot-group accuracy, prototype assignment changes and training curves here; accuracy per class and the
+saved embedding sample on the circle or sphere, by class name, in ``protobench.class_plots``
+(docs/diagnostics.md). Like the tables, of each method x column only the newest
 setting's "ok" records are shown (``report.latest_setting``). matplotlib is imported when plotting.
 """
 
 from __future__ import annotations
 
 import math
-import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +86,8 @@ def make_plots(
     matplotlib.use("Agg")  # no display needed; must precede pyplot
     import matplotlib.pyplot as plt
 
+    from protobench.class_plots import plot_embeddings, plot_per_class
+
     shown = shown_records(records, suite_name)
     if not shown:
         return []
@@ -103,6 +105,7 @@ def make_plots(
         plot_accuracy(ctx, "test_accuracy", longtail=True)
         plot_assignment_changes(ctx)
         plot_training_curves(ctx)
+        plot_per_class(ctx)
         plot_embeddings(ctx)
     return ctx.written
 
@@ -264,6 +267,16 @@ def mean_over_seeds(records: list[Record], key: str) -> tuple[list[int], list[fl
     return epochs, [float(np.mean(by_epoch[e])) for e in epochs]
 
 
+def epoch_axis(ax: Any, records: Iterable[Record]) -> None:
+    """An x axis of whole epochs; the epochs of one-epoch runs get a single tick, not fractions around it."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    epochs = {int(row["epoch"]) for r in records for row in r.get("history") or [] if "epoch" in row}
+    if len(epochs) == 1:
+        (epoch,) = epochs
+        ax.set(xticks=[epoch], xlim=(epoch - 1, epoch + 1))
+
+
 def plot_assignment_changes(ctx: Plots) -> None:
     """A panel per method whose history has ``assignment_changed``, a line per dim (mean over seeds)."""
     key = "assignment_changed"
@@ -281,8 +294,8 @@ def plot_assignment_changes(ctx: Plots) -> None:
             color, label = ctx.plt.get_cmap("viridis")(0.9 * j / max(1, len(cells) - 1)), cell_label(cell)
             if epochs:  # none where this dim's records predate the diagnostic
                 ax.plot(epochs, means, marker="o", ms=3, color=color, label=n_label(label, [len(in_cell(own, cell))]))
-        ax.set(title=method, xlabel="epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(method)
+        epoch_axis(ax, own)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("classes re-assigned (mean over seeds)")
     fig.suptitle(f"{ctx.suite_name}: classes whose prototype assignment changed, per epoch", fontsize=11)
@@ -309,89 +322,7 @@ def plot_training_curves(ctx: Plots) -> None:
         loss_ax.set_title("train loss" + (" (log scale)" if loss_ax.get_yscale() == "log" else ""))
         acc_ax.set_title("test accuracy (%)")
         for ax in (loss_ax, acc_ax):
-            ax.set_xlabel("epoch")
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            epoch_axis(ax, in_cell(ctx.shown, cell))
         legend_outside(acc_ax)
         fig.suptitle(f"{ctx.suite_name}: training curves at {cell_label(cell)}, mean over seeds", fontsize=11)
         ctx.save(fig, "training-curves", cell_detail(cell, with_dim))
-
-
-# ---------------------------------------------------------------- embeddings on the circle or sphere
-
-
-def load_embeddings(path: Path) -> dict[str, Any] | None:
-    """features (N x d, d = 2 or 3), labels (N,) and anchors (K x d or None); None when unusable."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            features = np.asarray(npz["features"], dtype=float)
-            labels = np.asarray(npz["labels"]).astype(int)
-            anchors = np.asarray(npz["anchors"], dtype=float) if "anchors" in npz.files else None
-    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile):
-        return None  # missing, not an archive, a plain .npy (no context manager), or damaged
-    if features.ndim != 2 or features.shape[1] not in (2, 3) or labels.shape != (features.shape[0],):
-        return None
-    if anchors is not None and (anchors.ndim != 2 or anchors.shape[1] != features.shape[1]):
-        anchors = None
-    keep = np.isfinite(features).all(axis=1) & (np.linalg.norm(features, axis=1) > 0) & (labels >= 0)
-    if not keep.any():
-        return None
-    return {"features": features[keep], "labels": labels[keep], "anchors": anchors}
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def plot_embeddings(ctx: Plots) -> None:
-    """Per (method, ratio, dim <= 3), the first seed's saved test features on the unit circle or sphere."""
-    for method in ctx.methods:
-        own = [r for r in ctx.shown if r["method"] == method and r["dim"] <= 3]
-        for cell in cells_of(own):
-            for record in sorted(in_cell(own, cell), key=lambda r: r["seed"]):
-                # beside the record (protobench/results.py: embeddings_path), named by its ``embeddings`` key
-                name = Path(str(record.get("embeddings") or "")).name
-                if name and (sample := load_embeddings(ctx.results_root / record["suite"] / method / name)):
-                    detail = f"d{cell[1]}-{method}" + (f"-r{cell[0]:g}" if cell[0] is not None else "")
-                    ctx.save(embedding_figure(ctx, sample, record), "embeddings", detail)
-                    break
-
-
-def embedding_figure(ctx: Plots, sample: dict[str, Any], record: Record) -> Any:
-    """Unit features coloured by class on the circle (d=2) or sphere (d=3), anchors as large markers."""
-    features, labels, anchors = unit_rows(sample["features"]), sample["labels"], sample["anchors"]
-    d = features.shape[1]
-    classes = int(max(labels.max() + 1, 0 if anchors is None else anchors.shape[0]))
-    cmap = ctx.plt.get_cmap("tab10" if classes <= 10 else "tab20" if classes <= 20 else "turbo")
-    colors = [cmap(c % cmap.N if classes <= 20 else c / (classes - 1)) for c in range(classes)]
-    fig = ctx.plt.figure(figsize=(7.2, 6.0))
-    if d == 2:
-        ax = fig.add_subplot()
-        ax.plot(np.cos(theta := np.linspace(0, 2 * np.pi, 400)), np.sin(theta), color="0.6", lw=1, zorder=1)
-        ax.set(aspect="equal", xlim=(-1.2, 1.2), ylim=(-1.2, 1.2))
-        extra: dict[str, Any] = {}
-    else:
-        ax = fig.add_subplot(projection="3d", computed_zorder=False)  # anchors drawn over the points
-        u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 25), np.linspace(0, np.pi, 13))
-        ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.75", lw=0.4, alpha=0.4)
-        ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
-        ax.set_box_aspect((1, 1, 1), zoom=1.3)
-        ax.set_axis_off()
-        extra = {"depthshade": False}
-    for c in range(classes):
-        if len(points := features[labels == c]):
-            ax.scatter(*points.T, s=10, alpha=0.6, color=colors[c], linewidths=0, zorder=2, label=f"class {c}")
-    if anchors is not None:
-        ax.scatter(*unit_rows(anchors).T, s=170, c=colors[: len(anchors)], edgecolors="black", linewidths=1.4,
-                   zorder=4, label="anchors (normalised)", **extra)  # fmt: skip
-    ratio = "" if record.get("imbalance_ratio") is None else f", imbalance ratio {record['imbalance_ratio']:g}"
-    title = f"{ctx.suite_name}: {record['method']} test embeddings, d={d}{ratio}, seed {record['seed']}\n"
-    title += f"{len(features)} test features on the unit {'circle' if d == 2 else 'sphere'}"
-    if (accuracy := metric_of(record, "test_accuracy")) is not None:
-        title += f"; test accuracy {accuracy:.2f}%"
-    ax.set_title(title)
-    if classes <= 20:
-        legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
-            anchor = text.get_text().startswith("anchors")  # a white marker: the anchors take their class's colour
-            handle.set(alpha=1.0, sizes=[80 if anchor else 30], **({"facecolor": "white"} if anchor else {}))
-    return fig

@@ -219,6 +219,9 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             "delta = our mean - paper; (in CI) / (out of CI): the paper's figure inside / outside the 95% t interval "
             f"of our mean over seeds; (n < {PAPER_CHECK_MIN_SEEDS}): too few seeds for one (docs/compare.md)"
         )
+    if empty := [c for c in columns if (cells.loc[cells["column"] == c, "status"] == "missing").all()]:
+        named = ", ".join(f"d={c}" if c.isdigit() else c for c in empty)
+        notes.append(f"no records at {named} (- in every row): the suite has them, none has been run yet")
     epochs = sorted({r["config"]["train"]["epochs"] for r in records if r.get("status") == "ok"})
     described = f"{metric_info(metric).title}, mean +- std over seeds (n)"
     title = f"{suite_name}: {described}, epochs {', '.join(map(str, epochs))}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -114,18 +115,55 @@ def render_csv(tables: list[Table]) -> str:
 
 
 HTML_STYLE = """\
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
-h1 { font-size: 1.4em; }
-h2 { font-size: 1.05em; margin-top: 2em; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; line-height: 1.4;
+       max-width: 1500px; margin: 1.5em auto; padding: 0 2em; }
+h1 { font-size: 1.5em; margin-bottom: 0.3em; }
+h2 { font-size: 1.1em; margin-top: 2.2em; padding-bottom: 0.2em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1em; margin: 1.8em 0 0.2em; }
+p.key, p.about { color: #444; font-size: 0.92em; margin: 0.3em 0 0.8em; max-width: 62em; }
+p.key code { font-size: 1.1em; }
+nav { display: inline-block; background: #f5f5f5; padding: 0.5em 1.5em 0.5em 0.5em; font-size: 0.92em; }
+nav ul { margin: 0.2em 0; } nav a { color: #1a4f8b; text-decoration: none; } nav a:hover { text-decoration: underline; }
+div.scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { padding: 0.25em 0.8em; text-align: right; white-space: nowrap; border-bottom: 1px solid #ddd; }
+td { font-variant-numeric: tabular-nums; }
 th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #222; }
 tbody tr:last-child td { border-bottom: 2px solid #222; }
+tbody tr:hover { background: #f2f6fb; }
 ul.notes { color: #555; font-size: 0.9em; padding-left: 1.2em; }
-figure { margin: 1em 0; }
-img { max-width: 100%; }
+div.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 0 2em; }
+figure { margin: 0.8em 0 1.4em; }
+figure img { display: block; max-width: 100%; height: auto; }
+figcaption { font-size: 0.8em; color: #666; font-family: ui-monospace, monospace; }
 """
+#: What a reader needs to read every table, said once at the top of the page (HTML).
+HTML_KEY = (
+    "Each cell: mean &plusmn; standard deviation over seeds, and (n) the number of seeds. <b>Bold</b>: the best "
+    "mean of its column. <code>n/a</code>: the method cannot run at that setting (the notes say why); "
+    "<code>failed</code>: a seed raised; <code>-</code>: no finished record for that cell (not run yet)."
+)
+#: The plot kinds of ``protobench.plots`` (file names ``<suite>-<kind>[-<detail>].png``), in page order:
+#: heading, what to read from it, and whether its figures sit side by side in a grid (small, many).
+PLOT_KINDS: dict[str, tuple[str, str, bool]] = {
+    "accuracy-vs-dim": ("Accuracy against the embedding dimension",
+                        "Per method, mean +- std over seeds at each d (log axis); val-selected: the test accuracy "
+                        "at the epoch of best validation accuracy.", False),
+    "accuracy-vs-ratio": ("Accuracy against the imbalance ratio", "Long-tailed training sets, n_max / n_min.", False),
+    "shot-groups": ("Accuracy by shot group",
+                    "Long-tailed: classes with many (> 100), medium (20-100) and few (< 20) training images.", False),
+    "assignment-changes": ("Prototype re-assignments",
+                           "Methods that re-match classes to prototypes: classes moved to another one, per epoch.",
+                           False),
+    "training-curves": ("Training curves", "Train loss and test accuracy per epoch, mean over seeds.", False),
+    "per-class-accuracy": ("Accuracy per class",
+                           "Final-epoch test accuracy of each class, mean over seeds: which classes each method "
+                           "gets wrong.", False),
+    "embeddings": ("Test embeddings on the circle and sphere",
+                   "At d = 2 and 3: the first seed's test features, coloured by class, with each class's anchor "
+                   "(prototype, classifier row or centroid) as a large circle.", True),
+}  # fmt: skip
 
 
 def pm(text: str) -> str:
@@ -133,7 +171,12 @@ def pm(text: str) -> str:
     return html.escape(text).replace("+-", "&plusmn;")
 
 
-def html_table(table: Table) -> str:
+def anchor(*parts: str) -> str:
+    """An HTML id from ``parts``: letters, digits and - only."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", "-".join(parts)).strip("-").lower()
+
+
+def html_table(table: Table, ident: str) -> str:
     """One table as an HTML section: its title as a heading, the table (best per column bold), its notes."""
     header, rows, bold = grid(table)
 
@@ -141,12 +184,12 @@ def html_table(table: Table) -> str:
         text = pm(text)
         return f"<td><b>{text}</b></td>" if best else f"<td>{text}</td>"
 
-    lines = ["<section>", f"<h2>{pm(table.title)}</h2>", "<table>", "<thead>"]
+    lines = [f'<section id="{ident}">', f"<h2>{pm(table.title)}</h2>", '<div class="scroll">', "<table>", "<thead>"]
     lines.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
     lines += ["</thead>", "<tbody>"]
     for i, row in enumerate(rows):
         lines.append("<tr>" + "".join(cell(c, (i, j) in bold) for j, c in enumerate(row)) + "</tr>")
-    lines += ["</tbody>", "</table>"]
+    lines += ["</tbody>", "</table>", "</div>"]
     if table.notes:
         lines += ['<ul class="notes">', *(f"<li>{html.escape(n)}</li>" for n in table.notes), "</ul>"]
     lines.append("</section>")
@@ -168,25 +211,86 @@ def html_image(path: str | Path) -> str:
     return f"<figure>\n{image}\n<figcaption>{name}</figcaption>\n</figure>"
 
 
+def plot_groups(images: Sequence[str | Path], suites: Sequence[str]) -> dict[tuple[str, str], list[Path]]:
+    """``images`` by (suite, kind) in page order: suites as given, kinds as ``PLOT_KINDS``; a file that is not
+    named ``<suite>-<kind>...`` is kind "" (other plots) of suite "", after the rest."""
+    found: dict[tuple[str, str], list[Path]] = {}
+    for image in map(Path, images):
+        stem = image.name.removesuffix(".png")
+        suite = next((s for s in sorted(suites, key=len, reverse=True) if stem.startswith(f"{s}-")), "")
+        rest = stem[len(suite) + 1 :] if suite else ""
+        kind = next((k for k in PLOT_KINDS if rest == k or rest.startswith(f"{k}-")), "")
+        found.setdefault((suite, kind) if kind else ("", ""), []).append(image)
+    order = [*suites, ""]
+    kinds = [*PLOT_KINDS, ""]
+    return dict(sorted(found.items(), key=lambda item: (order.index(item[0][0]), kinds.index(item[0][1]))))
+
+
+def plots_heading(suite: str) -> str:
+    """``Plots: <suite>`` (HTML), or ``Plots`` for images of no known suite."""
+    return f"Plots: {html.escape(suite)}" if suite else "Plots"
+
+
+def html_plots(groups: dict[tuple[str, str], list[Path]]) -> list[str]:
+    """The plots of each suite under an h2, each kind under an h3 saying what it shows."""
+    parts: list[str] = []
+    for suite in dict.fromkeys(s for s, _ in groups):
+        parts += [f'<section id="{anchor("plots", suite)}">', f"<h2>{plots_heading(suite)}</h2>"]
+        for (own, kind), paths in groups.items():
+            if own != suite:
+                continue
+            heading, about, side_by_side = PLOT_KINDS.get(kind, ("Other plots", "", False))
+            parts += [f'<section id="{anchor("plots", suite, kind)}">', f"<h3>{html.escape(heading)}</h3>"]
+            parts += [f'<p class="about">{pm(about)}</p>'] if about else []
+            parts += ['<div class="grid">' if side_by_side else "<div>", *(html_image(p) for p in paths), "</div>"]
+            parts.append("</section>")
+        parts.append("</section>")
+    return parts
+
+
+def html_contents(tables: list[Table], idents: list[str], groups: dict[tuple[str, str], list[Path]]) -> str:
+    """A list of links to every table and every kind of plot."""
+    items = [
+        f'<li><a href="#{ident}">{html.escape(t.suite)}: {pm(metric_info(t.metric).title)}</a></li>'
+        for t, ident in zip(tables, idents, strict=True)
+    ]
+    for suite in dict.fromkeys(s for s, _ in groups):
+        kinds = [k for s, k in groups if s == suite]
+        links = [
+            f'<a href="#{anchor("plots", suite, k)}">{html.escape(PLOT_KINDS.get(k, ("other",))[0].lower())}</a>'
+            for k in kinds
+        ]
+        items.append(f'<li><a href="#{anchor("plots", suite)}">{plots_heading(suite)}</a> ({", ".join(links)})</li>')
+    return "<nav>\n<b>Contents</b>\n<ul>\n" + "\n".join(items) + "\n</ul>\n</nav>"
+
+
 def render_html(tables: list[Table], images: Sequence[str | Path] = ()) -> str:
-    """One self-contained page (inline CSS, no external resources): every table, then the PNG ``images``
-    inlined under a "Plots" heading; ASCII only (other characters as references). The same tables and images
-    give the same bytes."""
+    """One self-contained page (inline CSS, no external resources): a heading naming the suites, how to read
+    the cells, a list of contents, every table, then the PNG ``images`` inlined, grouped by suite and kind of
+    plot (``PLOT_KINDS``); ASCII only (other characters as references). The same tables and images give the
+    same bytes."""
+    suites = list(dict.fromkeys(t.suite for t in tables))
+    title = "protobench report" + (f": {', '.join(suites)}" if suites else "")
+    idents = [anchor("table", t.suite, t.metric) for t in tables]
+    groups = plot_groups(images, suites)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
-        "<title>protobench report</title>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
         f"<style>\n{HTML_STYLE}</style>",
         "</head>",
         "<body>",
-        "<h1>protobench report</h1>",
-        *(html_table(t) for t in tables),
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="key">{HTML_KEY}</p>',
+        html_contents(tables, idents, groups),
+        *(html_table(t, ident) for t, ident in zip(tables, idents, strict=True)),
+        *html_plots(groups),
+        "</body>",
+        "</html>",
     ]
-    if images:
-        parts += ["<section>", "<h2>Plots</h2>", *(html_image(p) for p in images), "</section>"]
-    parts += ["</body>", "</html>"]
     page = "\n".join(parts) + "\n"
     return page.encode("ascii", "xmlcharrefreplace").decode("ascii")  # ASCII whatever encoding the file is written in
 

@@ -15,7 +15,6 @@ config, data, the run's ``provenance``), then ``complete``, ``not_applicable`` o
 from __future__ import annotations
 
 import json
-import math
 import platform
 import subprocess
 from collections.abc import Callable, Iterator
@@ -24,48 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protobench.paths import atomic_write
+from protobench.record_schema import RECORD_KEYS as RECORD_KEYS  # re-exported
+from protobench.record_schema import UnreadableRecord, check_record
 from protobench.spec import CellSpec, config_hash
 
 if TYPE_CHECKING:
     import torch
 
     from protobench.engine import CellOutcome
-
-RECORD_KEYS = {
-    "suite": "suite name",
-    "dataset": "dataset name",
-    "method": "the table row: a method name, or a suite's variant (config.method is then its method)",
-    "dim": "embedding dimension d",
-    "seed": "training seed",
-    "imbalance_ratio": "n_max / n_min of the long-tailed training set, or null when balanced",
-    "column": "the report column of the cell (dim, or ratio)",
-    "status": "ok | n/a | error",
-    "reason": "why a cell is n/a or failed",
-    "traceback": "the traceback of a failed cell",
-    "failed_epoch": "the epoch (1-based) a failed cell was training when it raised",
-    "config": "the resolved configuration of the cell",
-    "config_hash": "sha256 of config",
-    "setting_hash": "sha256 of config without the seed",
-    "numerics": "the numerics version of each part of the code that made the numbers (docs/engine.md)",
-    "data": "the dataset's source and per-class counts of each split",
-    "metrics": "final-epoch and validation-selected accuracies, train loss, images/s",
-    "per_class_accuracy": "final-epoch test accuracy per class (%)",
-    "shot_groups": "long-tailed only: accuracy of many/medium/few-shot classes (two groupings)",
-    "history": "one row per epoch: losses, accuracies, lr, images/s, method diagnostics",
-    "method_hyperparameters": "the head's resolved hyperparameters",
-    "diagnostics": "test-set geometry and calibration after the last epoch (docs/diagnostics.md)",
-    "embeddings": "file name of the test-embedding sample saved beside the record (d <= 3)",
-    "timings": "wall and training seconds",
-    "checkpoint": "file name of the final checkpoint kept beside the record (--keep-checkpoints)",
-    "versions": "python, torch, torchvision, protobench",
-    "git_commit": "the protobench checkout's commit, if any (-dirty: uncommitted code)",
-    "device": "the device the cell ran on",
-    "cpu": "the host's CPU model (CPU-trained numbers reproduce on the same CPU model and thread count only)",
-    "cuda_graphs": "whether training steps were replayed from CUDA graphs (speed, not numbers)",
-    "world_size": "data-parallel processes (torchrun ranks) that trained the cell together; 1 without torchrun",
-    "finished_at": "UTC time the record was written",
-    "reused_from": "the record (path in the store) this one copies: same config, trained once (docs/ablations.md)",
-}
 
 
 def provenance(device: torch.device, cuda_graphs: bool, world_size: int = 1) -> dict[str, Any]:
@@ -174,6 +139,24 @@ def shot_group_accuracy(train_counts: list[int], per_class: list[float]) -> dict
     }
 
 
+def class_names(record: dict[str, Any], num_classes: int | None = None) -> list[str]:
+    """The names of a record's classes for plots and tables: those its ``data`` section stores (records made
+    since names are stored, from the dataset's files or code), else those its dataset defines in code
+    (``DatasetSpec.class_names``: older records), else ``class k``. ``num_classes`` defaults to the number of
+    classes the record counts; a name that is missing or empty is ``class k``."""
+    data = record.get("data") or {}
+    if num_classes is None:
+        counted = (data.get("counts") or {}).get("train") or record.get("per_class_accuracy") or []
+        num_classes = len(counted)
+    names = data.get("class_names")
+    if not isinstance(names, list) and record.get("dataset"):
+        from protobench.data import DATASETS  # imports torch: only for records that do not store their names
+
+        names = list(DATASETS.get(record["dataset"]).class_names or []) if record["dataset"] in DATASETS else None
+    names = ["" if n is None else str(n) for n in names or []]
+    return [names[c] if c < len(names) and names[c] else f"class {c}" for c in range(num_classes)]
+
+
 def embeddings_path(record_path: Path) -> Path:
     """Where a cell's embedding sample lives: beside its record, ``<record stem>.embeddings.npz``."""
     return record_path.with_name(record_path.stem + ".embeddings.npz")
@@ -240,10 +223,6 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, default=str).encode()))
 
 
-class UnreadableRecord(Exception):
-    """A file in the store that cannot be used as a record; the message says why."""
-
-
 def load_record(path: Path) -> dict[str, Any]:
     """The record at ``path``; ``UnreadableRecord`` when the file is missing, unreadable, cut short,
     not JSON or not a JSON object (records are written atomically, so only a copy or an edit breaks one)."""
@@ -264,54 +243,6 @@ def load_record(path: Path) -> dict[str, Any]:
         raise UnreadableRecord(f"JSON {type(record).__name__}, not an object")
     check_record(record)
     return record
-
-
-def check_record(record: dict[str, Any]) -> None:
-    """Check ``record`` against the schema: the identity keys, a known status, a finished cell's finite
-    test accuracy, and the type (and finiteness) of every figure it holds; ``UnreadableRecord`` says
-    what is wrong. A record read from the store is checked before anything uses it."""
-    for key, kind in (("suite", str), ("method", str), ("dim", int), ("seed", int), ("status", str)):
-        if key not in record:
-            raise UnreadableRecord(f"no '{key}'")
-        if not isinstance(record[key], kind) or isinstance(record[key], bool):
-            raise UnreadableRecord(f"'{key}' is {_kind(record[key])}, not {kind.__name__}")
-    if record["status"] not in ("ok", "n/a", "error"):
-        raise UnreadableRecord(f"status '{record['status']}' is none of ok, n/a, error")
-    for key in ("config", "metrics", "diagnostics", "numerics", "data"):
-        if key in record and not isinstance(record[key], dict):
-            raise UnreadableRecord(f"'{key}' is {_kind(record[key])}, not an object")
-    if record["status"] == "ok" and "test_accuracy" not in record.get("metrics", {}):
-        raise UnreadableRecord("a finished record without metrics.test_accuracy")
-    if record["status"] == "ok" and record["metrics"]["test_accuracy"] is None:
-        raise UnreadableRecord("metrics.test_accuracy is null")
-    for key in ("metrics", "diagnostics"):
-        for name, value in record.get(key, {}).items():
-            _check_number(f"{key}.{name}", value)
-    for key in ("per_class_accuracy", "history"):
-        if key in record and not isinstance(record[key], list):
-            raise UnreadableRecord(f"'{key}' is {_kind(record[key])}, not a list")
-    for index, value in enumerate(record.get("per_class_accuracy", [])):
-        _check_number(f"per_class_accuracy[{index}]", value)
-    for index, row in enumerate(record.get("history", [])):
-        if not isinstance(row, dict):
-            raise UnreadableRecord(f"history[{index}] is {_kind(row)}, not an object")
-        for name, value in row.items():
-            _check_number(f"history[{index}].{name}", value)
-
-
-def _check_number(where: str, value: Any) -> None:
-    """A figure is a finite number or null."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UnreadableRecord(f"{where} is {_kind(value)}, not a number")
-    if not math.isfinite(value):
-        raise UnreadableRecord(f"{where} is {value}, not a finite number")
-
-
-def _kind(value: Any) -> str:
-    """How a JSON value reads in an error: 'a str', 'null'."""
-    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -265,7 +265,7 @@ class CellJob:
         warn_degenerate_prototypes(spec, cell.method, data.num_classes, reporter, self.warned)
         reporter.start_cell(*position, cell.label())
         record = results.new_record(suite=planned.suite, column=planned.column, spec=spec, digest=planned.digest,
-                                    data={"source": data.source, "counts": data.counts}, provenance=self.provenance,
+                                    data=data.record_data(), provenance=self.provenance,
                                     row=cell.method)  # fmt: skip
         group = options.collective
         group.broadcast(("train", planned, str(loaded[1]) if loaded else None))  # the other ranks train it too

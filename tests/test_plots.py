@@ -1,14 +1,17 @@
+import re
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
 
-from protobench.plots import load_embeddings, make_plots
+from protobench.class_plots import load_embeddings
+from protobench.plots import make_plots
 from protobench.results import iter_records, write_record
 
 BALANCED = {
     "accuracy-vs-dim",
+    "per-class-accuracy-d2",
     "accuracy-vs-dim-val-selected",
     "assignment-changes",
     "training-curves-d2",
@@ -18,7 +21,15 @@ BALANCED = {
     "embeddings-d3-softmax",
     "embeddings-d2-hpn",
 }
-LONGTAIL = {"accuracy-vs-ratio", "shot-groups-r10", "shot-groups-r100", "training-curves-r10", "training-curves-r100"}
+LONGTAIL = {
+    "accuracy-vs-ratio",
+    "shot-groups-r10",
+    "shot-groups-r100",
+    "training-curves-r10",
+    "training-curves-r100",
+    "per-class-accuracy-r10",
+    "per-class-accuracy-r100",
+}
 
 
 def history(acc, rematch=False, epochs=4):
@@ -66,11 +77,14 @@ def store(tmp_path_factory):
         for dim in (2, 3, 8):
             for seed in (0, 1, 2) if (method, dim) != ("hpn", 8) else (0, 1):
                 rec = record("s", method, dim, seed, base + dim + seed)
+                if dim == 2:  # made before records stored class names: Fashion-MNIST's come from its code
+                    rec.update(dataset="fashion-mnist", per_class_accuracy=[base + c for c in range(10)])
                 name = f"d{dim}_s{seed}_x"
                 (root / "s" / method).mkdir(parents=True, exist_ok=True)
                 if (method, dim, seed) == ("dl2pa", 2, 0):
                     sidecar(root, rec, name, 2)
                 if (method, dim, seed) == ("softmax", 3, 1):  # seed 0 names a sidecar that is missing
+                    rec.update(dataset="cifar10", data={"class_names": [f"thing {c}" for c in range(10)]})
                     sidecar(root, rec, name, 3)
                 if (method, dim, seed) == ("hpn", 2, 1):  # likewise; a sample without anchors
                     sidecar(root, rec, name, 2, anchors=False)
@@ -89,6 +103,10 @@ def store(tmp_path_factory):
                 few = float("nan") if ratio == 10.0 else 20.0 + seed
                 groups = {"by_count": {"many": 90.0, "medium": 60.0 + seed, "few": few}}
                 rec = record("s-lt", method, 16, seed, 70.0 - ratio / 10, ratio=ratio, shot_groups=groups)
+                train = [round(500 * ratio ** (-c / 9)) for c in range(10)]
+                names = [f"kind {c}" for c in range(10)]  # stored by the run, as records do since they store names
+                rec.update(dataset="fashion-mnist", data={"counts": {"train": train}, "class_names": names})
+                rec["per_class_accuracy"] = [90.0 - 5 * c + seed for c in range(10)]
                 save(root, rec, f"d16_s{seed}_r{ratio:g}_x")
     return root
 
@@ -146,11 +164,44 @@ def test_embedding_plots_take_the_first_seed_with_a_readable_sample(rendered):
     by_name = {p.name: p for p in rendered["s"]}
     circle = by_name["s-embeddings-d2-dl2pa.svg"].read_text()
     assert "dl2pa test embeddings, d=2" in circle and "seed 0" in circle and "test accuracy 82.00%" in circle
-    assert "anchors" in circle and "class 9" in circle
+    assert "anchors" in circle
     sphere = by_name["s-embeddings-d3-softmax.svg"].read_text()
     assert "d=3" in sphere and "seed 1" in sphere and "unit sphere" in sphere  # seed 0's sidecar is missing
     no_anchors = by_name["s-embeddings-d2-hpn.svg"].read_text()
     assert "seed 1" in no_anchors and "anchors" not in no_anchors
+
+
+def test_embedding_legends_name_the_classes(rendered):
+    """Names stored in the record, else those the dataset defines in code, else ``class k``."""
+    by_name = {p.name: p for p in rendered["s"]}
+    old_fashion = by_name["s-embeddings-d2-dl2pa.svg"].read_text()  # a record made before names were stored
+    assert "T-shirt/top" in old_fashion and "Ankle boot" in old_fashion and "class 0" not in old_fashion
+    stored = by_name["s-embeddings-d3-softmax.svg"].read_text()
+    assert "thing 0" in stored and "thing 9" in stored and "class 0" not in stored
+
+
+def test_classes_without_names_are_numbered_not_named(tmp_path):
+    """An old CIFAR-10 record (its names live in the meta file, not in code) and one without a dataset."""
+    for method, dataset in (("softmax", "cifar10"), ("hpn", None)):
+        rec = record("c", method, 2, 0, 50.0, per_class_accuracy=[float(c) for c in range(10)])
+        if dataset:
+            rec["dataset"] = dataset
+        (tmp_path / "c" / method).mkdir(parents=True)
+        sidecar(tmp_path, rec, "d2_s0_x", 2)
+        save(tmp_path, rec, "d2_s0_x")
+    paths = make_plots(list(iter_records(tmp_path)), "c", None, tmp_path / "plots", tmp_path, formats=("svg",))
+    by_name = {p.name: p.read_text() for p in paths}
+    for name in ("c-embeddings-d2-softmax.svg", "c-embeddings-d2-hpn.svg", "c-per-class-accuracy-d2.svg"):
+        assert "class 0" in by_name[name] and "class 9" in by_name[name] and "airplane" not in by_name[name], name
+
+
+def test_per_class_accuracy_names_each_class(rendered):
+    by_name = {p.name: p for paths in rendered.values() for p in paths}
+    balanced = by_name["s-per-class-accuracy-d2.svg"].read_text()
+    assert "T-shirt/top" in balanced and "Ankle boot" in balanced and "dl2pa (n=3)" in balanced
+    assert "accuracy per class at d=2" in balanced and "test accuracy (%)" in balanced
+    longtail = by_name["s-lt-per-class-accuracy-r100.svg"].read_text()
+    assert "kind 0 (500)" in longtail and "kind 9 (5)" in longtail and "train images" in longtail
     assert not [n for n in by_name if "embeddings-d3-hpn" in n]  # its only sidecar is unreadable
 
 
@@ -173,3 +224,19 @@ def test_an_unusable_sidecar_reads_as_none(tmp_path):
     np.savez(tmp_path / "ok.npz", features=np.ones((4, 3)), labels=np.arange(4), anchors=np.eye(3))
     sample = load_embeddings(tmp_path / "ok.npz")
     assert sample is not None and sample["features"].shape == (4, 3) and sample["anchors"].shape == (3, 3)
+
+
+def test_a_one_epoch_run_has_one_epoch_tick_not_fractions(tmp_path):
+    for method in ("dl2pa", "softmax"):
+        rec = record("one", method, 2, 0, 60.0)
+        rec["history"] = history(60.0, rematch=method == "dl2pa", epochs=1)
+        (tmp_path / "one" / method).mkdir(parents=True)
+        save(tmp_path, rec, "d2_s0_x")
+    paths = make_plots(list(iter_records(tmp_path)), "one", None, tmp_path / "plots", tmp_path, formats=("svg",))
+    for name in ("one-training-curves-d2.svg", "one-assignment-changes.svg"):
+        assert tmp_path / "plots" / name in paths
+        texts = re.findall(r"<text[^>]*>([^<]*)</text>", (tmp_path / "plots" / name).read_text())
+        ticks = [texts[max(0, i - 2) : i] for i, t in enumerate(texts) if t == "epoch"]  # x ticks, then the label
+        assert ticks and all(
+            tick[-1] == "1" and not re.fullmatch(r"[\d.]+", tick[0] if len(tick) > 1 else "") for tick in ticks
+        ), ticks

@@ -36,6 +36,13 @@ def test_mean_std_n_per_method_and_dim(suite):
     assert "| dl2pa | - | - |" in text
 
 
+def test_a_column_no_record_reached_is_named_in_a_note(suite):
+    (table,) = build_tables([record("softmax", 2, 0, 80.0)], {"s": suite})
+    assert "no records at d=4 (- in every row): the suite has them, none has been run yet" in table.notes
+    (table,) = build_tables([record("softmax", 2, 0, 80.0), record("dl2pa", 4, 0, 81.0)], {"s": suite})
+    assert not [n for n in table.notes if n.startswith("no records at")]
+
+
 def test_validation_selected_table_when_present(suite):
     records = [record("softmax", 2, 0, 80.0, best=81.0), record("softmax", 2, 1, 82.0, best=83.0)]
     tables = build_tables(records, {"s": suite})
@@ -329,6 +336,36 @@ def test_html_inlines_png_images_under_plots(paper_suite, tmp_path):
         render(tables, "html", images=[tmp_path / "x.png"])
     with pytest.raises(ValueError, match="html only"):
         render(tables, "md", images=[png])
+
+
+def test_html_page_names_its_suites_explains_the_cells_and_groups_plots_by_kind(paper_suite, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(0.5, 0.5), dpi=20)
+    names = [
+        "s-embeddings-d2-dl2pa.png",
+        "s-training-curves-d2.png",
+        "s-accuracy-vs-dim.png",
+        "s-embeddings-d3-hpn.png",
+    ]
+    for name in names:
+        figure.savefig(tmp_path / name)
+    plt.close(figure)
+    tables = build_tables(fixed_store(), {"s": paper_suite})
+    page = render(tables, "html", images=[tmp_path / n for n in names])
+    assert "<title>protobench report: s</title>" in page and "<h1>protobench report: s</h1>" in page
+    assert "<b>Bold</b>: the best mean of its column" in page and "no finished record" in page  # the key, once
+    headings = ["<h2>Plots: s</h2>", "<h3>Accuracy against the embedding dimension</h3>", "<h3>Training curves</h3>"]
+    headings.append("<h3>Test embeddings on the circle and sphere</h3>")
+    assert [page.index(h) for h in headings] == sorted(page.index(h) for h in headings)  # PLOT_KINDS order
+    grid = page[page.index('<div class="grid">') :]
+    assert grid.index("s-embeddings-d2-dl2pa.png") < grid.index("s-embeddings-d3-hpn.png") < grid.index("</div>")
+    for target in ("table-s-test-accuracy", "plots-s", "plots-s-training-curves", "plots-s-embeddings"):
+        assert f'href="#{target}"' in page and f'id="{target}"' in page  # contents link to every part
+    assert page.index("<nav>") < page.index("<table>")
 
 
 def test_report_metric_a_suite_never_recorded_is_one_line_not_unknown(run_cli, tmp_path):

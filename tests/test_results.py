@@ -149,3 +149,17 @@ def test_records_are_built_from_the_schema():
     assert (groups["many"], groups["medium"], groups["few"]) == (100.0, 50.0, 0.0)
     assert na["status"] == "n/a" and na["reason"] == "ETF needs d >= K-1"
     assert error["reason"] == "FloatingPointError: loss became nan" and "Traceback" in error["traceback"]
+
+
+def test_class_names_come_from_the_record_then_the_dataset_code_then_numbers():
+    from protobench.results import class_names
+
+    stored = {"dataset": "cifar10", "data": {"counts": {"train": [1, 1, 1]}, "class_names": ["cat", "", "dog"]}}
+    assert class_names(stored) == ["cat", "class 1", "dog"]  # an empty name is numbered
+    old_fashion = {"dataset": "fashion-mnist", "data": {"counts": {"train": [5] * 10}}}  # made before names
+    assert class_names(old_fashion)[0] == "T-shirt/top" and class_names(old_fashion)[9] == "Ankle boot"
+    old_cifar = {"dataset": "cifar10", "per_class_accuracy": [50.0] * 10}  # names only in CIFAR's meta file
+    assert class_names(old_cifar) == [f"class {c}" for c in range(10)]
+    assert class_names({"dataset": "gone"}, 2) == ["class 0", "class 1"]  # a dataset no longer registered
+    assert class_names({}, 3) == ["class 0", "class 1", "class 2"]
+    assert class_names(old_fashion, 12)[10:] == ["class 10", "class 11"]  # more classes than names: numbered

@@ -114,19 +114,21 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     download: Annotated[bool, typer.Option(help="Allow downloading missing data.")] = False,
 ) -> None:
-    """Per-class train/val/test counts of a suite after its long-tail subsampling and validation split."""
-    from protobench.data import DataRequest
-    from protobench.data.prepare import prepare_counts
+    """Per-class train/val/test counts of a suite after its long-tail subsampling and validation split,
+    each class by its name where the dataset names its classes."""
+    from protobench.data.prepare import prepare_cell_data
     from protobench.suites import load_suite
 
     loaded = load_suite(suite)
-    request = DataRequest(data_dir=data_dir, download=download)
     cells = []
+    names: list[str] | None = None
     for ratio in list(loaded.imbalance_ratios) or [None]:
-        counts = prepare_counts(loaded.data_settings, request, ratio)
-        cells.append({"ratio": ratio, **{s: list(counts.get(s, [])) for s in ("train", "val", "test")}})
+        data = prepare_cell_data(loaded.data_settings, data_dir, ratio, download)
+        names = data.class_names
+        cells.append({"ratio": ratio, **{s: list(data.counts.get(s, [])) for s in ("train", "val", "test")}})
     if as_json:
-        typer.echo(json.dumps({"suite": loaded.name, "dataset": loaded.dataset, "cells": cells}, indent=2))
+        found = {"suite": loaded.name, "dataset": loaded.dataset, "class_names": names, "cells": cells}
+        typer.echo(json.dumps(found, indent=2))
         return
     from rich.table import Table
 
@@ -136,11 +138,15 @@ def stats(
         title = f"{loaded.name} ({loaded.dataset}" + (f", imbalance ratio {ratio:g})" if ratio else ")")
         console.print(f"[bold]{title}[/bold]")  # a heading, not a title: titles wrap to the table's width
         table = Table()
-        for column in ("class", "train", "val", "test"):
+        table.add_column("class", justify="right")
+        if names:
+            table.add_column("name")
+        for column in ("train", "val", "test"):
             table.add_column(column, justify="right")
         k = max(len(cell["train"]), len(cell["val"]), len(cell["test"]))
         for c in range(k):
             row = [str(cell[s][c]) if c < len(cell[s]) else "-" for s in ("train", "val", "test")]
-            table.add_row(str(c), *row)
-        table.add_row("total", *(str(sum(cell[s])) for s in ("train", "val", "test")), style="bold")
+            table.add_row(str(c), *([names[c] if c < len(names) else "-"] if names else []), *row)
+        totals = [str(sum(cell[s])) for s in ("train", "val", "test")]
+        table.add_row("total", *([""] if names else []), *totals, style="bold")
         console.print(table)

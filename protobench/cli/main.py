@@ -23,6 +23,7 @@ from protobench.cli.flags import (
     record_warner,
     with_grid_flags,
 )
+from protobench.cli.next_steps import QUICKSTART, next_steps
 from protobench.errors import UserError
 
 app = typer.Typer(
@@ -242,6 +243,8 @@ def run_command(
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})
     if summary.failed:
         raise typer.Exit(1)
+    if loaded.name == QUICKSTART:  # what to try next, on screen or in a log alike (plain text)
+        typer.echo(next_steps(loaded.name, loaded.methods, len(loaded.seeds), results, sys.argv[1:]))
 
 
 def print_report(

@@ -4,7 +4,7 @@ hold-out rule and the search path for dataset files."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,6 +85,7 @@ class StreamingDataset(Protocol):
     name: str
     num_classes: int
     source: str
+    class_names: list[str] | None
 
     def class_counts(self, split: str) -> torch.Tensor: ...
 
@@ -133,7 +134,9 @@ class DatasetSpec:
     the stored images (a streaming dataset's default crop); ``long_tailed`` marks datasets whose
     own splits are long-tailed (ImageNet-LT), as opposed to suites that subsample a balanced one;
     ``own_validation`` marks datasets that ship a validation split (ImageNet-LT's val list), so a
-    suite needs no ``val_size`` to have one.
+    suite needs no ``val_size`` to have one; ``class_names`` are the names of the classes where the
+    dataset defines them in code (None where they come from its files, e.g. CIFAR's meta file: the
+    built dataset's ``class_names`` then has them).
     """
 
     name: str
@@ -145,6 +148,7 @@ class DatasetSpec:
     image_shape: tuple[int, int, int]
     long_tailed: bool = False
     own_validation: bool = False
+    class_names: tuple[str, ...] | None = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -160,12 +164,16 @@ def register_dataset(
     verify: DatasetVerifier | None = None,
     long_tailed: bool = False,
     own_validation: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> Callable[[DatasetBuilder], DatasetBuilder]:
     """Decorator registering a dataset builder under ``name`` as a ``DatasetSpec``; returns the builder."""
 
     def add(build: DatasetBuilder) -> DatasetBuilder:
+        names = tuple(class_names) if class_names is not None else None
+        if names is not None and len(names) != num_classes:
+            raise ValueError(f"dataset '{name}' names {len(names)} classes but has {num_classes}")
         spec = DatasetSpec(
-            name, build, locate, verify, how_to_get, num_classes, tuple(image_shape), long_tailed, own_validation
+            name, build, locate, verify, how_to_get, num_classes, tuple(image_shape), long_tailed, own_validation, names
         )
         DATASETS.register(name)(spec)
         return build

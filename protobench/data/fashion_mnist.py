@@ -29,6 +29,7 @@ FILES = {
 }
 # Sub-folders in which the four files may sit below a search dir (torchvision uses FashionMNIST/raw).
 LAYOUTS = ("", "fashion-mnist", "FashionMNIST/raw")
+# The labels 0..9 as the dataset's authors name them (Xiao, Rasul, Vollgraf 2017, table 1).
 CLASS_NAMES = [
     "T-shirt/top",
     "Trouser",
@@ -39,7 +40,7 @@ CLASS_NAMES = [
     "Shirt",
     "Sneaker",
     "Bag",
-    "Boot",
+    "Ankle boot",
 ]
 HOW_TO_GET = (
     "Get it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or on a machine with internet "
@@ -108,7 +109,14 @@ def load_from(files: dict[str, Path], source: str) -> InMemoryDataset:
     )
 
 
-@register_dataset("fashion-mnist", num_classes=10, image_shape=(1, 28, 28), locate=locate, how_to_get=HOW_TO_GET)
+@register_dataset(
+    "fashion-mnist",
+    num_classes=10,
+    image_shape=(1, 28, 28),
+    locate=locate,
+    how_to_get=HOW_TO_GET,
+    class_names=CLASS_NAMES,
+)
 def fashion_mnist(request: DataRequest) -> InMemoryDataset:
     """Fashion-MNIST: 60,000 train and 10,000 test 28x28 grey images of 10 clothing classes."""
     looked = search_dirs(request, SYSTEM_DIR)

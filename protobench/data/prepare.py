@@ -81,6 +81,18 @@ class CellData:
     train: ImageSplit | None = None
     val: ImageSplit | None = None
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The dataset's names of its classes (from its files or its code), or None where it has none."""
+        names = getattr(self.dataset, "class_names", None)
+        return [str(n) for n in names] if names is not None and len(names) == self.num_classes else None
+
+    def record_data(self) -> dict[str, Any]:
+        """A record's ``data`` section: the source, each split's per-class counts and, where the dataset
+        names its classes, their names (provenance for plots and tables, not part of the config or its hash)."""
+        names = self.class_names
+        return {"source": self.source, "counts": self.counts, **({"class_names": names} if names else {})}
+
     def loaders(
         self,
         *,

@@ -30,6 +30,8 @@ LAYOUTS = ("", "svhn", "SVHN")
 TRAIN_SPLITS = ("train", "train+extra")
 MEAN = (0.4377, 0.4438, 0.4728)
 STD = (0.1980, 0.2010, 0.1970)
+# Label k is the digit k (the files' 10 for the digit 0 is read as 0, see read_mat).
+CLASS_NAMES = [str(d) for d in range(10)]
 HOW_TO_GET = (
     "On a machine with internet let protobench download it (torchvision), or pass --data-dir DIR holding "
     "train_32x32.mat and test_32x32.mat (and extra_32x32.mat for train+extra) "
@@ -100,7 +102,7 @@ def load_from(base: Path, parts: list[str]) -> InMemoryDataset:
         mean=MEAN,
         std=STD,
         source=str(base),
-        class_names=[str(d) for d in range(10)],
+        class_names=CLASS_NAMES,
     )
 
 
@@ -136,7 +138,15 @@ def _download(request: DataRequest, parts: list[str]) -> tuple[Path | None, str]
     return target, ""
 
 
-@register_dataset("svhn", num_classes=10, image_shape=(3, 32, 32), locate=locate, verify=verify, how_to_get=HOW_TO_GET)
+@register_dataset(
+    "svhn",
+    num_classes=10,
+    image_shape=(3, 32, 32),
+    locate=locate,
+    verify=verify,
+    how_to_get=HOW_TO_GET,
+    class_names=CLASS_NAMES,
+)
 def svhn(request: DataRequest) -> InMemoryDataset:
     """SVHN: 73,257 train (+531,131 extra) and 26,032 test 32x32 digit crops; option train_split."""
     parts = _parts(request)

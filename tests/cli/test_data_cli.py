@@ -128,6 +128,8 @@ def test_stats_counts_after_long_tail(tmp_path, monkeypatch):
     assert code == 0
     cell = json.loads(output)["cells"][0]
     assert cell["ratio"] == 10 and cell["test"] == [3] * 10
+    assert json.loads(output)["class_names"][0] == "airplane"  # from CIFAR-10's meta file
     assert sum(cell["train"]) + sum(cell["val"]) == sum([20, 15, 11, 9, 7, 5, 4, 3, 2, 2])
     code, output, _ = invoke("stats", str(suite), "--data-dir", str(tmp_path / "d"))
     assert code == 0 and "imbalance ratio 10" in output and "total" in output
+    assert "name" in output and "airplane" in output and "truck" in output

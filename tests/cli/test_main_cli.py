@@ -60,6 +60,7 @@ def test_run_then_report(run_cli, tmp_path, fmnist_dir):
     code, out, err = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", "cpu")
     assert code == 0, err
     assert "[1/1] softmax d=2 s=0 epoch 2/2" in out and "| softmax | " in out
+    assert "Next, try" not in out  # only the quickstart ends with what to try next
     (record_path,) = (tmp_path / "res").rglob("*.json")
     assert json.loads(record_path.read_text())["cuda_graphs"] is False  # a CPU step is never graph-replayed
     code, out, _ = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir)
@@ -86,3 +87,33 @@ def test_report_plots_writes_png_and_svg_and_html_inlines_them(run_cli, tmp_path
     assert {"p-accuracy-vs-dim.png", "p-accuracy-vs-dim.svg", "p-embeddings-d2-dl2pa.png"} <= names
     html = (tmp_path / "r.html").read_text()
     assert html.count('src="data:image/png;base64,') == len([n for n in names if n.endswith(".png")])
+    # Fashion-MNIST's classes by name in the embedding legend and the per-class heatmap
+    assert "p-per-class-accuracy-d2.png" in names
+    for name in ("p-embeddings-d2-dl2pa.svg", "p-per-class-accuracy-d2.svg"):
+        text = (tmp_path / "plots" / name).read_text()
+        assert "T-shirt/top" in text and "Ankle boot" in text and "class 0" not in text, name
+
+
+def test_quickstart_ends_with_the_commands_to_try_next_and_they_run(run_cli, tmp_path, fmnist_dir):
+    """Printed as plain text off a terminal too (the output here is captured); each one works as printed."""
+    import shlex
+
+    suite = tiny_suite(tmp_path / "quickstart.yaml", dims=[2], methods=["softmax", "dl2pa"], train={"epochs": 1})
+    store = tmp_path / "res"
+    code, out, err = run_cli("run", suite, "--results", store, "--data-dir", fmnist_dir, "--device", "cpu")
+    assert code == 0, err
+    tail = out[out.index("Next, try:") :].splitlines()
+    commands = [shlex.split(line) for line in tail if line.startswith("  protobench ")]
+    assert [c[1] for c in commands] == ["report", "run", "compare"] and out.index("| softmax |") < out.index("Next")
+    page, plots = str(store / "quickstart.html"), str(store / "plots" / "quickstart")
+    assert commands[0][2:] == ["quickstart", "--results", str(store), "--format", "html", "--plots", plots, "--out",
+                               page]  # fmt: skip
+    assert commands[1][-2:] == ["--seeds", "0,1,2"] and "--device" in commands[1]
+    assert commands[2][2:] == ["quickstart", "dl2pa", "softmax", "--results", str(store)]
+    assert all(line.startswith("  # ") for line in tail[1::2][: len(commands)])  # a comment above each
+    for command in commands:
+        code, out, err = run_cli(*command[1:])
+        assert code == 0, (command, err)
+    assert (store / "quickstart.html").is_file()
+    rows = json.loads(run_cli(*commands[2][1:], "--json")[1])["rows"]  # after the rerun: 3 seeds, a verdict
+    assert rows and all(r["n_a"] == r["n_b"] == 3 and r["verdict"] != "too few seeds" for r in rows)

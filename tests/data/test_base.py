@@ -34,6 +34,9 @@ def test_every_dataset_describes_itself(tmp_path):
         DATASETS.get("cifar10").num_classes = 3  # type: ignore[misc]
     assert [n for n in DATASETS.names() if DATASETS.get(n).verify] == ["cifar10", "cifar100", "stl10", "svhn"]
     assert [n for n in DATASETS.names() if DATASETS.get(n).long_tailed] == ["imagenet-lt"]
+    # Names in code only where the dataset defines them there; the others' come from their files.
+    assert [n for n in DATASETS.names() if DATASETS.get(n).class_names] == ["fashion-mnist", "svhn"]
+    assert DATASETS.get("fashion-mnist").class_names[:2] == ("T-shirt/top", "Trouser")
 
 
 def test_spec_agrees_with_what_it_builds(tmp_path):
@@ -54,6 +57,11 @@ def test_register_dataset_returns_the_builder_and_rejects_twice():
         register_dataset("cifar10", num_classes=10, image_shape=(3, 32, 32), locate=lambda r: None, how_to_get="x")(
             build
         )
+    with pytest.raises(ValueError, match="names 2 classes but has 3"):
+        register_dataset(
+            "toy-names", num_classes=3, image_shape=(1, 2, 2), locate=lambda r: None, how_to_get="x", class_names="ab"
+        )(build)
+    assert "toy-names" not in DATASETS
 
 
 def test_holdout_indices_is_the_seeded_permutation():

@@ -79,3 +79,22 @@ def test_data_never_imports_suites():
     for module in folder.glob("*.py"):
         text = module.read_text()
         assert "protobench.suites" not in text and "import suites" not in text, module.name
+
+
+def test_a_cells_record_data_names_its_classes_where_the_dataset_does(tmp_path):
+    fakefiles.write_cifar10(tmp_path / "c", n_train=30, n_test=10)
+    cell = prepare.prepare_cell_data(prepare.DataSettings("cifar10"), tmp_path / "c", None, download=False)
+    section = cell.record_data()
+    assert section["class_names"][0] == "airplane" and len(section["class_names"]) == 10  # from the meta file
+    assert section["source"] == cell.source and section["counts"] == cell.counts
+    fakefiles.write_imagenet_tree(tmp_path / "imagenet", n_train=2, n_val=1)
+    settings = prepare.DataSettings("imagenet", dataset_options={"workers": 0})
+    streaming = prepare.prepare_cell_data(settings, tmp_path, None, download=False)
+    assert streaming.record_data()["class_names"] == sorted(fakefiles.WNIDS)  # the folders' wnids
+
+
+def test_a_dataset_without_names_stores_none(tmp_path):
+    fakefiles.write_cifar10(tmp_path / "c", n_train=30, n_test=10)
+    cell = prepare.prepare_cell_data(prepare.DataSettings("cifar10"), tmp_path / "c", None, download=False)
+    cell.dataset.class_names = None  # e.g. a meta file without label names
+    assert "class_names" not in cell.record_data() and cell.class_names is None
