@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from protobench.plots import (
+from protobench.plot_base import (
     Plots,
     Record,
     cell_detail,

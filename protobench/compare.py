@@ -17,9 +17,9 @@ import numpy as np
 from scipy import stats
 
 from protobench.errors import UserError, did_you_mean
-from protobench.report import latest_setting, provenance_notes
 from protobench.stats import CORRECTIONS, adjust, detectable_difference, equivalence_p, strictest_alpha
 from protobench.suites import Suite
+from protobench.tables import latest_setting, provenance_notes
 
 METRIC_KEYS = {"final": "test_accuracy", "val-selected": "test_accuracy_at_best_val"}
 CONFIDENCE = 0.95

@@ -100,8 +100,9 @@ class PlannedCell:
 
 @dataclass(frozen=True)
 class GridPlan:
-    """What a run has to do: the ``cells`` still to train, how many are ``finished`` already, and how
-    many of the cells to train have a record made by older numerics (``stale``: docs/engine.md)."""
+    """What a run has to do: the ``cells`` still to train, how many are ``finished`` already, and how many
+    records of the grid were made by older numerics (``stale``: trained again, or with ``keep_stale``
+    counted among the finished; docs/engine.md)."""
 
     cells: list[PlannedCell]
     finished: int
@@ -125,9 +126,9 @@ def plan_suite(
     for planned in sharding.take(every, shard):
         record = results.read_record(planned.path)
         done = record is not None and record.get("status") in ("ok", "n/a")
-        if done and not keep_stale and numerics.is_stale(record):
+        if done and numerics.is_stale(record):
             stale += 1
-            done = False
+            done = keep_stale
         if done:
             finished += 1
         else:

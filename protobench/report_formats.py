@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from protobench.errors import UserError
-from protobench.report import FORMATS, Table, best_cells, metric_info
+from protobench.tables import FORMATS, Table, best_cells, metric_info
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -21,7 +21,7 @@ from protobench.device import at_least_fp32, replays_graphs
 from protobench.methods.base import Method, StepMemo
 
 if TYPE_CHECKING:
-    from protobench.suites import TrainRecipe
+    from protobench.recipe import TrainRecipe
 
 
 @dataclass

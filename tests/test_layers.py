@@ -1,4 +1,6 @@
-"""The package's layering: imports run down the layers, never up (docs/engine.md, "Module map")."""
+"""The package's layering (docs/engine.md, "Module map"): the import graph, read from the code, has no
+circle, and no module imports one of a higher layer. Imports inside functions and type-only imports
+count as much as any other."""
 
 from __future__ import annotations
 
@@ -9,45 +11,107 @@ import protobench
 
 PACKAGE = Path(protobench.__file__).resolve().parent
 
+#: The layers, lowest first; a module may import its own layer and the ones below. A name ending in
+#: ".*" is a package and every module in it.
+LAYERS: list[set[str]] = [
+    {"__init__", "errors", "paths", "registry", "typed_values", "interrupts", "stats", "progress", "recipe",
+     "record_schema", "assignment", "checkpoints", "sharding", "suite_files"},
+    {"device", "spec"},
+    {"prototypes.*", "backbones", "data.*"},
+    {"methods.*"},
+    {"step", "cell_state", "diagnostics", "distributed"},
+    {"engine"},
+    {"numerics", "results", "suites", "locks", "audit", "grid"},
+    {"runner", "tuning"},
+    {"tables", "report_formats", "compare", "report", "plot_base", "class_plots", "plots"},
+    {"bench.*"},
+    {"cli.*", "__main__"},
+]  # fmt: skip
 
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at the top or inside functions."""
-    found = set()
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1]) if parts[-1] == "__init__" and len(parts) > 1 else ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported(path: Path) -> set[str]:
+    """The protobench modules ``path`` imports (at the top, inside functions, or for type checking only)."""
+    names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    found = set()
+    for name in names:
+        if name != "protobench" and not name.startswith("protobench."):
+            continue
+        parts = name.split(".")[1:] or ["__init__"]
+        for end in range(len(parts), 0, -1):  # the longest prefix that is a module: `from x import y` may be a name
+            if (candidate := ".".join(parts[:end])) in MODULES:
+                found.add(candidate)
+                break
+        else:
+            found.add("__init__")
+    return found - {module_name(path)}
+
+
+GRAPH = {name: imported(path) for name, path in MODULES.items()}
+
+
+def layer_of(name: str) -> int:
+    for index, layer in enumerate(LAYERS):
+        if name in layer or any(entry.endswith(".*") and name.split(".")[0] == entry[:-2] for entry in layer):
+            return index
+    raise AssertionError(f"module {name} is in no layer of tests/test_layers.py: add it where it belongs")
+
+
+def test_every_module_has_a_layer() -> None:
+    for name in MODULES:
+        layer_of(name)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} (layer {layer_of(a)}) imports {b} (layer {layer_of(b)})"
+                  for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))  # fmt: skip
+
+
+def circles(graph: dict[str, set[str]]) -> list[str]:
+    found, done = [], set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            found.append(" -> ".join(path[path.index(node) :] + [node]))
+            return
+        if node in done:
+            return
+        for target in sorted(graph[node]):
+            visit(target, [*path, node])
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name, [])
     return found
 
 
-def _modules(under: str = "") -> dict[str, set[str]]:
-    root = PACKAGE / under
-    return {str(p.relative_to(PACKAGE)): _imports(p) for p in sorted(root.rglob("*.py"))}
+def test_no_module_imports_a_higher_layer() -> None:
+    assert upward_imports(GRAPH) == []
 
 
-def test_nothing_outside_the_cli_imports_it() -> None:
-    offenders = {
-        name: sorted(i for i in imports if i.startswith("protobench.cli"))
-        for name, imports in _modules().items()
-        if not name.startswith("cli/") and name != "__main__.py"
-    }
-    assert {k: v for k, v in offenders.items() if v} == {}
+def test_the_import_graph_has_no_circle() -> None:
+    assert circles(GRAPH) == []
 
 
-def test_data_imports_neither_suites_nor_the_training_layers() -> None:
-    upward = ("protobench.suites", "protobench.runner", "protobench.engine", "protobench.step", "protobench.methods")
-    offenders = {name: sorted(i for i in imports if i.startswith(upward)) for name, imports in _modules("data").items()}
-    assert {k: v for k, v in offenders.items() if v} == {}
-
-
-def test_methods_know_nothing_about_data_engine_or_runner() -> None:
-    upward = ("protobench.data", "protobench.suites", "protobench.runner", "protobench.engine", "protobench.step")
-    offenders = {
-        name: sorted(i for i in imports if i.startswith(upward)) for name, imports in _modules("methods").items()
-    }
-    assert {k: v for k, v in offenders.items() if v} == {}
+def test_the_checks_find_a_planted_circle_and_upward_import() -> None:
+    assert "compare" in GRAPH["report"] and "suites" in GRAPH["grid"]  # the graph is read from the code
+    planted = circles({**GRAPH, "tables": GRAPH["tables"] | {"report"}})
+    assert planted and all("tables -> report" in circle for circle in planted)
+    assert upward_imports({**GRAPH, "engine": GRAPH["engine"] | {"suites"}}) == [
+        "engine (layer 5) imports suites (layer 6)"
+    ]
 
 
 def test_modules_stay_readable_and_cite_only_the_repository() -> None:

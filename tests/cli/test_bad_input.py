@@ -136,6 +136,27 @@ class Inputs:
         return root
 
 
+    def make_escape(self) -> Path:
+        """A suite whose name would put its records two folders above --results."""
+        return tiny_suite(self.tmp / "escape.yaml", name="../../escape")
+
+    def broken_store(self, name: str, change: Callable[[dict], None]) -> Path:
+        """The store with one more dl2pa record, changed by ``change``; its path is ``{bad}``."""
+        root = Path(self.make_store())
+        record = fake_record("dl2pa", 3, 84.0)
+        change(record)
+        bad = cell_path(root, STORE_SUITE, "dl2pa", 2, 3, None, f"{name}".ljust(10, "0"))
+        bad.write_text(json.dumps(record))
+        self.made["bad"] = str(bad)
+        return root
+
+    def make_string_metrics_store(self) -> Path:
+        return self.broken_store("strmetric", lambda r: r.update(metrics="91.2"))
+
+    def make_nan_store(self) -> Path:
+        return self.broken_store("nanacc", lambda r: r["metrics"].update(test_accuracy=float("nan")))
+
+
 def fake_record(method: str, seed: int, accuracy: float) -> dict:
     """A finished record with the keys the report and compare read."""
     return {
@@ -180,6 +201,11 @@ def no_fashion_mnist(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
 
 def nothing_written(inputs: Inputs, out: str) -> None:
     assert out == "" and not (inputs.tmp / "res").exists()
+
+
+def nothing_escaped(inputs: Inputs, out: str) -> None:
+    nothing_written(inputs, out)
+    assert not (inputs.tmp.parent / "escape").exists() and not (inputs.tmp / "escape").exists()
 
 
 def trained_from_scratch(inputs: Inputs, out: str) -> None:
@@ -319,6 +345,23 @@ ROWS: dict[str, Row] = {
         [["report", STORE_SUITE, "--results", "{cut_store}"],
          ["compare", STORE_SUITE, "dl2pa", "softmax", "--results", "{cut_store}"]],
         "warning: ignored unreadable record {cut} (not valid JSON: Unterminated string at line ",
+        exit=0, after=table_still_printed,
+    ),
+    "a suite name that leads out of the store": Row(
+        [["run", "{escape}", *RES]],
+        "key 'name': '../../escape' is not a safe name; use letters, digits, '.', '_', '+' and '-'",
+        after=nothing_escaped,
+    ),
+    "a record whose metrics is not an object": Row(
+        [["report", STORE_SUITE, "--results", "{string_metrics_store}"],
+         ["compare", STORE_SUITE, "dl2pa", "softmax", "--results", "{string_metrics_store}"]],
+        "warning: ignored unreadable record {bad} ('metrics' is a str, not an object)",
+        exit=0, after=table_still_printed,
+    ),
+    "a record with a NaN accuracy": Row(
+        [["report", STORE_SUITE, "--results", "{nan_store}"],
+         ["compare", STORE_SUITE, "dl2pa", "softmax", "--results", "{nan_store}"]],
+        "warning: ignored unreadable record {bad} (metrics.test_accuracy is nan, not a finite number)",
         exit=0, after=table_still_printed,
     ),
     # ---------------------------------------------------------------- compare, tune, prototypes, data

@@ -1,0 +1,120 @@
+"""`protobench report`: paper-style tables of a results store (protobench/report.py), as Markdown, CSV,
+LaTeX or HTML, with plots (protobench/plots.py); `run` prints its suite's table the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from protobench.cli.flags import check_output_flags, check_results_flag, record_warner
+from protobench.errors import UserError
+
+
+def print_report(
+    names: list[str],
+    results: Path,
+    fmt: str,
+    out: Path | None,
+    known: dict | None = None,
+    device: str | None = None,
+    vs: str | None = None,
+    metrics: list[str] | None = None,
+    plots: Path | None = None,
+) -> None:
+    """Build the tables of ``names`` from ``results`` (optionally only one device's, of the ``metrics``
+    named as ``--metric`` takes them, and marked against method ``vs``) and print or write them;
+    with ``plots``, write every plot of each suite there too (inlined in an html page)."""
+    from protobench.report import build_tables, render, resolve_metrics
+    from protobench.results import iter_records
+    from protobench.suites import available_suites, load_suite
+
+    warn = record_warner()
+    records = list(iter_records(results, names or None, warn))
+    keys = None
+    if metrics and records:  # names known anywhere in the store, so an older suite's gap is not "unknown"
+        keys = resolve_metrics(metrics, list(iter_records(results, None, warn)) if names else records)
+    if device:
+        records = [r for r in records if device.lower() in str(r.get("device", "")).lower()]
+    if not names:
+        names = sorted({r["suite"] for r in records})
+    suites = {}
+    for name in names:
+        if known and name in known:
+            suites[name] = known[name]
+        else:
+            suites[name] = load_suite(name) if name in available_suites() else None
+    tables = build_tables(records, suites, vs, keys)
+    if not tables:
+        where = f"for {', '.join(names) or 'any suite'} under {results}"
+        if keys:
+            raise UserError(
+                f"no finished results with {', '.join(keys)} {where} (records made before a metric was recorded, "
+                "or where it is undefined, have none); try another --metric"
+            )
+        raise UserError(f"no finished results {where}; run a suite first")
+    images: list[Path] = []
+    if plots is not None:
+        from protobench.plots import make_plots
+
+        try:
+            for name in names:
+                images += make_plots(records, name, suites[name], plots, results)
+        except OSError as error:
+            raise UserError(f"--plots {plots}: cannot write ({error.strerror}); give a folder you can write") from None
+        typer.echo(f"wrote {len(images)} plot files to {plots}", err=out is None)
+    pngs = [p for p in images if p.suffix == ".png"]
+    text = render(tables, fmt, images=pngs) if fmt == "html" and pngs else render(tables, fmt)
+    if out is None:
+        typer.echo(text)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot write ({error.strerror}); give a path you can write") from None
+    typer.echo(f"wrote {out}")
+
+
+def report_command(
+    suites: Annotated[list[str] | None, typer.Argument(help="Suites to report (default: all in the store).")] = None,
+    results: Annotated[Path, typer.Option(help="The results store to read.")] = Path("results"),
+    fmt: Annotated[str, typer.Option("--format", help="md, csv, latex or html (one self-contained page).")] = "md",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Only records whose device contains this text, e.g. H100 or cpu.")
+    ] = None,
+    vs: Annotated[
+        str | None,
+        typer.Option("--vs", help="Mark each cell >, < or ~ (better, worse, no evidence) against this method."),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Tabulate these (repeat or comma-separate): final, val-selected, or any key of a record's "
+            "metrics or diagnostics, e.g. train_accuracy, nc1, ece. Default: final and val-selected.",
+        ),
+    ] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option(help="Also write the suite's plots (PNG and SVG) to this folder; html inlines them."),
+    ] = None,
+) -> None:
+    """Tables of finished results: rows = methods, columns = dims, cells = mean +- std over seeds (n)."""
+    from protobench.tables import FORMATS
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
+    check_results_flag(results, must_exist=True)
+    check_output_flags(out, plots)
+    if vs is not None:
+        from protobench.methods import METHODS
+
+        if vs not in METHODS:
+            raise UserError(f"--vs: {METHODS.unknown_message(vs)}")
+    metrics = [name.strip() for text in metric or [] for name in text.split(",") if name.strip()]
+    if metric and not metrics:
+        raise UserError("--metric is empty; give metric names, e.g. --metric nc1 or --metric final,ece")
+    print_report(list(suites or []), results, fmt, out, device=device, vs=vs, metrics=metrics or None, plots=plots)
