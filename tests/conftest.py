@@ -50,6 +50,20 @@ def fmnist_dir(tmp_path) -> Path:
     return write_fashion_mnist(tmp_path / "fmnist")
 
 
+def minimal_record(**overrides) -> dict:
+    """The smallest record the store's schema accepts (protobench/record_schema.py): a finished cell."""
+    record = {
+        "suite": "s",
+        "method": "softmax",
+        "dim": 2,
+        "seed": 0,
+        "status": "ok",
+        "metrics": {"test_accuracy": 50.0},
+    }
+    record.update(overrides)
+    return record
+
+
 def tiny_suite(path: Path, **overrides) -> Path:
     """Write a fast Fashion-MNIST suite YAML at ``path`` (overrides replace top-level keys)."""
     suite = {

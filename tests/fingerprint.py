@@ -63,8 +63,9 @@ def cell_spec(name: str, folder: Path) -> Any:
 
     cell = CELLS[name]
     ratio = cell.get("ratio")
-    suite = load_suite(str(tiny_suite(folder / f"{name}.yaml", methods=[cell["method"]], dims=[cell["dim"]],
-                                      loss=cell.get("loss", "balanced"), imbalance_ratios=[ratio], train=RECIPE)))  # fmt: skip
+    path = tiny_suite(folder / f"{name}.yaml", methods=[cell["method"]], dims=[cell["dim"]],
+                      loss=cell.get("loss", "balanced"), imbalance_ratios=[ratio], train=RECIPE)  # fmt: skip
+    suite = load_suite(str(path))
     return dataclasses.replace(spec_for(suite, cell["method"], cell["dim"], 0, ratio, deterministic=True),
                                precision="fp64")  # fmt: skip
 

@@ -16,6 +16,7 @@ import pytest
 
 from protobench import locks
 from protobench.locks import CellLock, LockHolder, lock_path, read_holder, try_lock, wait_for
+from tests.conftest import minimal_record
 
 REPO = Path(__file__).resolve().parents[1]
 HOUR_AGO = 3600.0
@@ -227,7 +228,7 @@ def test_takeover_without_hard_links_puts_a_live_lock_back(record, monkeypatch):
 def finish_later(record: Path, delay: float) -> threading.Thread:
     def write() -> None:
         time.sleep(delay)
-        record.write_text(json.dumps({"status": "ok"}))
+        record.write_text(json.dumps(minimal_record()))
 
     thread = threading.Thread(target=write)
     thread.start()

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from protobench import results
+from tests.conftest import minimal_record
 
 
 def test_config_hash_is_canonical():
@@ -38,9 +39,9 @@ def test_is_finished_only_for_ok_and_na(tmp_path):
 
     config = spec_for(load_suite("quickstart"), "softmax", 2).config()
     ok, na, err, half = (tmp_path / f"{n}.json" for n in ("ok", "na", "err", "half"))
-    results.write_record(ok, {"status": "ok", "config": config})
-    results.write_record(na, {"status": "n/a", "config": config})
-    results.write_record(err, {"status": "error", "config": config})
+    results.write_record(ok, minimal_record(config=config))
+    results.write_record(na, minimal_record(status="n/a", config=config))
+    results.write_record(err, minimal_record(status="error", config=config))
     half.write_text('{"status": "o')
     assert results.is_finished(ok) and results.is_finished(na)
     assert not results.is_finished(err) and not results.is_finished(half)
@@ -48,21 +49,21 @@ def test_is_finished_only_for_ok_and_na(tmp_path):
 
 
 def test_iter_records_by_suite(tmp_path):
-    results.write_record(tmp_path / "a" / "m" / "r.json", {"suite": "a"})
-    results.write_record(tmp_path / "b" / "m" / "r.json", {"suite": "b"})
+    results.write_record(tmp_path / "a" / "m" / "r.json", minimal_record(suite="a"))
+    results.write_record(tmp_path / "b" / "m" / "r.json", minimal_record(suite="b"))
     assert [r["suite"] for r in results.iter_records(tmp_path)] == ["a", "b"]
     assert [r["suite"] for r in results.iter_records(tmp_path, ["b"])] == ["b"]
 
 
 def test_unreadable_records_are_skipped_and_reported_with_the_reason(tmp_path):
-    results.write_record(tmp_path / "a" / "m" / "ok.json", {"suite": "a", "status": "ok"})
+    results.write_record(tmp_path / "a" / "m" / "ok.json", minimal_record(suite="a"))
     broken = {"cut.json": '{"suite": "a", "sta', "empty.json": "", "list.json": "[1, 2]"}
     for name, text in broken.items():
         (tmp_path / "a" / "m" / name).write_text(text)
     (tmp_path / "a" / "m" / "binary.json").write_bytes(b"\xff\xfe\x00")
     heard: dict[str, str] = {}
     found = list(results.iter_records(tmp_path, None, lambda path, why: heard.setdefault(path.name, why)))
-    assert found == [{"suite": "a", "status": "ok"}]
+    assert found == [minimal_record(suite="a")]
     assert heard == {
         "binary.json": "not UTF-8 text",
         "cut.json": "not valid JSON: Unterminated string at line 1",
@@ -163,3 +164,36 @@ def test_class_names_come_from_the_record_then_the_dataset_code_then_numbers():
     assert class_names({"dataset": "gone"}, 2) == ["class 0", "class 1"]  # a dataset no longer registered
     assert class_names({}, 3) == ["class 0", "class 1", "class 2"]
     assert class_names(old_fashion, 12)[10:] == ["class 10", "class 11"]  # more classes than names: numbered
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"metrics": "91.2"}, "'metrics' is a str, not an object"),
+        ({"metrics": {"test_accuracy": float("nan")}}, "metrics.test_accuracy is nan, not a finite number"),
+        ({"metrics": {"test_accuracy": "91"}}, "metrics.test_accuracy is a str, not a number"),
+        ({"metrics": {}}, "a finished record without metrics.test_accuracy"),
+        ({"dim": "2"}, "'dim' is a str, not int"),
+        ({"seed": True}, "'seed' is a bool, not int"),
+        ({"status": "done"}, "status 'done' is none of ok, n/a, error"),
+        ({"history": [{"train_loss": float("inf")}]}, "history[0].train_loss is inf, not a finite number"),
+        ({"per_class_accuracy": [1.0, None, "x"]}, "per_class_accuracy[2] is a str, not a number"),
+        ({"config": []}, "'config' is a list, not an object"),
+    ],
+)
+def test_a_record_failing_the_schema_is_unreadable_with_the_reason(tmp_path, change, why):
+    path = tmp_path / "s" / "softmax" / "r.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(minimal_record(**change)))  # json writes NaN and Infinity as Python reads them
+    heard: dict[str, str] = {}
+    assert list(results.iter_records(tmp_path, None, lambda p, reason: heard.setdefault(p.name, reason))) == []
+    assert heard == {"r.json": why} and results.read_record(path) is None
+
+
+def test_a_record_without_identity_is_unreadable(tmp_path):
+    path = tmp_path / "r.json"
+    record = minimal_record()
+    del record["method"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(results.UnreadableRecord, match="no 'method'"):
+        results.load_record(path)

@@ -20,7 +20,7 @@ from protobench.progress import PlainReporter
 from protobench.results import config_hash
 from protobench.runner import RunOptions, run_suite
 from protobench.suites import load_suite
-from tests.conftest import tiny_suite
+from tests.conftest import minimal_record, tiny_suite
 
 CPU = torch.device("cpu")
 
@@ -261,7 +261,8 @@ def test_a_cell_locked_by_a_live_process_is_skipped_without_wait_and_waited_for_
     summary = run_suite(suite, results_dir=tmp_path / "res", options=options, reporter=reporter)
     assert (summary.trained, summary.locked) == (1, 1) and "skipped: locked by host" in reporter.stream.getvalue()
     # With --wait the run waits; here the holder finishes the cell meanwhile: it is not trained again.
-    threading.Timer(0.5, lambda: (results.write_record(first.path, {"status": "ok", "config": first.config}), held.release())).start()
+    done = minimal_record(config=first.config)
+    threading.Timer(0.5, lambda: (results.write_record(first.path, done), held.release())).start()
     waited = run_suite(suite, results_dir=tmp_path / "res", options=dataclasses.replace(options, wait=True))
     assert (waited.trained, waited.skipped, waited.locked) == (0, 2, 0)
 
@@ -358,7 +359,8 @@ def test_a_failed_record_is_not_reused(tmp_path, fmnist_dir):
     planned = planned_cells(suite, tmp_path / "res", deterministic=False, device=CPU)[0]
     failed = planned.path.parent.parent.parent / "elsewhere" / "softmax" / planned.path.name
     failed.parent.mkdir(parents=True)
-    failed.write_text(json.dumps({"status": "error", "config_hash": planned.digest, "config": planned.config}))
+    record = minimal_record(config_hash=planned.digest, config=planned.config)
+    failed.write_text(json.dumps({**record, "status": "error"}))
     assert results.find_twin(tmp_path / "res", planned.digest, planned.path) is None
-    failed.write_text(json.dumps({"status": "ok", "config_hash": planned.digest, "config": planned.config}))
+    failed.write_text(json.dumps(record))
     assert results.find_twin(tmp_path / "res", planned.digest, planned.path) == failed

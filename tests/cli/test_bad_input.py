@@ -135,7 +135,6 @@ class Inputs:
         self.made["cut"] = str(cut)
         return root
 
-
     def make_escape(self) -> Path:
         """A suite whose name would put its records two folders above --results."""
         return tiny_suite(self.tmp / "escape.yaml", name="../../escape")
