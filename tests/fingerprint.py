@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -51,6 +52,20 @@ def float64_one_thread() -> Iterator[None]:
     finally:
         torch.set_default_dtype(dtype)
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def fresh_cache(folder: Path) -> Iterator[None]:
+    """An empty protobench cache for the duration: every prototype set is solved now, by HEAD's code."""
+    before = os.environ.get("PROTOBENCH_CACHE")
+    os.environ["PROTOBENCH_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PROTOBENCH_CACHE", None)
+        else:
+            os.environ["PROTOBENCH_CACHE"] = before
 
 
 def cell_spec(name: str, folder: Path) -> Any:
@@ -122,7 +137,7 @@ def make() -> dict[str, Any]:
     from tests.data.fakefiles import write_fashion_mnist
 
     entries: dict[str, Any] = {}
-    with float64_one_thread(), tempfile.TemporaryDirectory() as tmp:
+    with float64_one_thread(), tempfile.TemporaryDirectory() as tmp, fresh_cache(Path(tmp) / "cache"):
         folder = Path(tmp)
         data_dir = write_fashion_mnist(folder / "fmnist", n_train=240, n_test=60)
         for name in CELLS:

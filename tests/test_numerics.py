@@ -68,13 +68,15 @@ def test_a_record_without_versions_is_the_first_version_and_a_bumped_part_makes_
     from protobench.suites import load_suite
 
     spec = spec_for(load_suite("quickstart"), "hpn", 3, 0)
-    record = {"status": "ok", "config": spec.config()}
-    assert numerics.versions_for(spec) == {"engine": 1, "data": 1, "backbone/smallcnn": 1, "method/hpn": 1,
-                                           "prototypes/hpn": 1}  # fmt: skip
-    assert not numerics.is_stale(record)
-    monkeypatch.setattr(METHODS.get("hpn"), "numerics_version", 2)
-    assert numerics.stale_parts(record) == ["method/hpn 1 -> 2"]
-    assert not numerics.is_stale({**record, "numerics": numerics.versions_for(spec)})
-    assert numerics.stale_parts({"status": "ok", "config": {**spec.config(), "method": "gone"}}) == [
-        "method/gone unknown at HEAD"
-    ]
+    parts = numerics.versions_for(spec)
+    assert set(parts) == {"engine", "data", "backbone/smallcnn", "method/hpn", "prototypes/hpn"}
+    unversioned = {"status": "ok", "config": spec.config()}  # made before versions existed: version 1 of each
+    assert numerics.is_stale(unversioned) == any(version != 1 for version in parts.values())
+    current = {**unversioned, "numerics": parts}
+    assert not numerics.is_stale(current)
+    bumped = parts["method/hpn"] + 1
+    monkeypatch.setattr(METHODS.get("hpn"), "numerics_version", bumped)
+    assert numerics.stale_parts(current) == [f"method/hpn {bumped - 1} -> {bumped}"]
+    gone = {"status": "ok", "config": {**spec.config(), "method": "gone"}}
+    assert numerics.stale_parts(gone) == ["method/gone unknown at HEAD"]
+    assert numerics.stale_parts({"status": "ok", "config": {"train": {}}}) == []  # no whole config: nothing to check
