@@ -89,3 +89,22 @@ def test_an_embedding_sample_only_at_small_dimensions():
     assert small["anchors"].shape == (10, 3)
     assert (small["labels"] == labels[:EMBEDDING_SAMPLE].numpy()).all()
     assert report(create_method("dl2pa", 10, 8, seed=0), torch.randn(2500, 8), labels).embeddings is None
+
+
+def test_expected_calibration_error_uses_15_equal_bins():
+    # Confidences 0.62 (all right) and 0.65 (all wrong) share the bin [0.600, 0.667) of 15 equal bins, so
+    # ECE = |0.5 - 0.635| = 0.135; with 14 bins they would fall apart and ECE would be 0.515.
+    method = create_method("softmax", 2, 2, seed=0)
+    with torch.no_grad():
+        method.classifier.weight.copy_(torch.eye(2))
+        method.classifier.bias.zero_()
+    logits = [math.log(c / (1 - c)) for c in (0.62, 0.65)]
+    features = torch.tensor([[logits[0], 0.0]] * 50 + [[logits[1], 0.0]] * 50)
+    labels = torch.tensor([0] * 50 + [1] * 50)
+    assert report(method, features, labels).values["ece"] == pytest.approx(0.135, abs=1e-6)
+    # A confidence in every bin: each of the 15 bins holds one correct and one wrong prediction.
+    centres = [(k + 0.5) / 15 for k in range(8, 15)]  # confidence >= 0.5 with two classes: bins 7.5/15 up
+    features = torch.tensor([[math.log(c / (1 - c)), 0.0] for c in centres for _ in range(2)])
+    labels = torch.tensor([0, 1] * len(centres))
+    expected = sum(abs(0.5 - c) for c in centres) / len(centres)
+    assert report(method, features, labels).values["ece"] == pytest.approx(expected, abs=1e-6)

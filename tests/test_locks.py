@@ -274,3 +274,19 @@ def test_wait_for_gives_none_when_the_record_was_written_just_before_release(rec
     monkeypatch.setattr("protobench.results.is_finished", lambda path: next(checks))
     assert wait_for(record, poll=0.02, timeout=5) is None
     assert not lock_path(record).exists()
+
+
+def test_a_stale_lock_whose_takeover_claim_was_abandoned_is_still_taken_over(record, monkeypatch):
+    # A taker killed between claiming a stale lock and removing it leaves `<lock>.claim-<token>` behind;
+    # once that claim is older than CLAIM_STALE_S the next taker clears it and takes the lock over.
+    path = lock_path(record)
+    write_lock(path, socket.gethostname(), dead_pid(), age=HOUR_AGO)
+    token = json.loads(path.read_text())["token"]
+    claim = path.with_name(f"{path.name}.claim-{token}")
+    os.link(path, claim)  # the dead taker's claim
+    monkeypatch.setattr(locks, "CLAIM_STALE_S", 0.0)  # its change time cannot be set back: shorten the wait
+    time.sleep(0.01)
+    lock = try_lock(record, heartbeat_every=60)
+    assert isinstance(lock, CellLock) and not claim.exists()
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()

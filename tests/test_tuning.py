@@ -156,3 +156,12 @@ def test_the_written_suite_includes_the_tuned_one_by_the_shortest_stable_name(tm
 def write(path, text):
     path.write_text(text)
     return path
+
+
+def test_a_grid_point_with_a_missing_cell_is_not_eligible_however_good_its_mean():
+    low, high = GridPoint(lr=0.01), GridPoint(lr=0.1)
+    complete = tuning.Trial(low, values=[70.0, 72.0])
+    unfinished = tuning.Trial(high, values=[95.0], missing=1)  # one of its cells never ran (locked, killed)
+    assert complete.eligible and not unfinished.eligible
+    assert tuning.choose([complete, unfinished]) == low
+    assert tuning.choose([unfinished]) is None
