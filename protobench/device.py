@@ -45,7 +45,8 @@ def device_name(device: torch.device) -> str:
 
 def cpu_model() -> str:
     """The host CPU's model name. CPU-trained numbers reproduce on the same CPU model and thread count
-    only (README, set-up): the floating-point order of the kernels differs between CPUs."""
+    only (results/README.md, "Quickstart reference records"): the floating-point order of the kernels
+    differs between CPUs."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -2,7 +2,7 @@
 script does): one line on stderr starting with ``error:`` that names the input and the fix, exit code 2,
 no traceback; or, where a row's exit is 0, one ``warning:`` line and the command carries on.
 
-The "Bad input" table in README.md mirrors ROWS, row for row and in the same order: a row added,
+The "Bad input" table in docs/cli.md mirrors ROWS, row for row and in the same order: a row added,
 dropped or reworded here is added, dropped or reworded there too.
 """
 
@@ -22,7 +22,7 @@ STORE_SUITE = "toy"  # the suite of the fake store's records; not a shipped suit
 
 
 class Row(NamedTuple):
-    """One row of the README table: one or more command lines and what each one prints."""
+    """One row of the docs/cli.md table: one or more command lines and what each one prints."""
 
     #: Command lines given to ``protobench``; ``{name}`` fields are paths that ``Inputs`` makes.
     inputs: list[list[str]]
