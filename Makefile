@@ -22,8 +22,9 @@ data:
 quickstart: install data
 	$(PYTHON) -m protobench run quickstart --jobs $(JOBS) --results runs
 
+# Two pytest workers (pytest-xdist), one torch thread each: on 2 cores about twice as fast as one process.
 test: install
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(JOBS)
 
 lint:
 	$(PYTHON) -m ruff check protobench tests

@@ -157,7 +157,7 @@ class Suite:
                 recipes[method] = recipe
             changes["method_recipes"] = recipes
         suite = dataclasses.replace(self, **changes)
-        validate(suite, source="command line")
+        validate(suite, source="command line", family=False)
         return suite
 
     def column(self, dim: int, ratio: float | None) -> str:
@@ -282,8 +282,9 @@ def check_variants(suite: Suite, source: str) -> None:
         check_options(variant.method, variant.options, where=f"{key}.options'")
 
 
-def validate(suite: Suite, source: str) -> None:
-    """Check values and names against the registries; ``source`` (a file) is named in every error."""
+def validate(suite: Suite, source: str, family: bool = True) -> None:
+    """Check values and names against the registries; ``source`` (a file) is named in every error. The
+    declared ``family`` is checked against the suite file's own grid (``family``: not for a grid cut by flags)."""
     from protobench.backbones import BACKBONES
     from protobench.data import DATASETS
     from protobench.methods import METHODS, check_options
@@ -332,7 +333,8 @@ def validate(suite: Suite, source: str) -> None:
     for method in suite.paper:
         if method not in rows:
             raise UserError(f"{source}: key 'paper': {unknown_row(method, rows)}")
-    check_family(suite, rows, source)
+    if family:
+        check_family(suite, rows, source)
 
 
 #: A suite's, variant's or method's name names a folder of the results store: one plain path part.

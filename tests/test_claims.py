@@ -78,3 +78,42 @@ def test_every_doc_quoting_a_call_has_it_in_the_claims() -> None:
                 quoted = line.split("protobench compare ", 1)[1].split("`")[0].split()
                 if len(quoted) >= 3 and quoted[0] in {c["suite"] for c in CLAIMS["calls"]}:
                     assert " ".join(quoted[:3]) in claimed or quoted[1] == "--family", (doc.name, line)
+
+
+def committed_suites() -> list[tuple[str, str]]:
+    """(store, suite) of every suite with committed records."""
+    found = []
+    for store in ("results", "results/gpu"):
+        for folder in sorted((ROOT / store).iterdir()):
+            if folder.is_dir() and any(folder.glob("*/*.json")) and folder.name in _shipped():
+                found.append((store, folder.name))
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped() -> frozenset[str]:
+    from protobench.suites import available_suites
+
+    return frozenset(available_suites())
+
+
+@pytest.mark.parametrize(("store", "name"), committed_suites(), ids=[f"{s}/{n}" for s, n in committed_suites()])
+def test_run_at_head_trains_nothing_the_store_holds(store, name) -> None:
+    # The cells the records cover (their rows, dims, seeds), planned at HEAD: every one is finished under
+    # its hash, made with HEAD's numerics (none stale), so `protobench run` with the flags that made them
+    # trains nothing.
+    import torch
+
+    from protobench.grid import plan_suite
+
+    mine = [r for r in records(store) if r["suite"] == name]
+    suite = load_suite(name).with_overrides(
+        methods=sorted({r["method"] for r in mine}), dims=sorted({r["dim"] for r in mine}),
+        seeds=sorted({r["seed"] for r in mine}),
+    )  # fmt: skip
+    device = torch.device("cuda" if store.endswith("gpu") else "cpu")  # the precision each store's cells resolved
+    deterministic = bool(mine[0]["config"]["deterministic"])
+    plan = plan_suite(suite, ROOT / store, deterministic=deterministic, device=device)
+    covered = {(r["method"], r["dim"], r["seed"], r["imbalance_ratio"]) for r in mine}
+    missing = [p for p in plan.cells if (p.cell.method, p.cell.dim, p.cell.seed, p.cell.ratio) in covered]
+    assert plan.stale == 0 and missing == [], [str(p.path) for p in missing[:5]]

@@ -247,7 +247,12 @@ def run_command(
 
 
 def mount_subcommands() -> None:
-    """Attach the command groups and the commands that live in their own modules."""
+    """Attach the command groups and the commands that live in their own modules, once per process
+    (``main`` may run many times in one process, as the tests run it: mounting again would register
+    every group again, and each call would then build a larger command tree than the last)."""
+    if getattr(app, "protobench_mounted", False):
+        return
+    app.protobench_mounted = True  # type: ignore[attr-defined]
     from protobench.cli.bench import app as bench_app
     from protobench.cli.compare import compare_command
     from protobench.cli.data import app as data_app

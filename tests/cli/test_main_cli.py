@@ -117,3 +117,16 @@ def test_quickstart_ends_with_the_commands_to_try_next_and_they_run(run_cli, tmp
     assert (store / "quickstart.html").is_file()
     rows = json.loads(run_cli(*commands[2][1:], "--json")[1])["rows"]  # after the rerun: 3 seeds, a verdict
     assert rows and all(r["n_a"] == r["n_b"] == 3 and r["verdict"] != "too few seeds" for r in rows)
+
+
+def test_running_main_again_registers_no_command_twice(run_cli):
+    # main() mounts the command groups; run again in one process (as here) it must not add them again,
+    # or every later call builds a larger command tree than the last (the test suite slowed to a crawl).
+    from protobench.cli.main import app
+
+    run_cli("suites", "--help")
+    counts = (len(app.registered_commands), len(app.registered_groups))
+    for _ in range(3):
+        run_cli("suites", "--help")
+    assert (len(app.registered_commands), len(app.registered_groups)) == counts
+    assert sorted(g.name for g in app.registered_groups) == ["bench", "data", "prototypes", "results"]
