@@ -24,7 +24,7 @@ quickstart: install data
 
 # Two pytest workers (pytest-xdist), one torch thread each: on 2 cores about twice as fast as one process.
 test: install
-	$(PYTHON) -m pytest -n $(JOBS)
+	$(PYTHON) -m pytest -n $(JOBS) --dist worksteal
 
 lint:
 	$(PYTHON) -m ruff check protobench tests

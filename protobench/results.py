@@ -284,16 +284,24 @@ def iter_records(
 
 
 def versions() -> dict[str, str]:
-    """Versions of python, torch, torchvision and protobench."""
+    """Versions of python, torch, torchvision and protobench (torchvision's from its installed metadata:
+    importing it takes seconds, and a run that reads no image folder never needs it)."""
+    from importlib import metadata
+
     import torch
-    import torchvision
 
     from protobench import __version__
 
+    try:
+        torchvision = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:  # e.g. built from a source tree: ask the module itself
+        import torchvision as module
+
+        torchvision = module.__version__
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": torchvision,
         "protobench": __version__,
     }
 

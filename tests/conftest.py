@@ -21,8 +21,9 @@ from tests.data.fakefiles import isolate_data_env, write_fashion_mnist
 
 GPU_REHEARSAL = os.environ.get("PROTOBENCH_GPU_TESTS_ON_CPU") == "1"
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N` (make test): one torch thread per worker process
-    torch.set_num_threads(1)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N` (make test): one torch thread per worker process,
+    torch.set_num_threads(1)  # and per process a test starts (the CLI in a subprocess, --jobs workers)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = yaml.safe_load((ROOT / "results" / "claims.yaml").read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def records(results: str) -> tuple[dict, ...]:
     return tuple(iter_records(ROOT / results))
 
@@ -54,7 +54,7 @@ def test_a_claim_holds_on_the_committed_records(call, claim) -> None:
     assert now == said, f"claim {claim_id(call, claim)} no longer holds: the docs say {said}, the records give {now}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def recomputed_rows(command: str) -> dict:
     (call,) = [c for c in CLAIMS["calls"] if c["command"] == command]
     return recomputed(call)
@@ -90,7 +90,7 @@ def committed_suites() -> list[tuple[str, str]]:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped() -> frozenset[str]:
     from protobench.suites import available_suites
 

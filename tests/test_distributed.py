@@ -57,7 +57,7 @@ def groupnorm_backbone() -> Iterator[None]:
 
 
 BUILD_LEARNER = engine.build_learner
-TRAIN = {"epochs": 8, "batch_size": 64, "eval_batch_size": 128, "lr": 0.05}
+TRAIN = {"epochs": 5, "batch_size": 64, "eval_batch_size": 128, "lr": 0.05}
 DIM = 8
 
 
