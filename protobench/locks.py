@@ -70,6 +70,8 @@ from types import TracebackType
 
 STALE_AFTER_S = 600.0
 HEARTBEAT_S = 30.0
+#: How often ``wait_for`` looks again at a cell another process holds.
+WAIT_POLL_S = 5.0
 UNREADABLE_STALE_S = 5.0
 CLAIM_STALE_S = 30.0
 
@@ -356,7 +358,7 @@ def try_lock(
 def wait_for(
     record_path: Path,
     *,
-    poll: float = 5.0,
+    poll: float | None = None,
     stale_after: float = STALE_AFTER_S,
     timeout: float | None = None,
     on_wait: Callable[[LockHolder], None] | None = None,
@@ -364,9 +366,10 @@ def wait_for(
     should_stop: Callable[[], bool] | None = None,
 ) -> CellLock | None:
     """Wait until the cell of ``record_path`` is ours (returns its ``CellLock``) or another process has
-    finished it (its record is ok or n/a: returns None), trying every ``poll`` seconds. ``on_wait`` gets
-    the holder once, when the waiting starts. Raises ``TimeoutError`` after ``timeout`` seconds; returns
-    None as well when ``should_stop`` says so (Ctrl-C or SIGTERM while waiting)."""
+    finished it (its record is ok or n/a: returns None), trying every ``poll`` seconds (default
+    ``WAIT_POLL_S``). ``on_wait`` gets the holder once, when the waiting starts. Raises ``TimeoutError``
+    after ``timeout`` seconds; returns None as well when ``should_stop`` says so (Ctrl-C or SIGTERM while
+    waiting)."""
     # Imported here so that results may import this module without a cycle.
     from protobench.results import is_finished
 
@@ -384,7 +387,7 @@ def wait_for(
         if not told and on_wait is not None:
             on_wait(got)
             told = True
-        pause = poll
+        pause = WAIT_POLL_S if poll is None else poll
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -26,8 +26,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N` (make test): one torc
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+#: Modules whose tests start processes or train whole suites (seconds each). They run first, so that under
+#: `pytest -n 2` the workers end together on short tests rather than one waiting for the other's last long one.
+LONG_FIRST = (
+    "tests/cli/test_long_runs.py",
+    "tests/test_distributed.py",
+    "tests/test_runner.py",
+    "tests/test_shipped_suites.py",
+    "tests/test_plots.py",
+    "tests/cli/test_bench_cli.py",
+)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Skip ``gpu`` tests without CUDA (unless rehearsing them on the CPU)."""
+    """Long modules first (a stable sort: each module's tests stay together, for its fixtures); skip
+    ``gpu`` tests without CUDA (unless rehearsing them on the CPU)."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in LONG_FIRST)
     if torch.cuda.is_available() or GPU_REHEARSAL:
         return
     skip = pytest.mark.skip(reason="needs CUDA (rehearse on the CPU with PROTOBENCH_GPU_TESTS_ON_CPU=1)")

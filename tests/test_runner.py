@@ -246,7 +246,9 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, fmnist_dir):
     assert (summary.trained, summary.locked) == (1, 0) and not lock.exists()
 
 
-def test_a_cell_locked_by_a_live_process_is_skipped_without_wait_and_waited_for_with_it(tmp_path, fmnist_dir):
+def test_a_cell_locked_by_a_live_process_is_skipped_without_wait_and_waited_for_with_it(tmp_path, fmnist_dir,
+                                                                                          monkeypatch):  # fmt: skip
+    monkeypatch.setattr(locks, "WAIT_POLL_S", 0.2)  # look again every 0.2 s, not 5
     suite = load_suite(str(tiny_suite(tmp_path / "s.yaml", dims=[2, 4], train={"epochs": 1})))
     first, second = planned_cells(suite, tmp_path / "res", deterministic=False, device=CPU)
     held = locks.try_lock(first.path)  # another process's lock, as far as the runner can tell

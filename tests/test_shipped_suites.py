@@ -31,9 +31,11 @@ def write_data(kind: str, root: Path, run_cli) -> None:
     elif kind == "stl10":
         fakefiles.write_stl10(root, n_train=40, n_test=20)
     elif kind == "fashion-mnist":
-        fakefiles.write_fashion_mnist(root, n_train=5300)  # the suites hold out 5,000 for validation
-    elif kind in ("imagenet", "imagenet-lt"):
-        fakefiles.write_imagenet_tree(root, n_train=2, n_val=1)  # ResNet-50 at 224 x 224: as few as will do
+        fakefiles.write_fashion_mnist(root, n_train=300)  # 100 of them held out (the copy's val_size below)
+    elif kind == "imagenet":
+        fakefiles.write_imagenet_tree(root, n_train=1, n_val=1)  # ResNet-50 at 224 x 224: as few as will do
+    elif kind == "imagenet-lt":
+        fakefiles.write_imagenet_tree(root, n_train=2, n_val=1)  # one image a class for LT's val, one to train
         fakefiles.write_imagenet_lt_lists(root, root)  # ImageNet_LT_*.txt, found by the suite's relative names
     elif kind == "imagenet200":
         tree = fakefiles.write_imagenet_tree(root / "tree", n_train=4, n_val=2)
@@ -106,6 +108,8 @@ def test_run_suite_one_epoch_on_format_exact_data(suite, tmp_path, run_cli, monk
     copy = {"include": loaded.path, "name": suite, "imbalance_ratios": [loaded.imbalance_ratios[0]]}
     if loaded.train.precision == "bf16":
         copy["train"] = {"precision": "fp32"}
+    if loaded.val_size:  # 100 validation images rather than the suites' 5,000: evaluating those was most of the time
+        copy["val_size"] = 100
     target.write_text(yaml.safe_dump(copy))
     args = ["run", target, "--epochs", "1", "--seeds", "0", "--methods", ",".join(rows), "--dims", dim,
             "--data-dir", data, "--results", results, "--device", "cpu"]  # fmt: skip
