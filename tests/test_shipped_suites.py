@@ -31,7 +31,7 @@ def write_data(kind: str, root: Path, run_cli) -> None:
     elif kind == "stl10":
         fakefiles.write_stl10(root, n_train=40, n_test=20)
     elif kind == "fashion-mnist":
-        fakefiles.write_fashion_mnist(root, n_train=300)  # 100 of them held out (the copy's val_size below)
+        fakefiles.write_fashion_mnist(root, n_train=300)  # suites with a validation split hold out 100 (below)
     elif kind == "imagenet":
         fakefiles.write_imagenet_tree(root, n_train=1, n_val=1)  # ResNet-50 at 224 x 224: as few as will do
     elif kind == "imagenet-lt":
