@@ -76,9 +76,6 @@ class SingleProcess:
     def broadcast(self, value: Any) -> Any:
         return value
 
-    def barrier(self) -> None:
-        pass
-
 
 SINGLE_PROCESS = SingleProcess()
 
@@ -148,9 +145,6 @@ class DataParallel:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
-
-    def barrier(self) -> None:
-        dist.barrier()
 
 
 def environment_world_size() -> int:

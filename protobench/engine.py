@@ -299,7 +299,7 @@ def train_cell(
             loop.epoch, loop.batch, loop.loss_sum, loop.correct = epoch + 1, 0, None, None
             progress.end_epoch(epoch, row)
             save()
-            stop = checkpointing is not None and collective.agreed_stop(checkpointing.should_stop(), 0, 0, device)
+            stop = checkpointing is not None and collective.any(checkpointing.should_stop(), device)
             if stop and loop.epoch < recipe.epochs:
                 raise Interrupted(f"stopped after epoch {epoch + 1}")
     except (Interrupted, KeyboardInterrupt):

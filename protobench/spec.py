@@ -10,18 +10,13 @@ and the row's names, the device (``precision`` carries what the device changes),
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from protobench.recipe import LATER_RECIPE_KEYS, TrainRecipe, recipe_config
-
-#: The precisions a spec can hold: bf16 autocast, fp32, and fp64 (every tensor in float64: the
-#: fingerprint test's, where rounding must not differ between CPUs; no suite trains in it).
-SPEC_PRECISIONS = ("fp32", "bf16", "fp64")
+from protobench.recipe import TrainRecipe, recipe_config
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,9 @@ class CellSpec:
     dim: int
     seed: int
     train: TrainRecipe
-    precision: str  # resolved for the device: fp32, bf16 or fp64
+    #: Resolved for the device: fp32, bf16 (autocast) or fp64 (every tensor in float64: the fingerprint
+    #: test's, where rounding must not differ between CPUs; no suite trains in it).
+    precision: str
     deterministic: bool = False
     sync_batchnorm: bool = False  # under torchrun: BatchNorm over the global batch (CUDA)
     #: Not part of the numbers: names the suite file in data errors ("fashion-mnist data not found ...").
@@ -101,10 +98,6 @@ class CellSpec:
             sync_batchnorm=bool(config.get("sync_batchnorm", False)),
         )
 
-    def with_precision(self, precision: str) -> CellSpec:
-        """The same cell in another precision (a benchmark's or a test's twin)."""
-        return dataclasses.replace(self, precision=precision)
-
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of ``config``."""
@@ -112,4 +105,4 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-__all__ = ["LATER_RECIPE_KEYS", "SPEC_PRECISIONS", "CellSpec", "config_hash"]
+__all__ = ["CellSpec", "config_hash"]

@@ -163,8 +163,3 @@ def prepare_cell_data(
         "test": ds.test.class_counts(k).tolist(),
     }
     return CellData(ds.name, k, int(train.images.shape[1]), ds.source, counts, ds, train, val)
-
-
-def prepare_counts(settings: DataSettings, request: DataRequest, ratio: float | None) -> dict[str, list[int]]:
-    """Per-class train/val/test counts of a cell after its subsampling (``protobench data stats``)."""
-    return prepare_cell_data(settings, request.data_dir, ratio, request.download).counts

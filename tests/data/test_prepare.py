@@ -52,7 +52,7 @@ def test_settings_name_the_source_in_errors(tmp_path):
     settings = prepare.DataSettings("imagenet", dataset_options={"workers": 0}, source="suites/toy.yaml")
     with pytest.raises(UserError, match="^suites/toy.yaml: imbalance ratios apply to in-memory datasets"):
         prepare.prepare_cell_data(settings, tmp_path, 10.0, download=False)
-    counts = prepare.prepare_counts(settings, DataRequest(data_dir=tmp_path, download=False), None)
+    counts = prepare.prepare_cell_data(settings, tmp_path, None, download=False).counts
     assert counts == {"train": [2] * 5, "val": [0] * 5, "test": [1] * 5}
     with pytest.raises(UserError, match="val_size 40 must be in 0..29"):
         fakefiles.write_cifar10(tmp_path / "c", n_train=30, n_test=10)
