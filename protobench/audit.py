@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,6 @@ class Finding:
     detail: str
 
 
-def record_files(root: Path, suites: list[str] | None = None) -> Iterator[Path]:
-    """Every record file of the store (``<root>/<suite>/<row>/<cell>.json``), of ``suites`` only when given."""
-    folders = [root / s for s in suites] if suites else sorted(p for p in root.glob("*") if p.is_dir())
-    for folder in folders:
-        yield from sorted(folder.glob("*/*.json"))
-
-
 def host(record: dict[str, Any]) -> str:
     """Where a record's numbers were made: the GPU's name, or the CPU model for a CPU-trained one."""
     device = str(record.get("device", "?"))
@@ -50,7 +42,7 @@ def check(root: Path, suites: list[str] | None = None) -> list[Finding]:
     """Every finding of the store under ``root`` (or of ``suites``), in path order within each kind."""
     findings: list[Finding] = []
     hosts: dict[str, dict[Path, str]] = defaultdict(dict)
-    for path in record_files(Path(root), suites):
+    for path in results.record_files(Path(root), suites):
         try:
             record = results.load_record(path)
         except results.UnreadableRecord as why:

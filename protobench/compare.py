@@ -367,6 +367,6 @@ def check_family_request(records: list[dict[str, Any]], suite: Suite, where: str
             f"suite {suite.name} declares no family; add a 'family' key to {suite.path or 'its file'} "
             "(docs/compare.md) or give methods A and B"
         )
-    names = list(dict.fromkeys([suite.name, *(c.suite for c in suite.family if c.suite)]))
+    names = suite.family_suites
     if not any(r.get("suite") in names for r in records):
         raise UserError(f"no records of suite {' or '.join(names)} under {where}; run the family's suites first")

@@ -63,7 +63,7 @@ def cell_spec(suite: Suite, cell: Cell, *, deterministic: bool, precision: str) 
         precision=precision,
         deterministic=deterministic,
         sync_batchnorm=suite.sync_batchnorm,
-        data_source=suite.path or f"suite {suite.name}",
+        data_source=suite.data_settings.source,
     )
 
 
@@ -125,7 +125,7 @@ def plan_suite(
     every = planned_cells(suite, results_dir, deterministic=deterministic, device=device)
     for planned in sharding.take(every, shard):
         record = results.read_record(planned.path)
-        done = record is not None and record.get("status") in ("ok", "n/a")
+        done = results.finished(record)
         if done and numerics.is_stale(record):
             stale += 1
             done = keep_stale

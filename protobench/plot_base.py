@@ -26,11 +26,6 @@ STYLE = {
 }
 #: Per format, the savefig metadata that would otherwise carry the time of writing.
 STABLE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}
-#: The accuracies plotted against d (the same wording as the report's table titles).
-TITLES = {
-    "test_accuracy": "final-epoch test accuracy (%)",
-    "test_accuracy_at_best_val": "test accuracy at the best validation epoch (%)",
-}
 SHOT_GROUPS = {"many": "many (> 100)", "medium": "medium (20-100)", "few": "few (< 20)"}
 MARKERS = "osD^vPX*h<>p"
 LINESTYLES = ("-", "--", ":", "-.")  # per dim of a long-tailed suite

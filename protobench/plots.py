@@ -20,7 +20,6 @@ from protobench.plot_base import (
     MARKERS,
     SHOT_GROUPS,
     STYLE,
-    TITLES,
     Plots,
     Record,
     cell_detail,
@@ -37,6 +36,7 @@ from protobench.plot_base import (
     shown_records,
 )
 from protobench.suites import Suite
+from protobench.tables import metric_info
 
 
 def make_plots(
@@ -121,7 +121,7 @@ def plot_accuracy(ctx: Plots, metric: str, longtail: bool, detail: str | None = 
     log_ticks(ax, sorted({x for *_, points in series for x in points}))
     ax.set(xlabel="imbalance ratio n_max / n_min" if longtail else "embedding dimension d", ylabel="test accuracy (%)")
     against = " against imbalance" if longtail else ""
-    ax.set_title(f"{ctx.suite_name}: {TITLES[metric]}{against}\nmean ± std over seeds (n)")
+    ax.set_title(f"{ctx.suite_name}: {metric_info(metric).title}{against}\nmean ± std over seeds (n)")
     legend_outside(ax)
     ctx.save(fig, "accuracy-vs-ratio" if longtail else "accuracy-vs-dim", detail)
 

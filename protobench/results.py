@@ -176,8 +176,7 @@ def cell_path(root: Path, suite: str, method: str, dim: int, seed: int, ratio: f
 
     ratio_part = f"_r{ratio:g}" if ratio is not None else ""
     path = Path(root) / suite / method / f"d{dim}_s{seed}{ratio_part}_{digest[:10]}.json"
-    inside = Path(root).resolve()
-    if inside not in path.resolve().parents or path.resolve().parent.parent.parent != inside:
+    if path.resolve().parent.parent.parent != Path(root).resolve():
         raise UserError(f"suite '{suite}', row '{method}': the record would be written outside --results {root}; "
                         "use plain names (letters, digits, '.', '_', '-')")  # fmt: skip
     return path
@@ -195,9 +194,8 @@ def find_twin(root: Path, digest: str, path: Path) -> Path | None:
             continue
         record = read_record(candidate)
         if (
-            record is not None
+            finished(record)
             and record.get("config_hash") == digest
-            and record.get("status") in ("ok", "n/a")
             and "reused_from" not in record
             and not is_stale(record)
         ):
@@ -254,15 +252,18 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def finished(record: dict[str, Any] | None) -> bool:
+    """Whether ``record`` is of a cell that ran to its end (ok or n/a), whatever code made it."""
+    return record is not None and record.get("status") in ("ok", "n/a")
+
+
 def is_finished(path: Path, keep_stale: bool = False) -> bool:
     """True when the cell at ``path`` finished (ok or n/a) with HEAD's numerics (or, with ``keep_stale``,
     any); failed cells are retried, stale ones trained again."""
     from protobench.numerics import is_stale
 
     record = read_record(path)
-    if record is None or record.get("status") not in ("ok", "n/a"):
-        return False
-    return keep_stale or not is_stale(record)
+    return finished(record) and (keep_stale or not is_stale(record))
 
 
 def iter_records(
@@ -270,17 +271,21 @@ def iter_records(
 ) -> Iterator[dict[str, Any]]:
     """Every readable record under ``root`` (optionally only of ``suites``). A file that is not a
     readable record is skipped; ``on_unreadable(path, why)`` hears of each one (the CLI warns)."""
-    root = Path(root)
-    folders = [root / s for s in suites] if suites else [p for p in sorted(root.glob("*")) if p.is_dir()]
+    for path in record_files(Path(root), suites):
+        try:
+            record = load_record(path)
+        except UnreadableRecord as error:
+            if on_unreadable is not None:
+                on_unreadable(path, str(error))
+            continue
+        yield record
+
+
+def record_files(root: Path, suites: list[str] | None = None) -> Iterator[Path]:
+    """Every record file of the store (``<root>/<suite>/<row>/<cell>.json``), of ``suites`` only when given."""
+    folders = [root / s for s in suites] if suites else sorted(p for p in root.glob("*") if p.is_dir())
     for folder in folders:
-        for path in sorted(folder.glob("*/*.json")):
-            try:
-                record = load_record(path)
-            except UnreadableRecord as error:
-                if on_unreadable is not None:
-                    on_unreadable(path, str(error))
-                continue
-            yield record
+        yield from sorted(folder.glob("*/*.json"))
 
 
 def versions() -> dict[str, str]:

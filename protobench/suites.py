@@ -100,6 +100,11 @@ class Suite:
         return dataclasses.replace(self.train, **changes)
 
     @property
+    def family_suites(self) -> list[str]:
+        """This suite's name, then every other suite its ``family`` names (each once, in order)."""
+        return list(dict.fromkeys([self.name, *(c.suite for c in self.family if c.suite)]))
+
+    @property
     def long_tailed(self) -> bool:
         """True when any grid cell subsamples the training set."""
         return any(r is not None for r in self.imbalance_ratios)

@@ -19,17 +19,20 @@ CORRECTION_NAMES = {"none": "uncorrected", "holm": "Holm", "bh": "Benjamini-Hoch
 
 def caption(correction: str, size: int, margin: float | None, family: bool) -> str:
     """The footnote of the table: the tests, the correction applied over the family and the verdict rule."""
+    from protobench.compare import ALPHA
+
+    alpha = f"{ALPHA:g}"
     which = "the suite's declared family" if family else "this table"
     adjusted = (
         "p adj = p (t), no correction for multiple comparisons"
         if correction == "none"
         else f"p adj = p (t) {CORRECTION_NAMES[correction]}-adjusted over the {size} test(s) of {which}"
     )
-    level = "0.05" if correction == "none" else f"0.05/{size}"
-    equivalent = f"; equivalent within +-{margin:g} when the TOST p < 0.05" if margin is not None else ""
+    level = alpha if correction == "none" else f"{alpha}/{size}"
+    equivalent = f"; equivalent within +-{margin:g} when the TOST p < {alpha}" if margin is not None else ""
     return (
         "diff = A - B. Paired t on per-seed differences when both ran the same seeds (with the exact sign-flip p "
-        f"for n <= 10), else Welch's t; {adjusted}. Verdict: p adj < 0.05 -> A better (diff > 0) or B better, "
+        f"for n <= 10), else Welch's t; {adjusted}. Verdict: p adj < {alpha} -> A better (diff > 0) or B better, "
         f"else no evidence{equivalent}. detectable: the difference found with 80% power at alpha {level}."
     )
 
@@ -94,7 +97,9 @@ def compare_command(
         title = f"{suite}: A = {a} vs B = {', '.join(bs)}, {metric} test accuracy (%)"
         answer = {"suite": suite, "a": a, "b": bs, "family": False, **answer}
     if as_json:
-        answer = {**answer, "family_size": size, "alpha": 0.05}
+        from protobench.compare import ALPHA
+
+        answer = {**answer, "family_size": size, "alpha": ALPHA}
         typer.echo(json.dumps({**answer, "rows": [r.as_dict() for r in rows], "notes": lines}, indent=1))
         return
     print_rows(rows, title, lines, caption(correction, size, margin, family), margin)
@@ -110,8 +115,7 @@ def family_rows(
     from protobench.suites import load_suite
 
     declared = load_suite(suite)
-    names = list(dict.fromkeys([declared.name, *(c.suite for c in declared.family if c.suite)]))
-    records = list(iter_records(results, names, record_warner()))
+    records = list(iter_records(results, declared.family_suites, record_warner()))
     check_family_request(records, declared, str(results))
     rows, lines, size = family_comparison(records, declared, metric, correction, margin)
     return rows, lines, size, declared.name
