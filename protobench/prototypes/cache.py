@@ -1,8 +1,8 @@
 """The on-disk cache of prototype sets: one ``.npz`` per (generator, K, d, seed, parameters).
 
 Files live in ``cache_dir()/"prototypes"``, so a benchmark grid computes each set once. The file
-name is the key; changing how it is made orphans every cached set (bump ``CACHE_VERSION`` only
-when an algorithm changes).
+name is the key; changing how it is made orphans every cached set. A generator whose algorithm
+changes bumps its numerics ``version``, which is part of the key.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from protobench.prototypes.base import GenerationInfo
 
 log = logging.getLogger(__name__)
 
-#: Bump when an algorithm changes, so stale cache files are not reused.
+#: The key's version field from before generators had numerics versions. A change of a generator's
+#: algorithm now bumps its own ``version`` (``register_generator``), which enters the key beside this
+#: field; bump CACHE_VERSION only when the way sets are stored changes.
 CACHE_VERSION = 1
-#: A generator's own version where its algorithm changed since (others keep CACHE_VERSION and their files).
+#: Where an algorithm changed before numerics versions existed (those names must stay as they are).
 #: hpn 2: the continuation stops before a stage that stacks prototypes (protobench/prototypes/hpn.py).
 GENERATOR_VERSIONS: dict[str, int] = {"hpn": 2}
 

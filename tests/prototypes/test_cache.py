@@ -59,6 +59,18 @@ def test_cache_file_names_are_stable(kind, K, d, seed, params, name):
     assert prototypes.cache_path(kind, K, d, seed, resolved) == cache_dir() / "prototypes" / name
 
 
+def test_a_bumped_generator_version_has_a_cache_file_of_its_own(monkeypatch):
+    import dataclasses
+
+    from protobench.prototypes.base import GENERATOR_REGISTRY
+
+    resolved = prototypes.resolve_params("uniform", 10, 3, 0, {})
+    before = prototypes.cache_path("uniform", 10, 3, 0, resolved)
+    bumped = dataclasses.replace(prototypes.get_generator("uniform"), version=2)
+    monkeypatch.setitem(GENERATOR_REGISTRY._entries, "uniform", bumped)
+    assert prototypes.cache_path("uniform", 10, 3, 0, resolved) != before
+
+
 def test_generate_writes_the_named_file():
     prototypes.generate("etf", 10, 9, 0)
     assert [path.name for path in _cached_files()] == ["etf_K10_d9_s0_59a025313827859b.npz"]
