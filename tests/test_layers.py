@@ -109,6 +109,19 @@ def test_no_module_imports_a_higher_layer() -> None:
     assert upward_imports(GRAPH) == []
 
 
+def method_data_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a data module by a method (the layers forbid the other way): a method knows no dataset."""
+    return sorted(f"{a} imports {b}" for a, targets in graph.items() if a.split(".")[0] == "methods"
+                  for b in targets if b.split(".")[0] == "data")  # fmt: skip
+
+
+def test_methods_import_no_data_module() -> None:
+    assert method_data_imports(GRAPH) == []
+    assert method_data_imports({**GRAPH, "methods.dnc": GRAPH["methods.dnc"] | {"data.base"}}) == [
+        "methods.dnc imports data.base"
+    ]
+
+
 def test_the_import_graph_has_no_circle() -> None:
     assert circles(GRAPH) == []
 

@@ -39,6 +39,7 @@ CHANGES = {
 
 def test_every_field_but_the_source_is_named_here() -> None:
     assert set(CHANGES) | {"data_source"} == {f.name for f in dataclasses.fields(CellSpec)}
+    assert dataclasses.replace(BASE, data_source="elsewhere.yaml").digest() == BASE.digest()  # errors only
 
 
 @pytest.mark.parametrize("field", CHANGES)
@@ -49,7 +50,6 @@ def test_changing_any_field_changes_the_hash(field) -> None:
         assert base.digest() != changed.digest()
     else:
         assert changed.digest() != BASE.digest()
-    assert dataclasses.replace(BASE, data_source="elsewhere.yaml").digest() == BASE.digest()
 
 
 def test_every_recipe_key_is_in_the_hash() -> None:
@@ -67,7 +67,7 @@ def test_every_recipe_key_is_in_the_hash() -> None:
 
 
 def test_a_committed_record_gives_back_its_spec_and_hash() -> None:
-    path = next(Path("results/fashion-mnist-tuned/dl2pa").glob("d2_s0_*.json"))
+    path = next((Path(__file__).resolve().parents[1] / "results/fashion-mnist-tuned/dl2pa").glob("d2_s0_*.json"))
     record = json.loads(path.read_text())
     spec = CellSpec.from_config(record["config"])
     assert spec.digest() == record["config_hash"] and path.stem.endswith(spec.digest()[:10])

@@ -1,5 +1,6 @@
 """Long runs through the real command (docs/long-runs.md): SIGKILL and resume, SIGTERM, two processes on
-one results directory, a diverging cell. Each run here is a `python -m protobench run` subprocess."""
+one results directory, a diverging cell. A run that is killed, signalled or raced is a `python -m protobench
+run` subprocess; the runs that only resume or compare go in this process (the CLI's own entry point)."""
 
 from __future__ import annotations
 
