@@ -295,7 +295,7 @@ def versions() -> dict[str, str]:
 
     import torch
 
-    from protobench import __version__
+    from protobench.version import __version__
 
     try:
         torchvision = metadata.version("torchvision")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from protobench.compare import compare, family_comparison
-from protobench.report import build_tables, render
+from protobench.comparison import compare, family_comparison
+from protobench.report_tables import build_tables, render
 from protobench.results import iter_records
 from protobench.suites import load_suite
 

@@ -14,8 +14,8 @@ PACKAGE = Path(protobench.__file__).resolve().parent
 #: The layers, lowest first; a module may import its own layer and the ones below. A name ending in
 #: ".*" is a package and every module in it.
 LAYERS: list[set[str]] = [
-    {"__init__", "errors", "paths", "registry", "typed_values", "interrupts", "stats", "progress", "recipe",
-     "record_schema", "assignment", "checkpoints", "sharding", "suite_files"},
+    {"version", "errors", "paths", "registry", "typed_values", "interrupts", "stats", "progress", "recipe",
+     "record_schema", "assignment", "checkpoints", "sharding", "suite_files", "loggers"},
     {"device", "spec"},
     {"prototypes.*", "backbones", "data.*"},
     {"methods.*"},
@@ -23,9 +23,10 @@ LAYERS: list[set[str]] = [
     {"engine"},
     {"numerics", "results", "suites", "locks", "audit", "grid"},
     {"runner", "tuning"},
-    {"tables", "report_formats", "compare", "report", "plot_base", "class_plots", "plots"},
+    {"tables", "report_formats", "comparison", "report_tables", "plot_base", "class_plots", "plots", "record_tables"},
+    {"api"},
     {"bench.*"},
-    {"cli.*", "__main__"},
+    {"cli.*", "__main__", "__init__"},
 ]  # fmt: skip
 
 
@@ -44,7 +45,10 @@ def imported(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+            # `from protobench import results` imports the module results; the package itself only when a name
+            # it defines is imported (then the name resolves to __init__ below)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+            names |= {node.module} if node.module != "protobench" else set()
     found = set()
     for name in names:
         if name != "protobench" and not name.startswith("protobench."):
@@ -127,9 +131,9 @@ def test_the_import_graph_has_no_circle() -> None:
 
 
 def test_the_checks_find_a_planted_circle_and_upward_import() -> None:
-    assert "compare" in GRAPH["report"] and "suites" in GRAPH["grid"]  # the graph is read from the code
-    planted = circles({**GRAPH, "tables": GRAPH["tables"] | {"report"}})
-    assert planted and all("tables -> report" in circle for circle in planted)
+    assert "comparison" in GRAPH["report_tables"] and "suites" in GRAPH["grid"]  # the graph is read from the code
+    planted = circles({**GRAPH, "tables": GRAPH["tables"] | {"report_tables"}})
+    assert planted and all("tables -> report_tables" in circle for circle in planted)
     assert upward_imports({**GRAPH, "engine": GRAPH["engine"] | {"suites"}}) == [
         "engine (layer 5) imports suites (layer 6)"
     ]

@@ -9,33 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from protobench.errors import UserError
-
 if TYPE_CHECKING:
-    from protobench.compare import Row
-
-CORRECTION_NAMES = {"none": "uncorrected", "holm": "Holm", "bh": "Benjamini-Hochberg"}
-
-
-def caption(correction: str, size: int, margin: float | None, family: bool) -> str:
-    """The footnote of the table: the tests, the correction applied over the family and the verdict rule."""
-    from protobench.compare import ALPHA
-
-    alpha = f"{ALPHA:g}"
-    which = "the suite's declared family" if family else "this table"
-    adjusted = (
-        "p adj = p (t), no correction for multiple comparisons"
-        if correction == "none"
-        else f"p adj = p (t) {CORRECTION_NAMES[correction]}-adjusted over the {size} test(s) of {which}"
-    )
-    level = alpha if correction == "none" else f"{alpha}/{size}"
-    equivalent = f"; equivalent within +-{margin:g} when the TOST p < {alpha}" if margin is not None else ""
-    return (
-        "diff = A - B. Paired t on per-seed differences when both ran the same seeds (with the exact sign-flip p "
-        f"for n <= 10), else Welch's t; {adjusted}. Verdict: p adj < {alpha} -> A better (diff > 0) or B better, "
-        f"else no evidence{equivalent}. detectable: the difference found with 80% power at alpha {level}."
-    )
-
+    from protobench.comparison import Row
 
 def compare_command(
     suite: Annotated[
@@ -68,57 +43,19 @@ def compare_command(
 ) -> None:
     """Compare method A with each B per column (or a suite's declared family): mean difference, 95% CI, raw and
     corrected p-values, the detectable difference and a verdict (docs/compare.md)."""
+    from protobench.api import comparison
     from protobench.cli.flags import check_results_flag, record_warner
-    from protobench.compare import check_correction, check_margin, check_request, metric_key
 
-    key = metric_key(metric)
-    check_correction(correction)
-    check_margin(margin)
-    if family and (a is not None or b is not None):
-        raise UserError("--family takes A and B from the suite's 'family' key; give only SUITE")
-    if not family and (a is None or b is None):
-        raise UserError("give methods A and B (protobench compare SUITE A B), or --family for the suite's family")
     check_results_flag(results, must_exist=True)
-    answer = {"metric": metric, "metric_key": key, "correction": correction, "margin": margin}
-    if family:
-        rows, lines, size, name = family_rows(suite, results, metric, correction, margin)
-        title = f"{name}: the declared family ({size} tests), {metric} test accuracy (%)"
-        answer = {"suite": name, "family": True, **answer}
-    else:
-        from protobench.compare import comparison
-        from protobench.results import iter_records
-        from protobench.suites import available_suites, load_suite
-
-        bs = list(dict.fromkeys(m.strip() for m in b.split(",") if m.strip()))
-        records = list(iter_records(results, [suite], record_warner()))
-        check_request(records, suite, a, bs, str(results))
-        known = load_suite(suite) if suite in available_suites() else None
-        rows, lines, size = comparison(records, suite, a, bs, metric, known, correction, margin)
-        title = f"{suite}: A = {a} vs B = {', '.join(bs)}, {metric} test accuracy (%)"
-        answer = {"suite": suite, "a": a, "b": bs, "family": False, **answer}
+    found = comparison(suite, a, b, results, family=family, metric=metric, correction=correction, margin=margin,
+                       on_unreadable=record_warner())  # fmt: skip
     if as_json:
-        from protobench.compare import ALPHA
+        from protobench.comparison import ALPHA
 
-        answer = {**answer, "family_size": size, "alpha": ALPHA}
-        typer.echo(json.dumps({**answer, "rows": [r.as_dict() for r in rows], "notes": lines}, indent=1))
+        answer = {**found.request, "family_size": found.size, "alpha": ALPHA}
+        typer.echo(json.dumps({**answer, "rows": [r.as_dict() for r in found.rows], "notes": found.notes}, indent=1))
         return
-    print_rows(rows, title, lines, caption(correction, size, margin, family), margin)
-
-
-def family_rows(
-    suite: str, results: Path, metric: str, correction: str, margin: float | None
-) -> tuple[list[Row], list[str], int, str]:
-    """The rows, notes and family size of the suite's declared family, and the suite's name in the store."""
-    from protobench.cli.flags import record_warner
-    from protobench.compare import check_family_request, family_comparison
-    from protobench.results import iter_records
-    from protobench.suites import load_suite
-
-    declared = load_suite(suite)
-    records = list(iter_records(results, declared.family_suites, record_warner()))
-    check_family_request(records, declared, str(results))
-    rows, lines, size = family_comparison(records, declared, metric, correction, margin)
-    return rows, lines, size, declared.name
+    print_rows(found.rows, found.title, found.notes, found.caption, margin)
 
 
 def number(value: float | None, fmt: str) -> str:

@@ -26,34 +26,13 @@ def print_report(
     """Build the tables of ``names`` from ``results`` (optionally only one device's, of the ``metrics``
     named as ``--metric`` takes them, and marked against method ``vs``) and print or write them;
     with ``plots``, write every plot of each suite there too (inlined in an html page)."""
-    from protobench.report import build_tables, render, resolve_metrics
-    from protobench.results import iter_records
-    from protobench.suites import available_suites, load_suite
+    from protobench.api import report_tables
+    from protobench.report_tables import render
 
-    warn = record_warner()
-    records = list(iter_records(results, names or None, warn))
-    keys = None
-    if metrics and records:  # names known anywhere in the store, so an older suite's gap is not "unknown"
-        keys = resolve_metrics(metrics, list(iter_records(results, None, warn)) if names else records)
-    if device:
-        records = [r for r in records if device.lower() in str(r.get("device", "")).lower()]
-    if not names:
-        names = sorted({r["suite"] for r in records})
-    suites = {}
-    for name in names:
-        if known and name in known:
-            suites[name] = known[name]
-        else:
-            suites[name] = load_suite(name) if name in available_suites() else None
-    tables = build_tables(records, suites, vs, keys)
-    if not tables:
-        where = f"for {', '.join(names) or 'any suite'} under {results}"
-        if keys:
-            raise UserError(
-                f"no finished results with {', '.join(keys)} {where} (records made before a metric was recorded, "
-                "or where it is undefined, have none); try another --metric"
-            )
-        raise UserError(f"no finished results {where}; run a suite first")
+    built = report_tables(names, results, metric=metrics, vs=vs, device=device, known=known,
+                          on_unreadable=record_warner())  # fmt: skip
+    tables, records, suites = built.tables, built.records, built.suites
+    names = list(suites)
     images: list[Path] = []
     if plots is not None:
         from protobench.plots import make_plots

@@ -10,7 +10,7 @@ import typer
 from protobench.errors import UserError
 
 app = typer.Typer(
-    help="Check a results store (stale, failed, dirty, mixed-host, unreadable records); prune stale ones.",
+    help="Check a results store (stale, failed, dirty, mixed-host, unreadable records), prune stale ones, export it.",
     no_args_is_help=True,
 )
 
@@ -20,13 +20,9 @@ Store = Annotated[Path, typer.Option(help="The results store.")]
 
 def _existing(results: Path, suites: list[str] | None) -> list[str] | None:
     """The suites asked for, each of which must have a folder in the store (one-line error otherwise)."""
-    if not results.is_dir():
-        raise UserError(f"--results {results}: no such folder; give the results store, e.g. --results results")
-    for name in suites or []:
-        if not (results / name).is_dir():
-            known = ", ".join(sorted(p.name for p in results.iterdir() if p.is_dir())) or "none"
-            raise UserError(f"suite '{name}' has no records under {results}; suites there: {known}")
-    return suites or None
+    from protobench.api import store_suites
+
+    return store_suites(results, suites)[1]
 
 
 @app.command()
@@ -60,3 +56,31 @@ def prune(
     for path in removed:
         typer.echo(f"removed {path}")
     typer.echo(f"{len(removed)} stale record(s) removed from {results}")
+
+
+@app.command()
+def export(
+    suites: Suites = None,
+    results: Store = Path("results"),
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet (needs pyarrow) or jsonl.")] = "csv",
+    out: Annotated[Path, typer.Option(help="The file to write ('-': standard output, csv and jsonl).")] = Path("-"),
+    long: Annotated[
+        bool, typer.Option("--long", help="Per-class accuracy as a long table: one row per record and class.")
+    ] = False,
+    history: Annotated[bool, typer.Option("--history", help="One row per record and epoch (the history).")] = False,
+    columns: Annotated[
+        str | None, typer.Option(help="Only these columns, comma-separated, in this order (docs/export.md).")
+    ] = None,
+) -> None:
+    """Every record as one tidy table: one row per record (failed, stale and unreadable ones marked, never dropped)."""
+    from protobench.api import export as export_table
+
+    if long and history:
+        raise UserError("--long and --history are two different tables; give one of them")
+    table = "classes" if long else "history" if history else "records"
+    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
+    if columns is not None and not wanted:
+        raise UserError("--columns is empty; give column names, e.g. --columns suite,method,dim,seed,test_accuracy")
+    frame = export_table(results, out, fmt, suites, table=table, columns=wanted)
+    if str(out) != "-":
+        typer.echo(f"wrote {len(frame)} rows x {len(frame.columns)} columns ({table}) to {out}")

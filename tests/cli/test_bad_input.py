@@ -9,6 +9,7 @@ dropped or reworded here is added, dropped or reworded there too.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -198,8 +199,26 @@ def no_fashion_mnist(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
 
 
+def no_pyarrow(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else find(name, *a))
+
+
+def nothing_exported(inputs: Inputs, out: str) -> None:
+    """No export file was written, and the store holds its six records only."""
+    assert not list(Path(inputs["tmp"]).glob("x.*")) and len(list(Path(inputs["store"]).rglob("*"))) == 9
+
+
 def nothing_written(inputs: Inputs, out: str) -> None:
     assert out == "" and not (inputs.tmp / "res").exists()
+
+
+def no_log_packages(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
+    """Neither tensorboard nor wandb is installed (a None in sys.modules is a module that cannot be found)."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "wandb", None)
 
 
 def nothing_escaped(inputs: Inputs, out: str) -> None:
@@ -223,8 +242,15 @@ P_OUT = ["--out", "{tmp}/p.npy"]
 ROWS: dict[str, Row] = {
     # ---------------------------------------------------------------- the suite
     "unknown suite or missing suite file": Row(
-        [["run", "nosuchsuite"], ["run", "{tmp}/nothere.yaml"]],
-        ("unknown suite 'nosuchsuite'; known: ", "suite file {tmp}/nothere.yaml does not exist; check the path"),
+        [["run", "nosuchsuite"], ["suites", "show", "quickstrt"], ["run", "{tmp}/nothere.yaml"]],
+        ("unknown suite 'nosuchsuite'; known: ", "unknown suite 'quickstrt' (did you mean 'quickstart'?); known: ",
+         "suite file {tmp}/nothere.yaml does not exist; check the path"),
+    ),
+    "suites show without a suite, or with two outputs": Row(
+        [["suites", "show"], ["suites", "show", "quickstart", "--all"],
+         ["suites", "show", "quickstart", "--json", "--md"]],
+        ("suites show: name one or more suites, or give --all", "suites show: give suite names or --all, not both",
+         "--json and --md both given; choose one output"),
     ),
     "suite YAML syntax error": Row(
         [["run", "{bad_yaml}"]],
@@ -335,6 +361,18 @@ ROWS: dict[str, Row] = {
         ("--shard 4/4: use 0 <= I < N, e.g. --shard 0/4", "--shard 'half' is not I/N; e.g. --shard 0/4"),
         after=nothing_written,
     ),
+    "--log unknown, or a file as its folder": Row(
+        [["run", "{suite}", "--log", "tensorbord", *RES], ["run", "{suite}", "--log", "tensorboard:{file}", *RES]],
+        ("--log 'tensorbord' is unknown; use tensorboard, tensorboard:DIR, wandb or wandb:PROJECT",
+         "--log tensorboard:{file}: {file} is a file; give a folder (it is created if missing)"),
+        after=nothing_written,
+    ),
+    "--log without its package": Row(
+        [["run", "{suite}", "--log", "wandb", *RES], ["run", "{suite}", "--log", "tensorboard", *RES]],
+        ("--log wandb needs the wandb package, which is not installed; pip install 'protobench[wandb]'",
+         "--log tensorboard needs the tensorboard package, which is not installed; pip install 'protobench[tensorb"),
+        patch=no_log_packages, after=nothing_written,
+    ),
     "a checkpoint made for another configuration": Row(
         [["run", "{foreign_checkpoint}", "--data-dir", "{tmp}/fmnist", "--device", "cpu", *RES]],
         ".ckpt-000000003.pt was made for another configuration (hash ffffffffff, this cell ", exit=0,
@@ -381,6 +419,26 @@ ROWS: dict[str, Row] = {
         [["prototypes", "generate", "--classes", "1", "--dim", "4", *P_OUT],
          ["prototypes", "generate", "--classes", "4", "--dim", "1", *P_OUT]],
         ("need at least 2 classes (K=1)", "need dimension d >= 2 (d=1)"),
+    ),
+    "export of an unknown suite or column": Row(
+        [["results", "export", "nosuch", *STORE, "--out", "{tmp}/x.csv"],
+         ["results", "export", *STORE, "--columns", "suite,acuracy", "--out", "{tmp}/x.csv"]],
+        ("suite 'nosuch' has no records under {store}; suites there: toy",
+         "column 'acuracy' is unknown (did you mean 'val_accuracy'?); see docs/export.md for the columns"),
+        after=nothing_exported,
+    ),
+    "export where it cannot be written": Row(
+        [["results", "export", *STORE, "--out", "{file}/x.csv"], ["results", "export", *STORE, "--out", "{tmp}"],
+         ["results", "export", *STORE, "--out", "{store}/x.csv"]],
+        ("--out {file}/x.csv: cannot write (",
+         "--out {tmp} is a folder; give a file name, e.g. --out {tmp}/records.csv",
+         "--out {store}/x.csv is inside the results store {store}; write the export elsewhere"),
+        after=nothing_exported,
+    ),
+    "export as parquet without pyarrow": Row(
+        [["results", "export", *STORE, "--format", "parquet", "--out", "{tmp}/x.parquet"]],
+        "--format parquet needs pyarrow: pip install 'protobench[parquet]' (or use csv or jsonl)",
+        patch=no_pyarrow, after=nothing_exported,
     ),
     "data verify of an unknown dataset": Row(
         [["data", "verify", "nosuch"]], "unknown dataset 'nosuch'; allowed: cifar10, cifar100, fashion-mnist"),

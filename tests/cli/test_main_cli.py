@@ -1,6 +1,6 @@
 import json
 
-from protobench import __version__
+from protobench.version import __version__
 from tests.conftest import tiny_suite
 
 
@@ -129,4 +129,4 @@ def test_running_main_again_registers_no_command_twice(run_cli):
     for _ in range(3):
         run_cli("suites", "--help")
     assert (len(app.registered_commands), len(app.registered_groups)) == counts
-    assert sorted(g.name for g in app.registered_groups) == ["bench", "data", "prototypes", "results"]
+    assert sorted(g.name for g in app.registered_groups) == ["bench", "data", "prototypes", "results", "suites"]

@@ -1,6 +1,7 @@
-"""`protobench results check / prune` and what a stale record does to `run`, `--reuse`, `report` and
-`compare` (docs/engine.md, "Numerics versions"): a record made with an older version of one part is
-retrained, never reused, marked, listed and prunable."""
+"""`protobench results check / prune / export`, and what a stale record does to `run`, `--reuse`, `report`
+and `compare` (docs/engine.md, "Numerics versions"): a record made with an older version of one part is
+retrained, never reused, marked, listed and prunable; an export writes every record, in each format, and
+leaves the store as it was (docs/export.md)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,51 @@ def test_results_check_lists_failed_dirty_mixed_host_and_unreadable_records(run_
     assert "mixed-host" in out and "Another CPU" in out
     assert "unreadable  " in out and "d4_s0_0000000000.json: not valid JSON" in out
     assert run_cli("results", "prune", "--results", root)[0] == 2  # --stale must be said
+
+
+def store_digest(root) -> dict:
+    """Every file under ``root`` with its bytes and modification time."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_writes_one_row_per_record_in_each_format_and_leaves_the_store_alone(run_cli, tmp_path, fmt):
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+
+    committed = Path(__file__).resolve().parents[2] / "results" / "quickstart"
+    shutil.copytree(committed, tmp_path / "res" / "quickstart")
+    (tmp_path / "res" / "quickstart" / "hpn" / "d2_s9_0000000000.json").write_text("{ cut")  # marked, not dropped
+    before = store_digest(tmp_path / "res")
+    out = tmp_path / "out" / f"records.{fmt}"
+    code, said, err = run_cli("results", "export", "--results", tmp_path / "res", "--format", fmt, "--out", out)
+    files = len(list((tmp_path / "res").rglob("*.json")))
+    assert code == 0 and said == f"wrote {files} rows x 72 columns (records) to {out}\n" and err == ""
+    frame = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}[fmt](out)
+    assert len(frame) == files and frame["status"].tolist().count("unreadable") == 1
+    assert set(frame["method"].dropna()) == {"softmax", "etf", "hpn", "ebv", "dnc", "dl2pa", "dl2pa-static",
+                                             "hpn-dynamic"}  # fmt: skip
+    if fmt == "parquet":  # parquet keeps the types
+        assert str(frame["dim"].dtype) == "Int64" and str(frame["finished_at"].dtype) == "datetime64[ns, UTC]"
+    assert store_digest(tmp_path / "res") == before
+
+
+def test_export_history_and_long_tables_to_standard_output(run_cli):
+    import io
+    from pathlib import Path
+
+    import pandas as pd
+
+    results = Path(__file__).resolve().parents[2] / "results"
+    code, out, _ = run_cli("results", "export", "quickstart", "--results", results, "--history",
+                           "--columns", "method,dim,seed,epoch,test_accuracy")  # fmt: skip
+    history = pd.read_csv(io.StringIO(out))
+    assert code == 0 and list(history.columns) == ["method", "dim", "seed", "epoch", "test_accuracy"]
+    assert set(history["epoch"]) == {1, 2} and history["test_accuracy"].notna().all()
+    code, out, _ = run_cli("results", "export", "quickstart", "--results", results, "--long", "--format", "jsonl")
+    classes = pd.read_json(io.StringIO(out), lines=True)
+    assert code == 0 and set(classes["class_index"]) == set(range(10)) and "Ankle boot" in set(classes["class_name"])
+    code, _, err = run_cli("results", "export", "--results", results, "--long", "--history")
+    assert code == 2 and err == "error: --long and --history are two different tables; give one of them\n"

@@ -176,7 +176,7 @@ def build_tables(
 def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Suite | None) -> None:
     """Add to each cell of ``table`` the verdict of its method against ``vs`` (>, <, ~; none with too few seeds).
     ``compare`` knows the accuracy metrics only: other tables get a note instead of markers."""
-    from protobench.compare import METRIC_KEYS, NO_EVIDENCE, compare
+    from protobench.comparison import METRIC_KEYS, NO_EVIDENCE, compare
 
     metric = next((name for name, key in METRIC_KEYS.items() if key == table.metric), None)
     if metric is None:

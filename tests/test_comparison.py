@@ -1,4 +1,4 @@
-"""``protobench.compare`` on hand-built records whose answers are known: paired vs Welch, sign-flip, edge cases."""
+"""``protobench.comparison`` on hand-built records whose answers are known: paired vs Welch, sign-flip, edge cases."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from protobench.compare import by_cell, compare, notes, sign_flip_p
+from protobench.comparison import by_cell, compare, notes, sign_flip_p
 from protobench.errors import UserError
 from protobench.stats import detectable_difference
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from protobench.errors import UserError
-from protobench.report import build_tables, render
+from protobench.report_tables import build_tables, render
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
 
@@ -379,7 +379,7 @@ def test_report_metric_a_suite_never_recorded_is_one_line_not_unknown(run_cli, t
 
 
 def test_only_keys_holding_numbers_are_metrics(suite):
-    from protobench.report import available_metrics
+    from protobench.report_tables import available_metrics
 
     one = dict(record("softmax", 2, 0, 80.0), diagnostics={"nc1": 0.5, "note": "text", "flag": True, "ece": None})
     names = ["final", "val-selected", "ece", "nc1", "test_accuracy", "test_accuracy_at_best_val"]

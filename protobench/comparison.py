@@ -370,3 +370,24 @@ def check_family_request(records: list[dict[str, Any]], suite: Suite, where: str
     names = suite.family_suites
     if not any(r.get("suite") in names for r in records):
         raise UserError(f"no records of suite {' or '.join(names)} under {where}; run the family's suites first")
+
+
+CORRECTION_NAMES = {"none": "uncorrected", "holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def caption(correction: str, size: int, margin: float | None, family: bool) -> str:
+    """The footnote of the table: the tests, the correction applied over the family and the verdict rule."""
+    alpha = f"{ALPHA:g}"
+    which = "the suite's declared family" if family else "this table"
+    adjusted = (
+        "p adj = p (t), no correction for multiple comparisons"
+        if correction == "none"
+        else f"p adj = p (t) {CORRECTION_NAMES[correction]}-adjusted over the {size} test(s) of {which}"
+    )
+    level = alpha if correction == "none" else f"{alpha}/{size}"
+    equivalent = f"; equivalent within +-{margin:g} when the TOST p < {alpha}" if margin is not None else ""
+    return (
+        "diff = A - B. Paired t on per-seed differences when both ran the same seeds (with the exact sign-flip p "
+        f"for n <= 10), else Welch's t; {adjusted}. Verdict: p adj < {alpha} -> A better (diff > 0) or B better, "
+        f"else no evidence{equivalent}. detectable: the difference found with 80% power at alpha {level}."
+    )

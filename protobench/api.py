@@ -1,0 +1,285 @@
+"""The Python API (docs/api.md): a results store as pandas DataFrames, for notebooks and scripts.
+
+``load_results`` is the store as one tidy table (protobench/record_tables.py); ``report`` and ``compare`` return
+what ``protobench report`` and ``protobench compare`` print, without the formatting. The commands call
+these same functions, so a number read here is the number the command shows. ``import protobench as pb``
+reaches each as ``pb.load_results``, ``pb.report`` and ``pb.compare``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from protobench.errors import UserError, did_you_mean
+
+if TYPE_CHECKING:
+    from protobench.comparison import Row
+    from protobench.suites import Suite
+    from protobench.tables import Table
+
+Warner = Callable[[Path, str], None]
+TableName = Literal["records", "classes", "history"]
+FORMATS = ("csv", "parquet", "jsonl")
+
+
+def warn_unreadable(path: Path, why: str) -> None:
+    """The API's ``on_unreadable``: a Python warning per unreadable record file (the CLI prints a line)."""
+    warnings.warn(f"ignored unreadable record {path} ({why}); delete it or rerun the cell", stacklevel=3)
+
+
+def store_suites(results: str | Path, suite: str | Sequence[str] | None) -> tuple[Path, list[str] | None]:
+    """The store folder and the suites asked for, each of which must have a folder in it (a one-line
+    UserError otherwise, naming the suites that are there)."""
+    store = Path(results)
+    if store.exists() and not store.is_dir():
+        raise UserError(f"--results {store} is a file, not a folder; point --results at a results folder")
+    if not store.is_dir():
+        raise UserError(f"--results {store} does not exist; run a suite first or point at a results folder")
+    names = [suite] if isinstance(suite, str) else list(suite or [])
+    there = sorted(p.name for p in store.iterdir() if p.is_dir() and next(p.glob("*/*.json"), None) is not None)
+    for name in names:
+        if name not in there:
+            raise UserError(f"suite '{name}' has no records under {store}{did_you_mean(name, there)}; "
+                            f"suites there: {', '.join(there) or 'none'}")  # fmt: skip
+    return store, names or None
+
+
+def load_results(
+    results: str | Path = "results",
+    suite: str | Sequence[str] | None = None,
+    *,
+    table: TableName = "records",
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The records of ``results`` (of ``suite`` when given) as one DataFrame (docs/export.md).
+
+    ``table="records"``: one row per record file, failed, stale and unreadable ones included and marked
+    (``status``, ``stale``, ``current_setting``); ``"classes"``: one row per record and class;
+    ``"history"``: one row per record and epoch. ``columns`` keeps only those columns, in that order.
+    The store is only read.
+    """
+    from protobench import record_tables as tidy
+
+    store, names = store_suites(results, suite)
+    entries = tidy.read_store(store, names)
+    if table == "records":
+        frame = tidy.records_table(entries)
+    elif table == "classes":
+        frame = tidy.classes_table(entries)
+    elif table == "history":
+        frame = tidy.history_table(entries)
+    else:
+        raise UserError(f"table '{table}' is unknown; use one of {', '.join(tidy.TABLES)}")
+    if columns is not None:
+        unknown = [c for c in columns if c not in frame.columns]
+        if unknown:
+            allowed = list(frame.columns)
+            raise UserError(f"column '{unknown[0]}' is unknown{did_you_mean(unknown[0], allowed)}; "
+                            f"see docs/export.md for the columns of the {table} table")  # fmt: skip
+        frame = frame[list(columns)]
+    return frame
+
+
+def export(
+    results: str | Path,
+    out: str | Path,
+    fmt: str = "csv",
+    suite: str | Sequence[str] | None = None,
+    *,
+    table: TableName = "records",
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Write ``load_results(results, suite, table=..., columns=...)`` to ``out`` as csv, parquet or jsonl
+    (``out`` "-": standard output, csv and jsonl only); returns the table written. ``out`` may not lie
+    inside the store: an export never changes it."""
+    import sys
+
+    from protobench.record_tables import WRITERS
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:
+            raise UserError("--format parquet needs pyarrow: pip install 'protobench[parquet]' (or use csv or jsonl)")
+    target = Path(out)
+    if str(out) == "-" and fmt == "parquet":
+        raise UserError("--format parquet writes a file; give --out FILE.parquet")
+    if str(out) != "-":
+        if target.is_dir():
+            raise UserError(f"--out {target} is a folder; give a file name, e.g. --out {target / ('records.' + fmt)}")
+        if Path(results).resolve() in target.resolve().parents:
+            raise UserError(f"--out {target} is inside the results store {results}; write the export elsewhere")
+    frame = load_results(results, suite, table=table, columns=columns)
+    if str(out) == "-":
+        WRITERS[fmt](frame, sys.stdout)
+        return frame
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        WRITERS[fmt](frame, target)
+    except OSError as error:
+        raise UserError(f"--out {target}: cannot write ({error.strerror}); give a path you can write") from None
+    return frame
+
+
+@dataclass
+class Report:
+    """What ``protobench report`` shows: a table per suite and metric, the records read, and each suite's file."""
+
+    tables: list[Table]
+    records: list[dict[str, Any]]
+    suites: dict[str, Suite | None] = field(default_factory=dict)
+
+
+def report_tables(
+    suite: str | Sequence[str] | None = None,
+    results: str | Path = "results",
+    *,
+    metric: str | Sequence[str] | None = None,
+    vs: str | None = None,
+    device: str | None = None,
+    known: dict[str, Suite] | None = None,
+    on_unreadable: Warner | None = warn_unreadable,
+) -> Report:
+    """The tables ``protobench report`` renders: of ``suite`` (default: every suite in the store), of the
+    ``metric`` names ``--metric`` takes (default: final and val-selected), only records whose device
+    contains ``device``, each cell marked against method ``vs``. UserError when nothing is finished."""
+    from protobench.report_tables import build_tables, resolve_metrics
+    from protobench.results import iter_records
+    from protobench.suites import available_suites, load_suite
+
+    names = [suite] if isinstance(suite, str) else list(suite or [])
+    records = list(iter_records(Path(results), names or None, on_unreadable))
+    wanted = [metric] if isinstance(metric, str) else list(metric or [])
+    metrics = [name.strip() for text in wanted for name in text.split(",") if name.strip()]
+    if wanted and not metrics:
+        raise UserError("--metric is empty; give metric names, e.g. --metric nc1 or --metric final,ece")
+    keys = None
+    if metrics and records:  # names known anywhere in the store, so an older suite's gap is not "unknown"
+        keys = resolve_metrics(metrics, list(iter_records(Path(results), None, on_unreadable)) if names else records)
+    if device:
+        records = [r for r in records if device.lower() in str(r.get("device", "")).lower()]
+    names = names or sorted({r["suite"] for r in records})
+    suites: dict[str, Suite | None] = {}
+    for name in names:
+        suites[name] = (known or {}).get(name) or (load_suite(name) if name in available_suites() else None)
+    tables = build_tables(records, suites, vs, keys)
+    if not tables:
+        where = f"for {', '.join(names) or 'any suite'} under {results}"
+        if keys:
+            raise UserError(
+                f"no finished results with {', '.join(keys)} {where} (records made before a metric was recorded, "
+                "or where it is undefined, have none); try another --metric"
+            )
+        raise UserError(f"no finished results {where}; run a suite first")
+    return Report(tables, records, suites)
+
+
+def report(
+    suite: str | Sequence[str] | None = None,
+    results: str | Path = "results",
+    *,
+    metric: str | Sequence[str] | None = None,
+    vs: str | None = None,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """``protobench report``'s cells as one long DataFrame: suite, metric, method, column, mean, std, n, status,
+    the paper's figure and check where a suite has one, and the ``vs`` marker. ``attrs["titles"]`` and
+    ``attrs["notes"]`` hold each table's title and notes, keyed by (suite, metric)."""
+    built = report_tables(suite, results, metric=metric, vs=vs, device=device)
+    frames = [table.cells.assign(suite=table.suite, metric=table.metric) for table in built.tables]
+    frame = pd.concat(frames, ignore_index=True)
+    leading = ["suite", "metric", "method", "column", "mean", "std", "n", "status"]
+    frame = frame[leading + [c for c in frame.columns if c not in leading]]
+    frame.attrs["titles"] = {(t.suite, t.metric): t.title for t in built.tables}
+    frame.attrs["notes"] = {(t.suite, t.metric): list(t.notes) for t in built.tables}
+    return frame
+
+
+@dataclass
+class Comparison:
+    """What ``protobench compare`` shows: its rows, the notes beneath them, the family size and the caption."""
+
+    suite: str
+    rows: list[Row]
+    notes: list[str]
+    size: int
+    title: str
+    caption: str
+    request: dict[str, Any]
+
+
+def comparison(
+    suite: str,
+    a: str | None = None,
+    b: str | Sequence[str] | None = None,
+    results: str | Path = "results",
+    *,
+    family: bool = False,
+    metric: str = "final",
+    correction: str = "holm",
+    margin: float | None = None,
+    on_unreadable: Warner | None = warn_unreadable,
+) -> Comparison:
+    """Method ``a`` against each ``b`` at every column of ``suite`` (or, with ``family``, the suite file's
+    declared family), corrected by ``correction`` over the tests (docs/compare.md)."""
+    from protobench.comparison import caption, check_correction, check_margin, metric_key
+    from protobench.results import iter_records
+    from protobench.suites import available_suites, load_suite
+
+    key = metric_key(metric)
+    check_correction(correction)
+    check_margin(margin)
+    if family and (a is not None or b is not None):
+        raise UserError("--family takes A and B from the suite's 'family' key; give only SUITE")
+    if not family and (a is None or b is None):
+        raise UserError("give methods A and B (protobench compare SUITE A B), or --family for the suite's family")
+    request = {"metric": metric, "metric_key": key, "correction": correction, "margin": margin}
+    if family:
+        from protobench.comparison import check_family_request, family_comparison
+
+        declared = load_suite(suite)
+        records = list(iter_records(Path(results), declared.family_suites, on_unreadable))
+        check_family_request(records, declared, str(results))
+        rows, lines, size = family_comparison(records, declared, metric, correction, margin)
+        title = f"{declared.name}: the declared family ({size} tests), {metric} test accuracy (%)"
+        request = {"suite": declared.name, "family": True, **request}
+    else:
+        from protobench.comparison import check_request
+        from protobench.comparison import comparison as compare_rows
+
+        bs = [m.strip() for m in b.split(",")] if isinstance(b, str) else list(b or [])
+        bs = list(dict.fromkeys(m for m in bs if m))
+        records = list(iter_records(Path(results), [suite], on_unreadable))
+        check_request(records, suite, a, bs, str(results))
+        known = load_suite(suite) if suite in available_suites() else None
+        rows, lines, size = compare_rows(records, suite, a, bs, metric, known, correction, margin)
+        title = f"{suite}: A = {a} vs B = {', '.join(bs)}, {metric} test accuracy (%)"
+        request = {"suite": suite, "a": a, "b": bs, "family": False, **request}
+    return Comparison(request["suite"], rows, lines, size, title, caption(correction, size, margin, family), request)
+
+
+def compare(
+    suite: str,
+    a: str | None = None,
+    b: str | Sequence[str] | None = None,
+    results: str | Path = "results",
+    *,
+    family: bool = False,
+    metric: str = "final",
+    correction: str = "holm",
+    margin: float | None = None,
+) -> pd.DataFrame:
+    """``protobench compare``'s rows as a DataFrame (one row per B and column: means, diff, CI, p, corrected p,
+    sign-flip p, detectable difference, test, verdict); ``attrs`` holds the notes, caption and family size."""
+    found = comparison(suite, a, b, results, family=family, metric=metric, correction=correction, margin=margin)
+    frame = pd.DataFrame([row.as_dict() for row in found.rows])
+    frame.attrs.update(notes=found.notes, caption=found.caption, family_size=found.size, title=found.title)
+    return frame
