@@ -12,7 +12,7 @@ import torch
 
 from protobench import numerics, results, sharding
 from protobench.device import resolve_precision
-from protobench.methods import resolved_options
+from protobench.methods import METHODS, resolved_options
 from protobench.sharding import Shard
 from protobench.spec import CellSpec
 from protobench.suites import Suite
@@ -78,6 +78,27 @@ def spec_for(
 def cell_config(suite: Suite, cell: Cell, *, deterministic: bool, precision: str) -> dict[str, Any]:
     """The cell's config: ``cell_spec(...).config()``, the hash input its record holds."""
     return cell_spec(suite, cell, deterministic=deterministic, precision=precision).config()
+
+
+def row_specs(suite: Suite) -> dict[str, CellSpec]:
+    """Each row's ``cell_spec`` at its first cell, in the suite's row order: the method, options, loss
+    family and recipe all its cells train with (only dim, seed and ratio differ between them). Precision
+    stays as the recipe gives it; a run resolves ``auto`` for its device (``planned_cells``)."""
+    specs: dict[str, CellSpec] = {}
+    for cell in expand(suite):
+        if cell.method not in specs:
+            precision = suite.recipe_for(cell.method).precision
+            specs[cell.method] = cell_spec(suite, cell, deterministic=False, precision=precision)
+    return {row: specs[row] for row in suite.methods}
+
+
+def not_applicable(suite: Suite, cell: Cell) -> str | None:
+    """Why ``cell``'s head cannot exist, e.g. ETF below d = K-1 (a run records it n/a without training),
+    asked of the method itself; None when it can."""
+    from protobench.data import DATASETS
+
+    classes = DATASETS.get(suite.dataset).num_classes
+    return METHODS.get(suite.method_of(cell.method)).dimension_problem(classes, cell.dim)
 
 
 @dataclass(frozen=True)

@@ -47,64 +47,6 @@ def root(
     """protobench: run suites of (method x dim x seed) cells on one engine and compare them with the paper."""
 
 
-@app.command("suites")
-def suites_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the suites as JSON for scripts.")] = False,
-) -> None:
-    """List every suite: dataset, balance, classes, dims, methods, backbone, epochs, seeds."""
-    from protobench.data import DATASETS
-    from protobench.suites import available_suites, load_suite
-
-    rows = []
-    for name in available_suites():
-        suite = load_suite(name)
-        spec = DATASETS.get(suite.dataset)
-        ratios = [r for r in suite.imbalance_ratios if r is not None]
-        if ratios:  # the suite subsamples a balanced training set
-            balance = "long-tailed " + "/".join(f"{r:g}" for r in ratios)
-        else:  # or the dataset's own splits are long-tailed (ImageNet-LT)
-            balance = "long-tailed (dataset)" if spec.long_tailed else "balanced"
-        rows.append(
-            {
-                "name": suite.name,
-                "dataset": suite.dataset,
-                "balance": balance,
-                "classes": spec.num_classes,
-                "dims": list(suite.dims),
-                "methods": list(suite.methods),
-                "backbone": suite.backbone,
-                "epochs": suite.train.epochs,
-                "seeds": list(suite.seeds),
-                "description": suite.description,
-            }
-        )
-    if as_json:
-        typer.echo(json.dumps(rows, indent=1))
-        return
-    from rich.table import Table
-
-    table = Table(title="protobench suites")
-    for column in (
-        "suite",
-        "dataset",
-        "balanced / LT (ratio)",
-        "classes",
-        "dims",
-        "methods",
-        "backbone",
-        "epochs",
-        "seeds",
-    ):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r["name"], r["dataset"], r["balance"], str(r["classes"] or "?"),
-            ",".join(map(str, r["dims"])), ", ".join(r["methods"]), r["backbone"],
-            str(r["epochs"]), ",".join(map(str, r["seeds"])),
-        )  # fmt: skip
-    page_console().print(table)
-
-
 @app.command("methods")
 def methods_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the methods as JSON for scripts.")] = False,
@@ -137,6 +79,12 @@ def run_command(
     dims: Annotated[str | None, typer.Option(help="Comma-separated embedding dims, e.g. 2,8 (2..4096).")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the suite's epochs (quick runs); >= 1.")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the cells and each method's resolved recipe, then exit (nothing trains)."
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto (CUDA if present), cpu, cuda or cuda:N.")] = "auto",
     results: Annotated[Path, typer.Option(help="Results store; finished cells there are skipped.")] = Path("results"),
     data_dir: Annotated[
@@ -205,6 +153,12 @@ def run_command(
     if not checkpoint_minutes > 0:
         raise UserError(f"--checkpoint-minutes {checkpoint_minutes:g}: use a positive number of minutes, e.g. 10")
     parts = Shard.parse(shard) if shard is not None else None
+    if dry_run:  # what this run would train, counted as it plans (device, store, shard): docs/cli.md
+        from protobench.cli.suites import print_dry_run
+
+        print_dry_run(loaded, results, device=resolve_device(device), deterministic=deterministic, shard=parts,
+                      keep_stale=keep_stale)  # fmt: skip
+        return
     if environment_world_size() > 1 and jobs > 1:
         raise UserError(f"--jobs {jobs} under torchrun: each cell already uses every rank; drop --jobs")
     collective, run_device = from_environment(resolve_device(device))  # torchrun: join the ranks
@@ -259,6 +213,7 @@ def mount_subcommands() -> None:
     from protobench.cli.prototypes import app as prototypes_app
     from protobench.cli.report import report_command
     from protobench.cli.results import app as results_app
+    from protobench.cli.suites import app as suites_app
     from protobench.cli.tune import tune_command
 
     app.command("tune")(tune_command)
@@ -269,6 +224,7 @@ def mount_subcommands() -> None:
     app.add_typer(data_app, name="data", help="Where datasets are, their checksums and per-class counts.")
     app.add_typer(bench_app, name="bench")
     app.add_typer(results_app, name="results")
+    app.add_typer(suites_app, name="suites")
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -124,6 +124,12 @@ class Method(nn.Module):
         classifier row or centroid), for the diagnostics; None when a head has no such vector."""
         return None
 
+    @classmethod
+    def dimension_problem(cls, num_classes: int, dim: int) -> str | None:
+        """Why this head cannot exist at (``num_classes``, ``dim``), e.g. a simplex below d = K-1: the
+        constructor raises it as ``NotApplicable`` and a dry run counts the cell n/a. None: it can."""
+        return None
+
     def hyperparameters(self) -> dict[str, Any]:
         """The resolved hyperparameters (an attribute per key of ``defaults`` and ``later_defaults``),
         recorded with every result."""
@@ -169,13 +175,18 @@ def resolved_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {**METHODS.get(name).defaults, **changed}
 
 
+def head_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option method ``name`` is built with: ``resolved_options`` with the ``later_defaults`` it
+    leaves out of a cell's config filled back in (``create_method`` passes these; ``suites show`` prints them)."""
+    cls = METHODS.get(name)
+    return {**cls.defaults, **cls.later_defaults, **resolved_options(name, options)}
+
+
 def create_method(
     name: str, num_classes: int, dim: int, *, seed: int = 0, loss_family: str = "balanced", **options: Any
 ) -> Method:
     """Build method ``name``; ``options`` override its documented defaults (unknown ones are errors)."""
-    cls = METHODS.get(name)
-    resolved = {**cls.later_defaults, **resolved_options(name, options)}
-    return cls(num_classes, dim, seed=seed, loss_family=loss_family, **resolved)
+    return METHODS.get(name)(num_classes, dim, seed=seed, loss_family=loss_family, **head_options(name, options))
 
 
 def prototype_request(method: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:

@@ -31,11 +31,16 @@ class ETF(Method):
     def __init__(self, num_classes: int, dim: int, **base: Any) -> None:
         super().__init__(num_classes, dim, **base)
         check_loss_family("etf", self.loss_family)
-        problem = etf_dimension_problem(num_classes, dim)
+        problem = self.dimension_problem(num_classes, dim)
         if problem is not None:
             raise NotApplicable(problem)
         self.bn = nn.BatchNorm1d(dim)
         self.register_buffer("prototypes", generate("etf", num_classes, dim, self.seed))
+
+    @classmethod
+    def dimension_problem(cls, num_classes: int, dim: int) -> str | None:
+        """A simplex of K vectors needs d >= K-1 (the ETF generator's own rule)."""
+        return etf_dimension_problem(num_classes, dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return unit_rows(self.bn(z))
