@@ -15,6 +15,7 @@ from protobench.device import device_name
 from protobench.distributed import SINGLE_PROCESS, Collective
 from protobench.grid import PlannedCell, plan_suite
 from protobench.interrupts import StopOnSignal, signals_held
+from protobench.loggers import CellLogs, LogSpec
 from protobench.methods import NotApplicable
 from protobench.progress import PlainReporter, RunReporter, RunSummary
 from protobench.results import provenance
@@ -43,6 +44,7 @@ class RunOptions:
     keep_stale: bool = False  # count records made by older numerics as finished (docs/engine.md)
     shard: Shard | None = None  # this job's part of the grid (--shard I/N)
     collective: Collective = SINGLE_PROCESS  # this process's rank under torchrun (docs/distributed.md)
+    log: tuple[LogSpec, ...] = ()  # --log: live curves, each process its own loggers (docs/live-curves.md)
     lock_stale_after: float = locks.STALE_AFTER_S
 
 
@@ -185,7 +187,8 @@ def run_cells(
     data (a UserError) stops the run before any cell claims to have failed; a stop request ends the
     run after the cell in training has saved its checkpoint.
     """
-    job = CellJob(options, run, reporter, summary, stop, DataCache(options.data_dir))
+    job = CellJob(options, run, reporter, summary, stop, DataCache(options.data_dir),
+                  logs=CellLogs(options.log, reporter.warn))  # fmt: skip
 
     def train(index: int, planned: PlannedCell, held: locks.CellLock) -> bool:
         with held:
@@ -235,6 +238,7 @@ class CellJob:
     stop: StopOnSignal | None
     data: DataCache
     warned: set[str] = field(default_factory=set)
+    logs: CellLogs = field(default_factory=CellLogs)  # --log's loggers (protobench/loggers.py)
 
     def run(self, planned: PlannedCell, position: tuple[int, int]) -> bool:
         """Train one cell whose lock this process holds, resuming its checkpoint (or copy a twin's
@@ -269,6 +273,7 @@ class CellJob:
                                     row=cell.method)  # fmt: skip
         group = options.collective
         group.broadcast(("train", planned, str(loaded[1]) if loaded else None))  # the other ranks train it too
+        self.logs.start_cell(planned.path.relative_to(root).with_suffix("").as_posix(), planned.suite, planned.config)
         checkpointing = engine.Checkpointing(
             save=checkpoints.save,
             every_seconds=options.checkpoint_minutes * 60,
@@ -277,7 +282,8 @@ class CellJob:
         )
         try:
             outcome = engine.train_cell(spec, data, device=options.device, cuda_graphs=options.cuda_graphs,
-                                        progress=reporter, checkpointing=checkpointing, collective=group)  # fmt: skip
+                                        progress=self.logs.progress(reporter), checkpointing=checkpointing,
+                                        collective=group)  # fmt: skip
         except NotApplicable as reason:
             results.not_applicable(record, str(reason))
             summary.not_applicable += 1
@@ -306,6 +312,8 @@ class CellJob:
             checkpoint = checkpoints.keep_final() if options.keep_checkpoints else None
             results.complete(record, outcome, checkpoint, embeddings)
             summary.trained += 1
+        finally:
+            self.logs.end_cell()
         results.write_record(planned.path, record)
         if record["status"] != "error":  # a failed cell is retried from its last checkpoint
             checkpoints.discard()

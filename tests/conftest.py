@@ -35,6 +35,7 @@ LONG_FIRST = (
     "tests/test_shipped_suites.py",
     "tests/test_plots.py",
     "tests/cli/test_bench_cli.py",
+    "tests/test_loggers.py",
 )
 
 

@@ -158,12 +158,15 @@ def test_two_ranks_reach_the_accuracy_of_one_process_on_the_same_global_batch(tr
 
 
 def test_torchrun_writes_exactly_one_record(tmp_path, fmnist_dir):
+    # `--` before `run`: torchrun's parser reads `--log` as an abbreviation of its own `--log-dir` otherwise
     suite = tiny_suite(tmp_path / "tr.yaml", methods=["dl2pa"], dims=[3], train={"epochs": 1, "batch_size": 32})
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "protobench", "run",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "protobench", "--", "run",
                str(suite), "--results", str(tmp_path / "res"), "--data-dir", str(fmnist_dir), "--device",
-               "cpu"]  # fmt: skip
+               "cpu", "--log", f"tensorboard:{tmp_path / 'tb'}"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("*.json")]
+    assert len(list((tmp_path / "tb").rglob("events.out.tfevents.*"))) == 1  # rank 0 alone logs the curves
     assert record["status"] == "ok" and record["world_size"] == 2 and record["cuda_graphs"] is False
     assert len(re.findall(r"done: \d+ trained", done.stdout)) == 1  # rank 0 reports for both
+    assert done.stdout.count("live curves: TensorBoard") == 1

@@ -139,11 +139,19 @@ def run_command(
         str | None,
         typer.Option(help="Run only shard I of N of the grid, e.g. 0/4 (job arrays; the same split in every job)."),
     ] = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Live per-epoch curves: tensorboard[:DIR] (default DIR: <results>/tensorboard) or wandb[:PROJECT]; "
+            "repeat for both (docs/live-curves.md)."
+        ),
+    ] = None,
 ) -> None:
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.device import resolve_device
     from protobench.distributed import environment_world_size, from_environment
+    from protobench.loggers import parse_logs
     from protobench.runner import RunOptions, run_suite
     from protobench.sharding import Shard
     from protobench.suites import load_suite
@@ -153,6 +161,7 @@ def run_command(
     if not checkpoint_minutes > 0:
         raise UserError(f"--checkpoint-minutes {checkpoint_minutes:g}: use a positive number of minutes, e.g. 10")
     parts = Shard.parse(shard) if shard is not None else None
+    logs = parse_logs(log or [], results)  # a missing package is refused here, before any cell trains
     if dry_run:  # what this run would train, counted as it plans (device, store, shard): docs/cli.md
         from protobench.cli.suites import print_dry_run
 
@@ -166,10 +175,13 @@ def run_command(
         data_dir=data_dir, device=run_device, deterministic=deterministic, keep_checkpoints=keep_checkpoints,
         cuda_graphs=cuda_graphs, checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait, shard=parts,
         collective=collective, reuse=reuse, keep_stale=keep_stale,
+        log=logs,
     )  # fmt: skip
     reporter = make_reporter() if jobs == 1 else PlainReporter()
     if not collective.is_main:
         reporter = PlainReporter(stream=io.StringIO())  # rank 0 reports for all
+    for spec in logs:
+        reporter.note(spec.describe())
     try:
         summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
     finally:
