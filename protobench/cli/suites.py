@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -159,36 +161,64 @@ def row_label(suite: Suite, row: str) -> str:
 # ---------------------------------------------------------------- the grid's cells
 
 
-def grid_lines(suite: Suite, cells: list[Cell], plan: GridPlan | None, results: Path | None) -> list[str]:
-    """How many cells ``cells`` (the grid, or a shard of it) holds, which are n/a, and with ``plan`` how many
-    of them ``results`` holds finished and how many a run would train."""
+@dataclass(frozen=True)
+class GridCount:
+    """A grid's cells: ``total`` in the suite's grid, ``here`` in the part looked at (a shard, or all), the
+    n/a ones among them by row with each reason, and, counted against a results store, how many are
+    ``finished`` there and how many of those records are ``stale``; ``to_train`` is what a run would train."""
+
+    product: str
+    total: int
+    here: int
+    not_applicable: dict[str, list[str]]
+    to_train: int
+    finished: int | None = None
+    stale: int | None = None
+
+    @property
+    def n_a(self) -> int:
+        """How many of the cells looked at are n/a."""
+        return sum(map(len, self.not_applicable.values()))
+
+    def data(self) -> dict[str, Any]:
+        """The counts as JSON-ready data (`suites show --json`)."""
+        return {"cells": self.total, "cells_here": self.here, "not_applicable": self.n_a, "finished": self.finished,
+                "stale": self.stale, "to_train": self.to_train}  # fmt: skip
+
+    def lines(self, results: Path | None, keep_stale: bool) -> list[str]:
+        """The counts as lines of text (``results``: the store they were counted against)."""
+        lines = [f"cells: {self.product} = {self.total}" + (f"; this shard has {self.here}" if self.here != self.total
+                                                            else "")]  # fmt: skip
+        if self.not_applicable:
+            each = "; ".join(f"{row} x{len(why)}, e.g. {why[0]}" for row, why in self.not_applicable.items())
+            lines.append(f"n/a: {self.n_a} (a run records them n/a without training: {each})")
+        if self.finished is not None:
+            stale = ""
+            if self.stale:  # as the run's own note says it (runner.run_suite)
+                stale = f"; {self.stale} stale (made by older code), {'kept' if keep_stale else 'trained again'}"
+            lines.append(f"finished in {results}: {self.finished}{stale}")
+        lines.append(f"to train: {self.to_train}")
+        return lines
+
+
+def grid_count(suite: Suite, cells: list[Cell], plan: GridPlan | None) -> GridCount:
+    """The ``GridCount`` of ``cells`` (the grid, or a shard of it), with ``plan`` (``grid.plan_suite`` of the
+    same cells) counted against its results store."""
     from protobench.grid import not_applicable
 
     sizes = [(len(suite.methods), "methods"), (len(suite.dims), "dims"), (len(suite.seeds), "seeds")]
     if suite.long_tailed:
         sizes.append((len(suite.imbalance_ratios), "ratios"))
-    product = " x ".join(f"{n} {what if n != 1 else what[:-1]}" for n, what in sizes)
-    whole = len(suite.methods) * len(suite.dims) * len(suite.seeds) * len(suite.imbalance_ratios)
-    said = f"cells: {product} = {whole}"
-    if len(cells) != whole:
-        said += f"; this shard has {len(cells)}"
+    total = math.prod(n for n, _ in sizes)
     reasons: dict[str, list[str]] = {}
     for cell in cells:
         if (why := not_applicable(suite, cell)) is not None:
             reasons.setdefault(cell.method, []).append(why)
-    lines = [said]
-    if reasons:
-        each = "; ".join(f"{row} x{len(why)}, e.g. {why[0]}" for row, why in reasons.items())
-        lines.append(f"n/a: {sum(map(len, reasons.values()))} (recorded n/a without training: {each})")
+    product = " x ".join(f"{n} {what if n != 1 else what[:-1]}" for n, what in sizes)
     if plan is None:
-        lines.append(f"to train: {len(cells) - sum(map(len, reasons.values()))}")
-        return lines
-    todo = [p for p in plan.cells if not_applicable(suite, p.cell) is None]
-    stale = f" ({plan.stale} stale by older code, trained again)" if plan.stale and len(plan.cells) else ""
-    lines.append(f"finished in {results}: {plan.finished}{stale}")
-    lines.append(f"to train: {len(todo)}" + (f" (+{len(plan.cells) - len(todo)} n/a to record)"
-                                             if len(plan.cells) != len(todo) else ""))  # fmt: skip
-    return lines
+        return GridCount(product, total, len(cells), reasons, len(cells) - sum(map(len, reasons.values())))
+    to_train = sum(not_applicable(suite, p.cell) is None for p in plan.cells)
+    return GridCount(product, total, len(cells), reasons, to_train, plan.finished, plan.stale)
 
 
 def print_suite(suite: Suite, lines: list[str]) -> None:
@@ -215,9 +245,9 @@ def print_suite(suite: Suite, lines: list[str]) -> None:
     page_console().print(table)
 
 
-def suite_json(suite: Suite, lines: list[str]) -> dict[str, Any]:
+def suite_json(suite: Suite, count: GridCount) -> dict[str, Any]:
     """`suites show --json` of one suite."""
-    return {"name": suite.name, "path": suite.path, "cells": lines, "recipes": suite_recipes(suite)}
+    return {"name": suite.name, "path": suite.path, **count.data(), "recipes": suite_recipes(suite)}
 
 
 def print_dry_run(
@@ -232,7 +262,8 @@ def print_dry_run(
     cells = [p.cell for p in sharding.take(every, shard)]
     plan = plan_suite(suite, results, deterministic=deterministic, device=device, shard=shard,
                       keep_stale=keep_stale)  # fmt: skip
-    print_suite(suite, [*grid_lines(suite, cells, plan, results), "dry run: nothing trained, nothing written"])
+    count = grid_count(suite, cells, plan)
+    print_suite(suite, [*count.lines(results, keep_stale), "dry run: nothing trained, nothing written"])
 
 
 # ---------------------------------------------------------------- suites show
@@ -279,17 +310,17 @@ def show_command(
         return
     shown = []
     for suite in loaded:
-        lines = show_lines(suite, results, device)
+        count = show_count(suite, results, device)
         if as_json:
-            shown.append(suite_json(suite, lines))
+            shown.append(suite_json(suite, count))
         else:
-            print_suite(suite, lines)
+            print_suite(suite, count.lines(results, keep_stale=False))
     if as_json:
         typer.echo(json.dumps(shown, indent=1))
 
 
-def show_lines(suite: Suite, results: Path | None, device: str) -> list[str]:
-    """``grid_lines`` of the whole grid; with ``results``, counted as a run on ``device`` would plan it."""
+def show_count(suite: Suite, results: Path | None, device: str) -> GridCount:
+    """``grid_count`` of the whole grid; with ``results``, counted as a run on ``device`` would plan it."""
     from protobench.grid import expand
 
     plan = None
@@ -298,7 +329,7 @@ def show_lines(suite: Suite, results: Path | None, device: str) -> list[str]:
         from protobench.grid import plan_suite
 
         plan = plan_suite(suite, results, deterministic=False, device=resolve_device(device))
-    return grid_lines(suite, expand(suite), plan, results)
+    return grid_count(suite, expand(suite), plan)
 
 
 def recipes_markdown(suites: list[Suite]) -> str:

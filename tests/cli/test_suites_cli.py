@@ -75,7 +75,7 @@ def test_run_dry_run_trains_nothing_and_writes_nothing(run_cli, tmp_path, fmnist
     code, out, err = run_cli("run", suite, *common, "--dry-run")
     assert code == 0, err
     assert "cells: 2 methods x 2 dims x 1 seed = 4" in out and "finished in " in out and ": 0" in out
-    assert "to train: 3 (+1 n/a to record)" in out and "dry run: nothing trained" in out
+    assert "n/a: 1 (" in out and "to train: 3\n" in out and "dry run: nothing trained" in out
     assert not (tmp_path / "res").exists()
 
     assert run_cli("run", suite, *common, "--dims", "9")[0] == 0  # train two cells, then look again
@@ -87,7 +87,11 @@ def test_run_dry_run_trains_nothing_and_writes_nothing(run_cli, tmp_path, fmnist
     monkeypatch.setattr(protobench.runner, "run_suite", no_training)
     code, out, err = run_cli("run", suite, *common, "--dry-run")
     assert code == 0, err
-    assert f"finished in {tmp_path / 'res'}: 2" in out and "to train: 1 (+1 n/a to record)" in out
+    assert f"finished in {tmp_path / 'res'}: 2\n" in out and "to train: 1\n" in out
+    code, out, err = run_cli("suites", "show", suite, "--results", tmp_path / "res", "--device", "cpu", "--json")
+    assert code == 0 and json.loads(out)[0] | {"recipes": None} == {
+        "name": "dry", "path": str(suite), "cells": 4, "cells_here": 4, "not_applicable": 1, "finished": 2,
+        "stale": 0, "to_train": 1, "recipes": None}  # fmt: skip
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "res").rglob("*")} == files
 
 
