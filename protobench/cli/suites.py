@@ -273,7 +273,9 @@ def print_dry_run(
 def show_command(
     suites: Annotated[
         list[str] | None,
-        typer.Argument(help="Suite names (see `protobench suites`) or paths to suite YAMLs.", show_default=False),
+        typer.Argument(
+            help="Suite names (see `protobench suites`) or paths to suite YAMLs.", metavar="SUITE", show_default=False
+        ),
     ] = None,
     every: Annotated[bool, typer.Option("--all", help="Every suite `protobench suites` lists.")] = False,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods instead of the suite's.")] = None,
@@ -291,8 +293,7 @@ def show_command(
         bool, typer.Option("--md", help="Print one Markdown table of the recipes (docs/recipes.md holds --all's).")
     ] = False,
 ) -> None:
-    """Print a suite's cells and each method's resolved recipe: lr, weight decay, schedule, epochs, batch, loss,
-    options; nothing trains."""
+    """Print a suite's cells and each method's resolved recipe (lr, weight decay, schedule, epochs, loss, ...)."""
     from protobench.suites import available_suites, load_suite
 
     if every and suites:
