@@ -8,6 +8,7 @@ an unknown method, dataset or backbone is a ``UserError`` naming the file, the k
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field, fields
@@ -29,6 +30,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 PROFILES = ("exp", "step")
+#: The recipe's float keys: each must be a finite number (``.nan`` or ``.inf`` in YAML would train to NaN).
+FLOAT_RECIPE_KEYS = tuple(f.name for f in fields(TrainRecipe) if f.type in (float, "float"))
 
 
 @dataclass(frozen=True)
@@ -368,8 +371,14 @@ def check_recipe(t: TrainRecipe, source: str, key: str = "train") -> None:
     check_choice(t.optimizer, OPTIMIZERS, f"{source}: key '{key}.optimizer'")
     check_choice(t.schedule, SCHEDULES, f"{source}: key '{key}.schedule'")
     check_choice(t.precision, PRECISIONS, f"{source}: key '{key}.precision'")
+    for name in FLOAT_RECIPE_KEYS:  # a NaN passes every comparison below: refuse it (and inf) first
+        if not math.isfinite(getattr(t, name)):
+            example = f"{name}: {getattr(TrainRecipe(), name):g}"
+            raise UserError(f"{source}: key '{key}.{name}' is {getattr(t, name)}; give a finite number, e.g. {example}")
     if t.lr <= 0:
-        raise UserError(f"{source}: key '{key}.lr' must be > 0")
+        raise UserError(f"{source}: key '{key}.lr' must be > 0, got {t.lr:g}; e.g. lr: 0.1")
+    if t.weight_decay < 0:
+        raise UserError(f"{source}: key '{key}.weight_decay' must be >= 0, got {t.weight_decay:g}; e.g. 5e-4 (0: none)")
     if t.warmup_epochs < 0 or t.warmup_epochs > t.epochs:
         raise UserError(f"{source}: key '{key}.warmup_epochs' must be between 0 and epochs ({t.epochs})")
     if t.mixup_alpha < 0:

@@ -11,6 +11,7 @@ d = K-1) count for no point. Test accuracy is never read.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,13 @@ def grid_points(lrs: list[float] | None, weight_decays: list[float] | None) -> l
     """The grid in order: lr outer, weight decay inner; a UserError when it is empty or not positive."""
     if not lrs and not weight_decays:
         raise UserError("give a grid to tune: --lr 0.003,0.01,0.03,0.1 and/or --weight-decay 1e-4,5e-4")
-    if any(v <= 0 for v in lrs or []):
-        raise UserError("--lr values must be > 0, e.g. --lr 0.003,0.01,0.03,0.1")
-    if any(v < 0 for v in weight_decays or []):
-        raise UserError("--weight-decay values must be >= 0, e.g. --weight-decay 0,1e-4,5e-4")
+    # A NaN fails every comparison, so `v <= 0` alone would let `--lr nan` through: check finiteness first.
+    if bad := [v for v in lrs or [] if not (math.isfinite(v) and v > 0)]:
+        raise UserError(f"--lr values must be > 0 and finite, got {bad[0]:g}; e.g. --lr 0.003,0.01,0.03,0.1")
+    if bad := [v for v in weight_decays or [] if not (math.isfinite(v) and v >= 0)]:
+        raise UserError(
+            f"--weight-decay values must be >= 0 and finite, got {bad[0]:g}; e.g. --weight-decay 0,1e-4,5e-4"
+        )
     for flag, values in (("--lr", lrs), ("--weight-decay", weight_decays)):
         if values and len(set(values)) != len(values):
             raise UserError(f"{flag} lists a value twice; give each grid value once")

@@ -158,6 +158,9 @@ class _FirstColumnHead(Method):
         assert not self.training, "evaluate must put the head in eval mode"
         return h[:, 0].long()
 
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(h[:, 0].long(), 3).float()
+
 
 def test_evaluate_counts_overall_and_per_class_accuracy():
     # Labels 0,0,0,1,1,2 (and a second batch 2,2); predictions right for 2/3, 1/2 and 3/3.
@@ -168,6 +171,31 @@ def test_evaluate_counts_overall_and_per_class_accuracy():
     result = evaluate(backbone, head, loader, 3, contextlib.nullcontext)
     assert result.accuracy == pytest.approx(100 * 6 / 8)
     assert result.per_class == pytest.approx([100 * 2 / 3, 50.0, 100.0])
+
+
+def test_nan_scores_at_evaluation_name_the_head_and_where():
+    # predict's argmax of NaN scores is some class: without the check this "evaluates" to chance accuracy.
+    loader = [(torch.tensor([[0.0, 0, 0, 0], [1.0, 0, 0, 0]]), torch.tensor([0, 1]))]
+    head = _FirstColumnHead()
+    head.method_name = "firstcolumn"
+    head.scores = lambda h: torch.full((h.shape[0], 3), float("nan"))
+    with pytest.raises(FloatingPointError, match=r"^firstcolumn scores are NaN at evaluation \(epoch 2, split val\)$"):
+        evaluate(_Oracle(), head, loader, 3, contextlib.nullcontext, where="epoch 2, split val")
+    head.scores = lambda h: torch.full((h.shape[0], 3), float("inf"))
+    with pytest.raises(FloatingPointError, match="scores are infinite at evaluation"):
+        evaluate(_Oracle(), head, loader, 3, contextlib.nullcontext)
+
+
+def test_a_head_nan_only_in_eval_mode_fails_its_cell_at_the_first_evaluation(tmp_path, fmnist_dir, monkeypatch):
+    from protobench.engine import TrainingFailed
+    from protobench.methods.softmax import Softmax
+
+    real = Softmax.scores
+    monkeypatch.setattr(Softmax, "scores", lambda self, h: real(self, h) * (1 if self.training else float("nan")))
+    with pytest.raises(TrainingFailed) as failure:
+        run_tiny(tmp_path, fmnist_dir, train={"epochs": 2, "batch_size": 32, "lr": 0.05})
+    assert failure.value.epoch == 1
+    assert str(failure.value.cause) == "softmax scores are NaN at evaluation (epoch 1, split val)"
 
 
 # ---------------------------------------------------------------- checkpoints and resume

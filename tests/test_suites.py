@@ -66,6 +66,11 @@ def test_scientific_notation_is_a_number(tmp_path):
             {"method_recipes": {"softmax": {"cutmix_prob": -0.1}}},
             r"'method_recipes.softmax.cutmix_prob' must be between",
         ),
+        # A NaN passes every range check (each comparison is False): every float recipe key must be finite.
+        ({"train": {"mixup_alpha": float("nan")}}, r"key 'train.mixup_alpha' is nan; give a finite number"),
+        ({"train": {"momentum": float("-inf")}}, r"key 'train.momentum' is -inf; give a finite number, e.g. mom"),
+        ({"train": {"lr": 0}}, r"key 'train.lr' must be > 0, got 0; e.g. lr: 0.1"),
+        ({"method_options": {"dnc": {"temperature": 0}}}, r"'method_options.dnc': method 'dnc': temperature is 0; "),
     ],
 )
 def test_validation_errors_name_file_key_and_allowed(tmp_path, overrides, message):

@@ -1,5 +1,7 @@
 """Tuning: the grid, the selection rule (validation only), and the tuning cells in the store."""
 
+import math
+
 import pytest
 import torch
 
@@ -81,8 +83,11 @@ def test_grid_points_order_and_errors():
     for lrs, wds, message in (
         (None, None, "give a grid"),
         ([0.1, -1.0], None, "--lr values must be > 0"),
+        ([0.0], None, "--lr values must be > 0 and finite, got 0;"),  # 0 is no lr: the weights never move
+        ([math.nan], None, "--lr values must be > 0 and finite, got nan;"),
         ([0.1, 0.1], None, "--lr lists a value twice"),
         (None, [-1e-4], "--weight-decay values must be >= 0"),
+        ([0.1], [math.inf], "--weight-decay values must be >= 0 and finite, got inf;"),
     ):
         with pytest.raises(UserError, match=message):
             grid_points(lrs, wds)

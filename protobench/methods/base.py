@@ -20,7 +20,9 @@ parameters or registered buffers, updated in place, so ``state_dict()`` is its c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +43,56 @@ class NotApplicable(Exception):
     """A method cannot run at this (classes, dim) setting; the reason goes into the record as n/a."""
 
 
+@dataclass(frozen=True)
+class OptionRange:
+    """The values one option of a head may take (``Method.option_ranges``): one of ``choices``, or a
+    finite number from ``low`` to ``high`` (an end left out with ``open_low`` / ``open_high``; a whole
+    number with ``integer``; None allowed with ``none``). ``check_options`` holds every option a suite
+    sets to it when the suite is loaded, so a bad value stops the run before its first cell trains."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    integer: bool = False
+    none: bool = False
+    choices: tuple[str, ...] = ()
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """Why ``value`` is no value of option ``name`` (``momentum is 5; use 0 <= momentum < 1``), or None."""
+        if self.choices:
+            return None if value in self.choices else f"unknown {name} {value!r}; allowed: {', '.join(self.choices)}"
+        if value is None and self.none:
+            return None
+        kind = int if self.integer else int | float
+        if isinstance(value, bool) or not isinstance(value, kind) or not self.holds(value):
+            return f"{name} is {value!r}; use {self.describe(name)}"
+        return None
+
+    def holds(self, value: float) -> bool:
+        """True when the number ``value`` is finite and within the range."""
+        if not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+    def describe(self, name: str) -> str:
+        """The range in words: ``0 <= momentum < 1``, ``temperature > 0``, ``a whole number sub_centroids >= 1``."""
+        low = "" if self.low is None else f"{self.low:g} {'<' if self.open_low else '<='} "
+        high = "" if self.high is None else f" {'<' if self.open_high else '<='} {self.high:g}"
+        if self.low is not None and self.high is None:  # one bound: `temperature > 0` reads better than `0 < t`
+            low, high = "", f" {'>' if self.open_low else '>='} {self.low:g}"
+        text = f"{low}{name}{high}"
+        return f"a whole number {text}" if self.integer else text
+
+
+#: The ranges most options share.
+POSITIVE = OptionRange(low=0, open_low=True)
+NON_NEGATIVE = OptionRange(low=0)
+UNIT_INTERVAL = OptionRange(low=0, high=1, open_high=True)  # [0, 1): an EMA weight, a label smoothing
+
+
 class Method(nn.Module):
     """Base class of every classifier head. Subclasses set ``defaults`` and implement ``scores`` and
     ``loss`` (or ``step_loss``, when their bookkeeping reuses what the loss computed)."""
@@ -54,6 +106,10 @@ class Method(nn.Module):
     #: but part of a cell's config (and so its hash) only when set away from their default, so the
     #: configs of cells recorded before an option existed keep their hashes (``resolved_options``).
     later_defaults: ClassVar[dict[str, Any]] = {}
+    #: The values an option of ``defaults`` or ``later_defaults`` may take, where not every value of its
+    #: type works (an option left out takes any): checked for every option a suite sets, when the suite is
+    #: loaded, and by ``create_method``. A subclass extends its base's: ``{**Base.option_ranges, ...}``.
+    option_ranges: ClassVar[dict[str, OptionRange]] = {}
     #: The numerics version of this head (its loss, bookkeeping and prediction): bump it with any change
     #: that moves its cells' numbers, and re-make the fingerprint in the same commit (docs/engine.md,
     #: "Numerics versions"). Records made with an older version are stale and trained again.
@@ -156,14 +212,18 @@ def check_loss_family(method: str, family: str) -> None:
 
 
 def check_options(name: str, options: Mapping[str, Any], where: str = "") -> None:
-    """A UserError naming the first option ``name`` does not document, and the allowed ones."""
+    """A UserError naming the first option ``name`` does not document, and the allowed ones, or the first
+    value outside its option's range (``Method.option_ranges``) and that range."""
     cls = METHODS.get(name)
     allowed = {**cls.defaults, **cls.later_defaults}
     unknown = sorted(set(options) - set(allowed))
+    prefix = f"{where}: " if where else ""
     if unknown:
-        prefix = f"{where}: " if where else ""
         choices = ", ".join(sorted(allowed)) or "none"
         raise UserError(f"{prefix}method '{name}' has no option '{unknown[0]}'; allowed: {choices}")
+    for option, value in options.items():
+        if option in cls.option_ranges and (problem := cls.option_ranges[option].problem(option, value)):
+            raise UserError(f"{prefix}method '{name}': {problem}")
 
 
 def resolved_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from protobench.errors import UserError
-from protobench.methods.base import register_method
+from protobench.methods.base import POSITIVE, OptionRange, register_method
 from protobench.methods.prototype_head import MatchedPrototypeHead, PrototypeHead
 
 #: The generators ``prototype_kind`` may name: the paper's, HPN's, and unoptimised random unit vectors.
@@ -38,6 +37,11 @@ class DL2PA(MatchedPrototypeHead):
 
     defaults = {"t": 2.0, "momentum": 0.9}
     later_defaults: ClassVar[dict[str, Any]] = {**MatchedPrototypeHead.later_defaults, "prototype_kind": "uniform"}
+    option_ranges: ClassVar[dict[str, OptionRange]] = {
+        **MatchedPrototypeHead.option_ranges,
+        "t": POSITIVE,
+        "prototype_kind": OptionRange(choices=PROTOTYPE_KINDS),
+    }
     #: The default generator of its prototypes (the degenerate-set warning reads the option over it).
     prototype_kind: str = "uniform"
     #: Whether the assignment is re-matched after every epoch (the ablation turns it off).
@@ -46,11 +50,6 @@ class DL2PA(MatchedPrototypeHead):
     def __init__(
         self, num_classes: int, dim: int, *, t: float, momentum: float, prototype_kind: str, **base: Any
     ) -> None:
-        if prototype_kind not in PROTOTYPE_KINDS:
-            raise UserError(
-                f"method '{self.method_name}': unknown prototype_kind {prototype_kind!r}; "
-                f"allowed: {', '.join(PROTOTYPE_KINDS)}"
-            )
         options = {"t": float(t)} if prototype_kind == "uniform" else {}
         super().__init__(
             num_classes, dim, prototype_kind=prototype_kind, prototype_options=options,
@@ -71,6 +70,10 @@ class DL2PAStatic(DL2PA):
 
     rematch: ClassVar[bool] = False
     later_defaults: ClassVar[dict[str, Any]] = {**PrototypeHead.later_defaults, "prototype_kind": "uniform"}
+    option_ranges: ClassVar[dict[str, OptionRange]] = {
+        **PrototypeHead.option_ranges, "momentum": DL2PA.option_ranges["momentum"], "t": POSITIVE,
+        "prototype_kind": DL2PA.option_ranges["prototype_kind"],
+    }  # fmt: skip
 
     def __init__(self, num_classes: int, dim: int, **options: Any) -> None:
         # Never re-matched, so no matching schedule: it is not an option of this head.

@@ -18,8 +18,16 @@ import torch
 import torch.nn.functional as F
 
 from protobench.device import at_least_fp32
-from protobench.errors import UserError
-from protobench.methods.base import Method, StepMemo, check_loss_family, register_method
+from protobench.methods.base import (
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT_INTERVAL,
+    Method,
+    OptionRange,
+    StepMemo,
+    check_loss_family,
+    register_method,
+)
 from protobench.methods.losses import random_unit_rows, unit_rows
 
 
@@ -49,6 +57,14 @@ class DNC(Method):
         "sinkhorn_iterations": 10,
         "sinkhorn_epsilon": 0.05,
     }
+    option_ranges = {
+        "sub_centroids": OptionRange(low=1, integer=True),
+        "temperature": POSITIVE,
+        "momentum": UNIT_INTERVAL,
+        "compactness_weight": NON_NEGATIVE,
+        "sinkhorn_iterations": OptionRange(low=1, integer=True),
+        "sinkhorn_epsilon": POSITIVE,
+    }
 
     def __init__(
         self,
@@ -65,15 +81,6 @@ class DNC(Method):
     ) -> None:
         super().__init__(num_classes, dim, **base)
         check_loss_family("dnc", self.loss_family)
-        for name, value in (("sub_centroids", sub_centroids), ("sinkhorn_iterations", sinkhorn_iterations)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"method 'dnc': {name} must be a positive integer, got {value!r}")
-        if not float(temperature) > 0 or not float(sinkhorn_epsilon) > 0:
-            raise UserError("method 'dnc': temperature and sinkhorn_epsilon must be positive")
-        if not 0.0 <= float(momentum) < 1.0:
-            raise UserError(f"method 'dnc': momentum must be in [0, 1), got {momentum}")
-        if float(compactness_weight) < 0:
-            raise UserError(f"method 'dnc': compactness_weight must be >= 0, got {compactness_weight}")
         self.sub_centroids = sub_centroids
         self.temperature = float(temperature)
         self.momentum = float(momentum)

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from protobench.device import at_least_fp32
-from protobench.errors import UserError
-from protobench.methods.base import Method, check_loss_family, register_method
+from protobench.methods.base import POSITIVE, UNIT_INTERVAL, Method, check_loss_family, register_method
 from protobench.methods.losses import unit_rows
 from protobench.prototypes import generate
 
@@ -31,6 +30,7 @@ class EBV(Method):
     """
 
     defaults = {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
+    option_ranges = {"temperature": POSITIVE, "label_smoothing": UNIT_INTERVAL}
     #: The generator of its fixed vectors (protobench.prototypes), for the degenerate-set warning.
     prototype_kind = "ebv"
 
@@ -46,10 +46,6 @@ class EBV(Method):
     ) -> None:
         super().__init__(num_classes, dim, **base)
         check_loss_family("ebv", self.loss_family)
-        if not float(temperature) > 0:
-            raise UserError(f"method 'ebv': temperature must be positive, got {temperature}")
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise UserError(f"method 'ebv': label_smoothing must be in [0, 1), got {label_smoothing}")
         self.temperature = float(temperature)
         self.label_smoothing = float(label_smoothing)
         self.tau = None if tau is None else float(tau)

@@ -19,7 +19,7 @@ from torch import nn
 from protobench.assignment import hungarian, match
 from protobench.device import at_least_fp32
 from protobench.errors import UserError
-from protobench.methods.base import Method, StepMemo, check_loss_family
+from protobench.methods.base import POSITIVE, UNIT_INTERVAL, Method, OptionRange, StepMemo, check_loss_family
 from protobench.methods.losses import dot_regression_loss, random_unit_rows, squared_cosine_loss, unit_rows
 from protobench.prototypes import generate
 
@@ -44,6 +44,7 @@ class PrototypeHead(Method):
     """
 
     later_defaults: ClassVar[dict[str, Any]] = {"loss": "sq-cos", "tau": 0.1}
+    option_ranges: ClassVar[dict[str, OptionRange]] = {"loss": OptionRange(choices=PROTOTYPE_LOSSES), "tau": POSITIVE}
 
     def __init__(
         self,
@@ -58,7 +59,10 @@ class PrototypeHead(Method):
     ) -> None:
         super().__init__(num_classes, dim, **base)
         check_loss_family(self.method_name, self.loss_family)
-        self.loss_name, self.tau = _checked_loss(self.method_name, self.loss_family, loss, float(tau))
+        # loss and tau themselves are held to ``option_ranges``; what the family allows is checked here.
+        if loss != "sq-cos" and self.loss_family != "balanced":
+            raise UserError(f"method '{self.method_name}': loss {loss!r} is for the balanced loss family only")
+        self.loss_name, self.tau = loss, float(tau)
         # Only the long-tailed head has learnable parameters; the balanced one is parameter-free.
         self.bn = nn.BatchNorm1d(dim) if self.loss_family == "long-tailed" else None
         # The squared cosine is summed over the batch, as the paper does; cos-ce is a mean.
@@ -109,17 +113,6 @@ class PrototypeHead(Method):
         return {name: self.loss_name if name == "loss" else getattr(self, name) for name in names}
 
 
-def _checked_loss(method: str, family: str, loss: str, tau: float) -> tuple[str, float]:
-    """``loss`` and ``tau`` if valid for the loss ``family``, else a one-line UserError."""
-    if loss not in PROTOTYPE_LOSSES:
-        raise UserError(f"method '{method}': unknown loss {loss!r}; allowed: {', '.join(PROTOTYPE_LOSSES)}")
-    if loss != "sq-cos" and family != "balanced":
-        raise UserError(f"method '{method}': loss {loss!r} is for the balanced loss family only")
-    if not tau > 0:
-        raise UserError(f"method '{method}': tau must be positive, got {tau}")
-    return loss, tau
-
-
 def _refresh_after_load(module: PrototypeHead, _incompatible_keys: Any) -> None:
     """load_state_dict post-hook: the derived P[A] follows the loaded prototypes and assignment."""
     module.refresh_class_targets()
@@ -146,6 +139,12 @@ class MatchedPrototypeHead(PrototypeHead):
         "match_every_steps": 0,
         "match_steps_until_epoch": 1,
     }
+    option_ranges: ClassVar[dict[str, OptionRange]] = {
+        **PrototypeHead.option_ranges,
+        "momentum": UNIT_INTERVAL,
+        "match_every_steps": OptionRange(low=0, integer=True),
+        "match_steps_until_epoch": OptionRange(low=0, integer=True),
+    }
 
     def __init__(
         self,
@@ -158,17 +157,8 @@ class MatchedPrototypeHead(PrototypeHead):
         match_steps_until_epoch: int,
         **head: Any,
     ) -> None:
-        momentum = float(momentum)
-        if not 0.0 <= momentum < 1.0:
-            raise UserError(f"method '{self.method_name}': momentum must be in [0, 1), got {momentum}")
-        for name, value in (
-            ("match_every_steps", match_every_steps),
-            ("match_steps_until_epoch", match_steps_until_epoch),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UserError(f"method '{self.method_name}': {name} must be a whole number >= 0, got {value!r}")
         super().__init__(num_classes, dim, **head)
-        self.momentum = momentum
+        self.momentum = float(momentum)
         self.rematch = rematch
         self.match_every_steps = match_every_steps
         self.match_steps_until_epoch = match_steps_until_epoch

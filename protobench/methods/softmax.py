@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from protobench.methods.base import Method, register_method
+from protobench.methods.base import UNIT_INTERVAL, Method, register_method
 
 
 @register_method("softmax")
@@ -16,6 +16,7 @@ class Softmax(Method):
     """Linear(d, K) with bias on the embedding; softmax cross-entropy; prediction = argmax of logits."""
 
     defaults = {"label_smoothing": 0.0}
+    option_ranges = {"label_smoothing": UNIT_INTERVAL}
 
     def __init__(self, num_classes: int, dim: int, *, label_smoothing: float, **base: Any) -> None:
         super().__init__(num_classes, dim, **base)

@@ -1,6 +1,7 @@
 """Bad input through the real entry point (``run_cli`` calls protobench.cli.main.main() as the console
 script does): one line on stderr starting with ``error:`` that names the input and the fix, exit code 2,
-no traceback; or, where a row's exit is 0, one ``warning:`` line and the command carries on.
+no traceback; or, where a row's exit is 0, one ``warning:`` line and the command carries on; or, where it
+is 1, a cell fails: its line in the run's output says why, the grid goes on and stderr stays empty.
 
 The "Bad input" table in docs/cli.md mirrors ROWS, row for row and in the same order: a row added,
 dropped or reworded here is added, dropped or reworded there too.
@@ -96,6 +97,35 @@ class Inputs:
 
     def make_negative_seed(self) -> Path:
         return tiny_suite(self.tmp / "negseed.yaml", seeds=[0, -1])
+
+    def make_nan_lr(self) -> Path:
+        return tiny_suite(self.tmp / "nanlr.yaml", train={"epochs": 1, "lr": float("nan")})
+
+    def make_inf_lr(self) -> Path:
+        recipes = {"dl2pa": {"lr": float("inf")}}
+        return tiny_suite(self.tmp / "inflr.yaml", methods=["softmax", "dl2pa"], method_recipes=recipes)
+
+    def make_negative_lr(self) -> Path:
+        return tiny_suite(self.tmp / "neglr.yaml", train={"epochs": 1, "lr": -0.1})
+
+    def make_negative_wd(self) -> Path:
+        return tiny_suite(self.tmp / "negwd.yaml", train={"epochs": 1, "lr": 0.1, "weight_decay": -1e-4})
+
+    def make_option_range(self) -> Path:
+        """softmax first, then a dnc whose momentum is out of range: refused before softmax trains."""
+        options = {"dnc": {"momentum": 5}}
+        return tiny_suite(self.tmp / "optrange.yaml", methods=["softmax", "dnc"], method_options=options)
+
+    def make_variant_range(self) -> Path:
+        return tiny_suite(self.tmp / "varrange.yaml", variants={"t0": {"method": "dl2pa", "options": {"t": 0}}},
+                          methods=["softmax", "t0"])  # fmt: skip
+
+    def make_two_heads(self) -> Path:
+        """softmax and hpn at d=2 for one epoch, with the Fashion-MNIST files in {tmp}/fmnist."""
+        from tests.data.fakefiles import write_fashion_mnist
+
+        write_fashion_mnist(self.tmp / "fmnist")
+        return tiny_suite(self.tmp / "two.yaml", dims=[2], methods=["softmax", "hpn"], train={"epochs": 1, "lr": 0.05})
 
     def make_noval(self) -> Path:
         return tiny_suite(self.tmp / "noval.yaml", val_size=0)
@@ -226,6 +256,21 @@ def nothing_escaped(inputs: Inputs, out: str) -> None:
     assert not (inputs.tmp.parent / "escape").exists() and not (inputs.tmp / "escape").exists()
 
 
+def nan_scores_in_eval(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
+    """softmax's scores are NaN in eval mode only: training goes well, every evaluation does not."""
+    from protobench.methods.softmax import Softmax
+
+    real = Softmax.scores
+    monkeypatch.setattr(Softmax, "scores", lambda self, h: real(self, h) * (float("nan") if not self.training else 1))
+
+
+def failed_at_first_evaluation(inputs: Inputs, out: str) -> None:
+    """softmax's record failed in epoch 1 with the reason; hpn, in the same grid, trained."""
+    records = {r["method"]: r for r in map(json.loads, map(Path.read_text, (inputs.tmp / "res").rglob("*.json")))}
+    assert records["hpn"]["status"] == "ok" and records["softmax"]["status"] == "error"
+    assert records["softmax"]["failed_epoch"] == 1 and "NaN at evaluation" in records["softmax"]["reason"]
+
+
 def trained_from_scratch(inputs: Inputs, out: str) -> None:
     assert "resuming" not in out and "done: 1 trained" in out
 
@@ -277,6 +322,25 @@ ROWS: dict[str, Row] = {
         [["run", "{suite}", "--seeds", "-1"], ["run", "{suite}", "--seeds=0,-1"], ["run", "{negative_seed}"]],
         ("command line: seed -1 is negative; use seeds >= 0", "command line: seed -1 is negative; use seeds >= 0",
          "{negative_seed}: seed -1 is negative; use seeds >= 0"),
+    ),
+    "lr or weight decay NaN, infinite or out of range": Row(
+        [["run", "{nan_lr}", *RES], ["run", "{inf_lr}", *RES], ["run", "{negative_lr}", *RES],
+         ["run", "{negative_wd}", *RES], ["tune", "{suite}", "--lr", "0", *RES],
+         ["tune", "{suite}", "--lr", "nan", *RES], ["tune", "{suite}", "--weight-decay", "-1", *RES]],
+        ("{nan_lr}: key 'train.lr' is nan; give a finite number, e.g. lr: 0.1",
+         "{inf_lr}: key 'method_recipes.dl2pa.lr' is inf; give a finite number, e.g. lr: 0.1",
+         "{negative_lr}: key 'train.lr' must be > 0, got -0.1; e.g. lr: 0.1",
+         "{negative_wd}: key 'train.weight_decay' must be >= 0, got -0.0001; e.g. 5e-4 (0: none)",
+         "--lr values must be > 0 and finite, got 0; e.g. --lr 0.003,0.01,0.03,0.1",
+         "--lr values must be > 0 and finite, got nan; e.g. --lr 0.003,0.01,0.03,0.1",
+         "--weight-decay values must be >= 0 and finite, got -1; e.g. --weight-decay 0,1e-4,5e-4"),
+        after=nothing_written,
+    ),
+    "a method option out of its range": Row(
+        [["run", "{option_range}", *RES], ["run", "{variant_range}", *RES]],
+        ("{option_range}: key 'method_options.dnc': method 'dnc': momentum is 5; use 0 <= momentum < 1",
+         "{variant_range}: key 'variants.t0.options': method 'dl2pa': t is 0; use t > 0"),
+        after=nothing_written,
     ),
     # ---------------------------------------------------------------- the grid flags
     "unknown method": Row(
@@ -373,6 +437,11 @@ ROWS: dict[str, Row] = {
          "--log tensorboard needs the tensorboard package, which is not installed; pip install 'protobench[tensorb"),
         patch=no_log_packages, after=nothing_written,
     ),
+    "a head whose scores are NaN at evaluation": Row(
+        [["run", "{two_heads}", "--data-dir", "{tmp}/fmnist", "--device", "cpu", *RES]],
+        "FloatingPointError: softmax scores are NaN at evaluation (epoch 1, split val)", exit=1,
+        patch=nan_scores_in_eval, after=failed_at_first_evaluation,
+    ),
     "a checkpoint made for another configuration": Row(
         [["run", "{foreign_checkpoint}", "--data-dir", "{tmp}/fmnist", "--device", "cpu", *RES]],
         ".ckpt-000000003.pt was made for another configuration (hash ffffffffff, this cell ", exit=0,
@@ -456,8 +525,11 @@ def test_bad_input_says_one_line(run_cli, monkeypatch, tmp_path, row):
         code, out, err = run_cli(*(inputs.fill(a) for a in args))
         expected = inputs.fill(expected)
         assert code == row.exit, (args, err)
-        assert err.startswith("error: " if row.exit == 2 else "warning: "), (args, err)
-        assert err.count("\n") == 1 and expected in err, (args, err)
+        if row.exit == 1:  # a failed cell: said on its own line of the run's output, not as an input error
+            assert err == "" and f"error: {expected}" in out, (args, out, err)
+        else:
+            assert err.startswith("error: " if row.exit == 2 else "warning: "), (args, err)
+            assert err.count("\n") == 1 and expected in err, (args, err)
         assert "Traceback" not in out + err
         if row.after is not None:
             row.after(inputs, out)

@@ -74,3 +74,33 @@ def test_shipped_fashion_mnist_cells_keep_the_hashes_of_their_committed_records(
         precision=record["config"]["precision"],
     )
     assert config_hash(config) == record["config_hash"]
+
+
+def test_every_option_range_is_of_a_documented_option_and_holds_its_default() -> None:
+    for name in METHODS:
+        cls = METHODS.get(name)
+        documented = {**cls.defaults, **cls.later_defaults}
+        assert set(cls.option_ranges) <= set(documented), name
+        for option, allowed in cls.option_ranges.items():
+            assert allowed.problem(option, documented[option]) is None, (name, option)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "message"),
+    [
+        ("dnc", {"momentum": 5}, "method 'dnc': momentum is 5; use 0 <= momentum < 1"),
+        ("dnc", {"sub_centroids": 2.5}, "method 'dnc': sub_centroids is 2.5; use a whole number sub_centroids >= 1"),
+        ("dnc", {"sinkhorn_iterations": True}, "sinkhorn_iterations is True; use a whole number"),
+        ("ebv", {"temperature": 0}, "method 'ebv': temperature is 0; use temperature > 0"),
+        ("softmax", {"label_smoothing": 1.0}, "method 'softmax': label_smoothing is 1.0; use 0 <= label_smoothing < 1"),
+        ("dl2pa", {"t": float("nan")}, "method 'dl2pa': t is nan; use t > 0"),
+        ("hpn", {"loss": "ce"}, "method 'hpn': unknown loss 'ce'; allowed: sq-cos, cos-ce"),
+        ("hpn-dynamic", {"match_every_steps": -1}, "match_every_steps is -1; use a whole number match_every_steps"),
+    ],
+)
+def test_an_option_out_of_its_range_is_one_error_naming_the_range(method, options, message) -> None:
+    with pytest.raises(UserError) as refused:
+        check_options(method, options, where="s.yaml: key 'method_options'")
+    assert str(refused.value).startswith("s.yaml: key 'method_options': ") and message in str(refused.value)
+    with pytest.raises(UserError, match="use |allowed: "):
+        create_method(method, 10, 16, **options)  # the same check where a head is built
