@@ -8,6 +8,7 @@ reaches each as ``pb.load_results``, ``pb.report`` and ``pb.compare``.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,18 @@ def export(
     return frame
 
 
+def suite_argument(name_or_path: str) -> tuple[str, Suite | None]:
+    """(the name its records are stored under, its suite file) of a SUITE argument: a suite file's path (records
+    under its ``name:``, as ``run`` writes them) or a name (its shipped file when there is one, else None)."""
+    from protobench.suites import available_suites, load_suite
+
+    looks_like_path = Path(name_or_path).suffix in (".yaml", ".yml") or "/" in name_or_path or os.sep in name_or_path
+    if looks_like_path or name_or_path in available_suites():
+        loaded = load_suite(name_or_path)
+        return loaded.name, loaded
+    return name_or_path, None
+
+
 @dataclass
 class Report:
     """What ``protobench report`` shows: a table per suite and metric, the records read, and each suite's file."""
@@ -147,15 +160,20 @@ def report_tables(
     device: str | None = None,
     known: dict[str, Suite] | None = None,
     on_unreadable: Warner | None = warn_unreadable,
+    correction: str = "holm",
 ) -> Report:
-    """The tables ``protobench report`` renders: of ``suite`` (default: every suite in the store), of the
-    ``metric`` names ``--metric`` takes (default: final and val-selected), only records whose device
-    contains ``device``, each cell marked against method ``vs``. UserError when nothing is finished."""
+    """The tables ``protobench report`` renders: of ``suite`` (names or suite files; default: every suite in the
+    store), of the ``metric`` names ``--metric`` takes (default: final and val-selected), only records whose
+    device contains ``device``, each cell marked against method ``vs`` with the p-values of a table corrected
+    together by ``correction`` (docs/compare.md). UserError when nothing is finished."""
+    from protobench.comparison import check_correction
     from protobench.report_tables import build_tables, resolve_metrics
     from protobench.results import iter_records
     from protobench.suites import available_suites, load_suite
 
-    names = [suite] if isinstance(suite, str) else list(suite or [])
+    check_correction(correction)
+    given = dict(suite_argument(name) for name in ([suite] if isinstance(suite, str) else list(suite or [])))
+    names = list(given)
     records = list(iter_records(Path(results), names or None, on_unreadable))
     wanted = [metric] if isinstance(metric, str) else list(metric or [])
     metrics = [name.strip() for text in wanted for name in text.split(",") if name.strip()]
@@ -168,9 +186,10 @@ def report_tables(
         records = [r for r in records if device.lower() in str(r.get("device", "")).lower()]
     names = names or sorted({r["suite"] for r in records})
     suites: dict[str, Suite | None] = {}
-    for name in names:
-        suites[name] = (known or {}).get(name) or (load_suite(name) if name in available_suites() else None)
-    tables = build_tables(records, suites, vs, keys)
+    for name in names:  # run's own suite (its flags applied) first, then the file named on the command line
+        suites[name] = (known or {}).get(name) or given.get(name)
+        suites[name] = suites[name] or (load_suite(name) if name in available_suites() else None)
+    tables = build_tables(records, suites, vs, keys, correction)
     if not tables:
         where = f"for {', '.join(names) or 'any suite'} under {results}"
         if keys:
@@ -189,11 +208,13 @@ def report(
     metric: str | Sequence[str] | None = None,
     vs: str | None = None,
     device: str | None = None,
+    correction: str = "holm",
 ) -> pd.DataFrame:
     """``protobench report``'s cells as one long DataFrame: suite, metric, method, column, mean, std, n, status,
-    the paper's figure and check where a suite has one, and the ``vs`` marker. ``attrs["titles"]`` and
-    ``attrs["notes"]`` hold each table's title and notes, keyed by (suite, metric)."""
-    built = report_tables(suite, results, metric=metric, vs=vs, device=device)
+    the paper's figure and check where a suite has one, and the ``vs`` marker (``correction`` over each
+    table's cells). ``attrs["titles"]`` and ``attrs["notes"]`` hold each table's title and notes, keyed by
+    (suite, metric)."""
+    built = report_tables(suite, results, metric=metric, vs=vs, device=device, correction=correction)
     frames = [table.cells.assign(suite=table.suite, metric=table.metric) for table in built.tables]
     frame = pd.concat(frames, ignore_index=True)
     leading = ["suite", "metric", "method", "column", "mean", "std", "n", "status"]
@@ -228,11 +249,12 @@ def comparison(
     margin: float | None = None,
     on_unreadable: Warner | None = warn_unreadable,
 ) -> Comparison:
-    """Method ``a`` against each ``b`` at every column of ``suite`` (or, with ``family``, the suite file's
-    declared family), corrected by ``correction`` over the tests (docs/compare.md)."""
+    """Method ``a`` against each ``b`` at every column of ``suite`` (a name, or a suite file whose ``name:`` the
+    records are stored under; or, with ``family``, the suite file's declared family), corrected by
+    ``correction`` over the tests (docs/compare.md)."""
     from protobench.comparison import caption, check_correction, check_margin, metric_key
     from protobench.results import iter_records
-    from protobench.suites import available_suites, load_suite
+    from protobench.suites import load_suite
 
     key = metric_key(metric)
     check_correction(correction)
@@ -243,7 +265,7 @@ def comparison(
         raise UserError("give methods A and B (protobench compare SUITE A B), or --family for the suite's family")
     request = {"metric": metric, "metric_key": key, "correction": correction, "margin": margin}
     if family:
-        from protobench.comparison import check_family_request, family_comparison
+        from protobench.comparison import family_comparison
 
         declared = load_suite(suite)
         records = list(iter_records(Path(results), declared.family_suites, on_unreadable))
@@ -252,18 +274,19 @@ def comparison(
         title = f"{declared.name}: the declared family ({size} tests), {metric} test accuracy (%)"
         request = {"suite": declared.name, "family": True, **request}
     else:
-        from protobench.comparison import check_request
         from protobench.comparison import comparison as compare_rows
 
         bs = [m.strip() for m in b.split(",")] if isinstance(b, str) else list(b or [])
         bs = list(dict.fromkeys(m for m in bs if m))
-        records = list(iter_records(Path(results), [suite], on_unreadable))
-        check_request(records, suite, a, bs, str(results))
-        known = load_suite(suite) if suite in available_suites() else None
-        rows, lines, size = compare_rows(records, suite, a, bs, metric, known, correction, margin)
-        title = f"{suite}: A = {a} vs B = {', '.join(bs)}, {metric} test accuracy (%)"
-        request = {"suite": suite, "a": a, "b": bs, "family": False, **request}
-    return Comparison(request["suite"], rows, lines, size, title, caption(correction, size, margin, family), request)
+        name, known = suite_argument(suite)
+        records = list(iter_records(Path(results), [name], on_unreadable))
+        check_request(records, name, a, bs, str(results))
+        rows, lines, size = compare_rows(records, name, a, bs, metric, known, correction, margin)
+        title = f"{name}: A = {a} vs B = {', '.join(bs)}, {metric} test accuracy (%)"
+        request = {"suite": name, "a": a, "b": bs, "family": False, **request}
+    tested = sum(row.tested for row in rows)
+    footnote = caption(correction, size, margin, family, tested)
+    return Comparison(request["suite"], rows, lines, size, title, footnote, {**request, "tested": tested})
 
 
 def compare(
@@ -283,3 +306,33 @@ def compare(
     frame = pd.DataFrame([row.as_dict() for row in found.rows])
     frame.attrs.update(notes=found.notes, caption=found.caption, family_size=found.size, title=found.title)
     return frame
+
+
+def check_request(records: list[dict[str, Any]], suite_name: str, a: str, bs: list[str], where: str) -> None:
+    """UserError unless the suite has records, A and every B have some, and A is not among the Bs."""
+    if not bs:
+        raise UserError("give at least one method B to compare A with")
+    if a in bs:
+        raise UserError(f"A '{a}' is also among B ({', '.join(bs)}); compare it with other methods")
+    mine = [r for r in records if r.get("suite") == suite_name]
+    if not mine:
+        raise UserError(f"no records of suite {suite_name} under {where}; run it first")
+    present = sorted({r["method"] for r in mine})
+    for method in (a, *bs):
+        if method not in present:
+            raise UserError(
+                f"method '{method}' has no records of suite {suite_name} under {where}"
+                f"{did_you_mean(method, present)}; methods there: {', '.join(present)}"
+            )
+
+
+def check_family_request(records: list[dict[str, Any]], suite: Suite, where: str) -> None:
+    """UserError unless ``suite`` declares a family and some of the suites it names have records."""
+    if not suite.family:
+        raise UserError(
+            f"suite {suite.name} declares no family; add a 'family' key to {suite.path or 'its file'} "
+            "(docs/compare.md) or give methods A and B"
+        )
+    names = suite.family_suites
+    if not any(r.get("suite") in names for r in records):
+        raise UserError(f"no records of suite {' or '.join(names)} under {where}; run the family's suites first")

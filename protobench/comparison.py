@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from protobench.errors import UserError, did_you_mean
+from protobench.errors import UserError
 from protobench.stats import CORRECTIONS, adjust, detectable_difference, equivalence_p, strictest_alpha
 from protobench.suites import Suite
-from protobench.tables import latest_setting, provenance_notes
+from protobench.tables import correction_rule, latest_setting, provenance_notes
 
 METRIC_KEYS = {"final": "test_accuracy", "val-selected": "test_accuracy_at_best_val"}
 CONFIDENCE = 0.95
@@ -342,48 +342,17 @@ def reader_notes(found: dict[tuple[str, str], Cell], rows: list[Row]) -> list[st
     return lines
 
 
-def check_request(records: list[dict[str, Any]], suite_name: str, a: str, bs: list[str], where: str) -> None:
-    """UserError unless the suite has records, A and every B have some, and A is not among the Bs."""
-    if not bs:
-        raise UserError("give at least one method B to compare A with")
-    if a in bs:
-        raise UserError(f"A '{a}' is also among B ({', '.join(bs)}); compare it with other methods")
-    mine = [r for r in records if r.get("suite") == suite_name]
-    if not mine:
-        raise UserError(f"no records of suite {suite_name} under {where}; run it first")
-    present = sorted({r["method"] for r in mine})
-    for method in (a, *bs):
-        if method not in present:
-            raise UserError(
-                f"method '{method}' has no records of suite {suite_name} under {where}"
-                f"{did_you_mean(method, present)}; methods there: {', '.join(present)}"
-            )
-
-
-def check_family_request(records: list[dict[str, Any]], suite: Suite, where: str) -> None:
-    """UserError unless ``suite`` declares a family and some of the suites it names have records."""
-    if not suite.family:
-        raise UserError(
-            f"suite {suite.name} declares no family; add a 'family' key to {suite.path or 'its file'} "
-            "(docs/compare.md) or give methods A and B"
-        )
-    names = suite.family_suites
-    if not any(r.get("suite") in names for r in records):
-        raise UserError(f"no records of suite {' or '.join(names)} under {where}; run the family's suites first")
-
-
-CORRECTION_NAMES = {"none": "uncorrected", "holm": "Holm", "bh": "Benjamini-Hochberg"}
-
-
-def caption(correction: str, size: int, margin: float | None, family: bool) -> str:
-    """The footnote of the table: the tests, the correction applied over the family and the verdict rule."""
+def caption(correction: str, size: int, margin: float | None, family: bool, tested: int | None = None) -> str:
+    """The footnote of the table: the tests, the correction applied over the family and the verdict rule; one
+    line instead when no row was ``tested`` (no family to correct, no verdict to give)."""
     alpha = f"{ALPHA:g}"
+    if tested == 0:
+        return (
+            f"diff = A - B. No row has a test: none has both cells finished with at least {MIN_SEEDS} seeds "
+            "(or pairs), so there is no interval, p-value, correction or verdict (docs/compare.md)."
+        )
     which = "the suite's declared family" if family else "this table"
-    adjusted = (
-        "p adj = p (t), no correction for multiple comparisons"
-        if correction == "none"
-        else f"p adj = p (t) {CORRECTION_NAMES[correction]}-adjusted over the {size} test(s) of {which}"
-    )
+    adjusted = "p adj = p (t)" + ("," if correction == "none" else "") + f" {correction_rule(correction, size, which)}"
     level = alpha if correction == "none" else f"{alpha}/{size}"
     equivalent = f"; equivalent within +-{margin:g} when the TOST p < {alpha}" if margin is not None else ""
     return (

@@ -29,13 +29,14 @@ def format_cell(row: pd.Series, digits: int = 2) -> str:
     return {"n/a": "n/a"}.get(row["status"], "-")
 
 
-#: How the delta column shows ``report.paper_check``: the paper's figure against our 95% interval of the mean.
-PAPER_CI_LABELS = {"in": "in CI", "out": "out of CI"}
+#: How the delta column shows ``report_tables.paper_check``: the paper's figure (one run) against our 95%
+#: prediction interval for one new run (docs/compare.md, "The paper column of report").
+PAPER_PI_LABELS = {"in": "in PI", "out": "out of PI"}
 
 
 def paper_delta(delta: float, check: str | None) -> str:
-    """``-1.50 (in CI)``: our mean minus the paper's, and whether the paper's figure is in our 95% interval."""
-    return f"{delta:+.2f}" + (f" ({PAPER_CI_LABELS.get(check, check)})" if isinstance(check, str) else "")
+    """``-1.50 (in PI)``: our mean minus the paper's, and whether the paper's figure is in our prediction interval."""
+    return f"{delta:+.2f}" + (f" ({PAPER_PI_LABELS.get(check, check)})" if isinstance(check, str) else "")
 
 
 def grid(table: Table) -> tuple[list[str], list[list[str]], set[tuple[int, int]]]:
@@ -64,7 +65,7 @@ def grid(table: Table) -> tuple[list[str], list[list[str]], set[tuple[int, int]]
                 has = paper is not None and not (isinstance(paper, float) and math.isnan(paper))
                 line.append(f"{paper:.2f}" if has else "-")
                 line.append(
-                    paper_delta(row["mean"] - paper, row.get("paper_ci")) if has and row["status"] == "ok" else "-"
+                    paper_delta(row["mean"] - paper, row.get("paper_pi")) if has and row["status"] == "ok" else "-"
                 )
         rows.append(line)
     return header, rows, bold

@@ -13,13 +13,14 @@ from typing import Any
 import pandas as pd
 
 from protobench.errors import UserError, did_you_mean
-from protobench.stats import mean_interval
+from protobench.stats import prediction_interval
 from protobench.suites import Suite
 from protobench.tables import (
     ALIASES,
     DEFAULT_METRICS,
     PAPER_CHECK_MIN_SEEDS,
     Table,
+    correction_rule,
     is_number,
     latest_setting,
     metric_info,
@@ -75,7 +76,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
             paper = (suite.paper.get(method, {}).get(column) if suite else None) if metric == "test_accuracy" else None
             row: dict[str, Any] = {"method": method, "column": column, "mean": None, "std": None, "n": 0}
             row["paper"] = paper
-            row["paper_ci"] = None  # in | out | n < 3: the paper's figure against our 95% interval (paper_check)
+            row["paper_pi"] = None  # in | out | n < 3: the paper's figure against our prediction interval
             if not group:
                 row["status"] = "missing"
             else:
@@ -94,7 +95,7 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
                     values = [float(value) for _, value in ok]
                     row.update(status="ok", mean=sum(values) / len(values), n=len(values))
                     row["std"] = pd.Series(values).std(ddof=1) if len(values) > 1 else 0.0
-                    row["paper_ci"] = paper_check(values, paper)
+                    row["paper_pi"] = paper_check(values, paper)
                 elif any(r.get("status") == "n/a" for r in chosen):
                     row["status"] = "n/a"
                     reason = next(r.get("reason") for r in chosen if r.get("status") == "n/a")
@@ -119,11 +120,8 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
     cells = pd.DataFrame(rows)
     if not (cells["status"] == "ok").any():
         return None
-    if cells["paper_ci"].notna().any():
-        notes.append(
-            "delta = our mean - paper; (in CI) / (out of CI): the paper's figure inside / outside the 95% t interval "
-            f"of our mean over seeds; (n < {PAPER_CHECK_MIN_SEEDS}): too few seeds for one (docs/compare.md)"
-        )
+    if cells["paper_pi"].notna().any():
+        notes.append(paper_note(suite.paper_source if suite else ""))
     if empty := [c for c in columns if (cells.loc[cells["column"] == c, "status"] == "missing").all()]:
         named = ", ".join(f"d={c}" if c.isdigit() else c for c in empty)
         notes.append(f"no records at {named} (- in every row): the suite has them, none has been run yet")
@@ -134,14 +132,30 @@ def summarise(suite_name: str, records: list[dict[str, Any]], metric: str, suite
 
 
 def paper_check(values: list[float], paper: float | None) -> str | None:
-    """Whether the paper's figure lies in the 95% one-sample t interval of the mean of ``values``: ``in``,
-    ``out``, or ``n < 3`` with fewer seeds; None without a paper figure."""
+    """Whether the paper's figure, one run, lies in the 95% prediction interval for one new run of ours (the
+    t interval of ``values`` widened by sqrt(1 + 1/n), docs/compare.md): ``in``, ``out``, or ``n < 3`` with
+    fewer seeds; None without a paper figure."""
     if paper is None:
         return None
     if len(values) < PAPER_CHECK_MIN_SEEDS:
         return f"n < {PAPER_CHECK_MIN_SEEDS}"
-    low, high = mean_interval(values)
+    low, high = prediction_interval(values)
     return "in" if low <= paper <= high else "out"
+
+
+def paper_note(source: str) -> str:
+    """The note under a table with a paper column: what the delta and its mark mean, and where the paper's figure
+    comes from; a figure taken at the best test epoch (the suite's ``paper_source`` says so) is named as such."""
+    text = (
+        "delta = our mean - paper; (in PI) / (out of PI): the paper's figure inside / outside the 95% prediction "
+        f"interval for one new run of ours (t x s x sqrt(1 + 1/n)); (n < {PAPER_CHECK_MIN_SEEDS}): too few seeds "
+        "for one"
+    )
+    if "best test epoch" in source.lower():
+        text += f"; the paper reports one run, selected at its best test epoch ({source})"
+    elif source:
+        text += f"; the paper's figures: {source}"
+    return text + " (docs/compare.md)"
 
 
 def render(tables: list[Table], fmt: str, images: Sequence[str | Path] | None = None) -> str:
@@ -160,23 +174,29 @@ def build_tables(
     suites: dict[str, Suite | None],
     vs: str | None = None,
     metrics: Sequence[str] | None = None,
+    correction: str = "holm",
 ) -> list[Table]:
     """A table per suite and metric (record keys; default: the final-epoch and, where validation exists, the
-    validation-selected accuracy); with ``vs``, every other method's cells marked by ``compare``'s verdict."""
+    validation-selected accuracy); with ``vs``, every other method's cells marked by ``compare``'s verdict, the
+    p-values of each table corrected together by ``correction``."""
     tables = []
     for name, suite in suites.items():
         for metric in metrics or DEFAULT_METRICS:
             if (table := summarise(name, records, metric, suite)) is not None:
                 if vs is not None:
-                    mark_against(table, records, vs, suite)
+                    mark_against(table, records, vs, suite, correction)
                 tables.append(table)
     return tables
 
 
-def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Suite | None) -> None:
-    """Add to each cell of ``table`` the verdict of its method against ``vs`` (>, <, ~; none with too few seeds).
-    ``compare`` knows the accuracy metrics only: other tables get a note instead of markers."""
-    from protobench.comparison import METRIC_KEYS, NO_EVIDENCE, compare
+def mark_against(
+    table: Table, records: list[dict[str, Any]], vs: str, suite: Suite | None, correction: str = "holm"
+) -> None:
+    """Add to each cell of ``table`` the verdict of its method against ``vs`` (>, <, ~; none with too few seeds),
+    as ``compare`` gives it: one call over every cell of the table, so its family is the table's tested cells,
+    corrected by ``correction`` (docs/compare.md). ``compare`` knows the accuracy metrics only: other tables
+    get a note instead of markers."""
+    from protobench.comparison import ALPHA, METRIC_KEYS, MIN_SEEDS, NO_EVIDENCE, comparison
 
     metric = next((name for name, key in METRIC_KEYS.items() if key == table.metric), None)
     if metric is None:
@@ -187,8 +207,9 @@ def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Su
     if vs not in table.methods or not others:
         table.notes.append(f"--vs {vs}: no records of {vs} in this table")
         return
+    rows, _, size = comparison(records, table.suite, vs, others, metric, suite, correction)
     marks = {}
-    for row in compare(records, table.suite, vs, others, metric, suite, correction="none"):
+    for row in rows:
         if row.verdict == f"{row.b} better":
             marks[row.b, row.column] = VS_MARKERS["better"]
         elif row.verdict == f"{vs} better":
@@ -198,7 +219,14 @@ def mark_against(table: Table, records: list[dict[str, Any]], vs: str, suite: Su
     table.cells["marker"] = [
         marks.get((m, c), "") for m, c in zip(table.cells["method"], table.cells["column"], strict=True)
     ]
+    if not any(row.tested for row in rows):
+        table.notes.append(
+            f"vs {vs}: no cell has a test (each needs at least {MIN_SEEDS} seeds of its method and of {vs}), "
+            "so none is marked (docs/compare.md)"
+        )
+        return
+    rule = correction_rule(correction, size, "this table")
     table.notes.append(
-        f"vs {vs}: > better, < worse, ~ no evidence (95% CI of the difference, paired by seed where the seeds "
-        "match, else Welch; each cell uncorrected; unmarked: fewer than 3 seeds); docs/compare.md"
+        f"vs {vs}: > better, < worse (p adj < {ALPHA:g}), ~ no evidence; p adj = p (t) {rule} (paired t by seed "
+        f"where the seeds match, else Welch; unmarked: fewer than {MIN_SEEDS} seeds); docs/compare.md"
     )

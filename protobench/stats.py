@@ -2,7 +2,8 @@
 
 Multiple-comparison corrections (Holm, Benjamini-Hochberg), the smallest difference a two-sided t-test
 detects with a given power (exact, by the noncentral t distribution), the two one-sided tests of
-equivalence (TOST) and the one-sample t interval of a mean. The rules that use them are in docs/compare.md.
+equivalence (TOST), the one-sample t interval of a mean and the t prediction interval for one new value. The
+rules that use them are in docs/compare.md.
 """
 
 from __future__ import annotations
@@ -109,4 +110,17 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
         raise ValueError(f"a t interval needs at least 2 values, got {n}")
     mean = float(array.mean())
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float(array.std(ddof=1)) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def prediction_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The t prediction interval for one new value drawn like ``values`` (at least 2):
+    mean +- t_(1-(1-c)/2, n-1) * sd * sqrt(1 + 1/n). It holds a single new run with probability ``confidence``
+    under normal seed noise; the interval of the mean (``mean_interval``) is sqrt(n + 1) times narrower."""
+    array = np.asarray(values, dtype=float)
+    n = len(array)
+    if n < 2:
+        raise ValueError(f"a prediction interval needs at least 2 values, got {n}")
+    mean = float(array.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float(array.std(ddof=1)) * math.sqrt(1 + 1 / n)
     return mean - half, mean + half

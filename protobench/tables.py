@@ -47,13 +47,24 @@ METRICS: dict[str, Metric] = {
     ),
     "ece": Metric("ece (expected calibration error, 15 bins, lower = better calibrated)", "lower", 3),
 }
-#: Fewer seeds than this: the paper column says "n < 3" instead of whether the paper's figure is in our interval.
+#: Fewer seeds than this: the paper column says "n < 3" instead of whether the paper's figure is in our
+#: prediction interval.
 PAPER_CHECK_MIN_SEEDS = 3
 #: The tables a report shows without ``--metric``.
 DEFAULT_METRICS = ("test_accuracy", "test_accuracy_at_best_val")
 #: ``--metric`` names besides the record keys (the same names as ``protobench compare --metric``).
 ALIASES = {"final": "test_accuracy", "val-selected": "test_accuracy_at_best_val"}
 FORMATS = ("md", "csv", "latex", "html")
+#: How captions name each ``--correction``: ``compare``'s and the notes of ``report --vs`` (docs/compare.md).
+CORRECTION_NAMES = {"none": "uncorrected", "holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def correction_rule(correction: str, size: int, which: str) -> str:
+    """How p-values were corrected, as a caption says it: ``Holm-adjusted over the 28 test(s) of this table``, or
+    ``no correction for multiple comparisons``; ``which`` names the family."""
+    if correction == "none":
+        return "no correction for multiple comparisons"
+    return f"{CORRECTION_NAMES[correction]}-adjusted over the {size} test(s) of {which}"
 
 
 def metric_info(key: str) -> Metric:
@@ -83,7 +94,7 @@ class Table:
     suite: str
     metric: str
     title: str
-    cells: pd.DataFrame  # long form: method, column, mean, std, n, paper, paper_ci, status
+    cells: pd.DataFrame  # long form: method, column, mean, std, n, paper, paper_pi, status
     methods: list[str]
     columns: list[str]
     notes: list[str]

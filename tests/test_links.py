@@ -101,7 +101,7 @@ def test_the_check_finds_a_planted_bad_link() -> None:
 
 def test_heading_ids_follow_githubs_rules() -> None:
     assert slug("The paper column of `report`") == "the-paper-column-of-report"
-    assert slug("What \"no evidence\" could have seen: the detectable difference") == (
+    assert slug('What "no evidence" could have seen: the detectable difference') == (
         "what-no-evidence-could-have-seen-the-detectable-difference"
     )
     assert slug("Equivalence: `--margin M`") == "equivalence---margin-m"

@@ -89,16 +89,36 @@ def test_paper_column_and_delta(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("paper", "check"), [(81.5, "in CI"), (86.9, "in CI"), (87.0, "out of CI"), (77.0, "out of CI")]
+    ("paper", "check"),
+    [(81.5, "in PI"), (77.0, "in PI"), (91.9, "in PI"), (92.0, "out of PI"), (72.0, "out of PI")],
 )
-def test_the_delta_says_whether_the_paper_figure_is_in_our_95_percent_interval(tmp_path, paper, check):
-    # 80, 82, 84: mean 82, sd 2, so the interval is 82 +- t(0.975, 2) * 2 / sqrt(3) = [77.03, 86.97]
+def test_the_delta_says_whether_the_paper_figure_is_in_our_95_percent_prediction_interval(tmp_path, paper, check):
+    # 80, 82, 84: mean 82, sd 2, so one new run lies in 82 +- t(0.975, 2) * 2 * sqrt(1 + 1/3) = [72.06, 91.94];
+    # 77.0 is outside the interval of the mean (82 +- 4.97) but inside this one: one run varies more than a mean
     path = tiny_suite(tmp_path / "p.yaml", methods=["softmax"], dims=[2], paper={"softmax": {2: paper}})
     records = [dict(record("softmax", 2, s, acc), suite="p") for s, acc in enumerate([80.0, 82.0, 84.0])]
     (table,) = build_tables(records, {"p": load_suite(str(path))})
     text = render([table], "md")
     assert f"| {paper:.2f} | {82.0 - paper:+.2f} ({check}) |" in text
-    assert any(n.startswith("delta = our mean - paper; (in CI) / (out of CI)") for n in table.notes)
+    (note,) = [n for n in table.notes if n.startswith("delta = our mean - paper; (in PI) / (out of PI)")]
+    assert "95% prediction interval for one new run of ours (t x s x sqrt(1 + 1/n))" in note
+    assert "best test epoch" not in note  # the suite does not say how its figures were chosen
+    assert pd.read_csv(io.StringIO(render([table], "csv")))["paper_pi"].tolist() == [check.split()[0]]
+
+
+def test_the_paper_note_says_when_the_figure_was_chosen_on_test(tmp_path):
+    source = "authors' README (ResNet-32; best test epoch of one run)"
+    path = tiny_suite(tmp_path / "p.yaml", methods=["softmax"], dims=[2], paper={"softmax": {2: 81.5}},
+                      paper_source=source)  # fmt: skip
+    records = [dict(record("softmax", 2, s, acc), suite="p") for s, acc in enumerate([80.0, 82.0, 84.0])]
+    (table,) = build_tables(records, {"p": load_suite(str(path))})
+    assert table.notes[-1].endswith(
+        f"; the paper reports one run, selected at its best test epoch ({source}) (docs/compare.md)"
+    )
+    path = tiny_suite(tmp_path / "p.yaml", methods=["softmax"], dims=[2], paper={"softmax": {2: 81.5}},
+                      paper_source="HPN paper (Mettes et al. 2019)")  # fmt: skip
+    (table,) = build_tables(records, {"p": load_suite(str(path))})
+    assert table.notes[-1].endswith("; the paper's figures: HPN paper (Mettes et al. 2019) (docs/compare.md)")
 
 
 def test_csv_and_latex(suite, tmp_path):
@@ -154,11 +174,75 @@ def test_vs_marks_each_cell_with_its_verdict_against_the_method(tmp_path):
     assert "| softmax | 81.02 +- 7.91 (5) > | 82.00 +- 1.58 (5) ~ |" in text
     assert "| hpn | 77.98 +- 7.90 (5) < | 80.00 +- 0.00 (2) |" in text
     assert "| dl2pa | 80.00 +- 7.91 (5) | 82.00 +- 1.58 (5) |" in text
-    assert any(n.startswith("vs dl2pa: > better, < worse, ~ no evidence") for n in table.notes)
+    assert any(n.startswith("vs dl2pa: > better, < worse (p adj < 0.05), ~ no evidence") for n in table.notes)
     latex = render([table], "latex")
     assert "(5) $>$" in latex and "(5) $\\sim$" in latex and "(5) $<$" in latex
     (plain,) = build_tables(records, {"s": suite})
     assert " >" not in render([plain], "md")
+
+
+def holm_store():
+    """softmax above dl2pa by 1, 2, 0.5, 1.5, 0.2 at d=2 (paired p = 0.033) and a tie at d=4 (p = 1): better at
+    d=2 uncorrected, no evidence once the table's two tests are corrected together."""
+    records = []
+    for seed, (base, gain) in enumerate(zip([70.0, 80.0, 90.0, 75.0, 85.0], [1.0, 2.0, 0.5, 1.5, 0.2], strict=True)):
+        records += [record("dl2pa", 2, seed, base), record("softmax", 2, seed, base + gain)]
+        records += [record("dl2pa", 4, seed, 80.0 + seed), record("softmax", 4, seed, 80.0 + (seed * 3) % 5)]
+    return records
+
+
+def test_vs_marks_follow_compares_correction_over_the_tables_cells_and_the_note_names_it(suite):
+    from protobench.comparison import compare
+
+    (table,) = build_tables(holm_store(), {"s": suite}, vs="dl2pa")
+    text = render([table], "md")
+    assert "| softmax | 81.04 +- 7.57 (5) ~ | 82.00 +- 1.58 (5) ~ |" in text
+    rows = compare(holm_store(), "s", "dl2pa", ["softmax"], "final", suite)  # compare's default: Holm
+    assert [r.verdict for r in rows] == ["no evidence", "no evidence"]
+    assert rows[0].p_value == pytest.approx(0.0334, abs=1e-4) and rows[0].p_adjusted == pytest.approx(0.0667, 1e-3)
+    (note,) = [n for n in table.notes if n.startswith("vs dl2pa:")]
+    assert note.startswith(
+        "vs dl2pa: > better, < worse (p adj < 0.05), ~ no evidence; p adj = p (t) Holm-adjusted over the 2 test(s) "
+        "of this table (paired t by seed"
+    )
+    (plain,) = build_tables(holm_store(), {"s": suite}, vs="dl2pa", correction="none")
+    assert "| softmax | 81.04 +- 7.57 (5) > | 82.00 +- 1.58 (5) ~ |" in render([plain], "md")
+    (note,) = [n for n in plain.notes if n.startswith("vs dl2pa:")]
+    assert "; p adj = p (t) no correction for multiple comparisons (" in note
+    (bh,) = build_tables(holm_store(), {"s": suite}, vs="dl2pa", correction="bh")
+    assert any("Benjamini-Hochberg-adjusted over the 2 test(s) of this table" in n for n in bh.notes)
+
+
+def test_vs_without_a_testable_cell_says_so_in_one_note(suite):
+    records = [record(m, 2, seed, 80.0 + seed) for m in ("dl2pa", "softmax") for seed in range(2)]
+    (table,) = build_tables(records, {"s": suite}, vs="dl2pa")
+    (note,) = [n for n in table.notes if "vs dl2pa" in n]
+    assert note == (
+        "vs dl2pa: no cell has a test (each needs at least 3 seeds of its method and of dl2pa), so none is marked "
+        "(docs/compare.md)"
+    )
+    assert " ~" not in render([table], "md") and "0 test" not in note
+
+
+def test_report_correction_flag_reaches_the_marks_and_is_checked(run_cli, tmp_path):
+    from tests.cli.test_compare_cli import write
+
+    for seed, (base, gain) in enumerate(zip([70.0, 80.0, 90.0, 75.0, 85.0], [1.0, 2.0, 0.5, 1.5, 0.2], strict=True)):
+        write(tmp_path / "res", "dl2pa", seed, base, suite="s")
+        write(tmp_path / "res", "softmax", seed, base + gain, suite="s")
+        write(tmp_path / "res", "dl2pa", seed, 80.0 + seed, dim=4, suite="s")
+        write(tmp_path / "res", "softmax", seed, 80.0 + (seed * 3) % 5, dim=4, suite="s")
+    args = ("report", "s", "--results", tmp_path / "res", "--metric", "final", "--vs", "dl2pa")
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "| softmax | 81.04 +- 7.57 (5) ~ |" in out and "Holm-adjusted over the 2 test(s) of this table" in out
+    code, out, err = run_cli(*args, "--correction", "none")
+    assert code == 0, err
+    assert "| softmax | 81.04 +- 7.57 (5) > |" in out and "no correction for multiple comparisons" in out
+    code, _, err = run_cli(*args, "--correction", "bonferroni")
+    assert code == 2 and err.count("\n") == 1 and "--correction 'bonferroni' is unknown" in err
+    code, _, err = run_cli(*args[:6], "--correction", "bh")
+    assert code == 2 and err.count("\n") == 1 and "give --vs METHOD too" in err
 
 
 def test_report_vs_rejects_an_unknown_method(run_cli, tmp_path):

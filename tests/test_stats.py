@@ -13,6 +13,7 @@ from protobench.stats import (
     equivalence_p,
     holm,
     mean_interval,
+    prediction_interval,
     strictest_alpha,
     t_power,
 )
@@ -102,3 +103,25 @@ def test_mean_interval_is_scipys_one_sample_t_interval():
     assert low == pytest.approx(82.0 - 4.302653 * 2 / math.sqrt(3), abs=1e-5)
     with pytest.raises(ValueError, match="at least 2 values"):
         mean_interval([80.0])
+
+
+def test_prediction_interval_for_one_new_run_by_hand_and_by_scipy():
+    values = [80.0, 82.0, 84.0]  # mean 82, sd 2, n 3
+    low, high = prediction_interval(values)
+    half = stats.t.ppf(0.975, 2) * 2.0 * math.sqrt(1 + 1 / 3)
+    assert (low, high) == (pytest.approx(82.0 - half), pytest.approx(82.0 + half))
+    assert (low, high) == (pytest.approx(72.0634, abs=1e-4), pytest.approx(91.9366, abs=1e-4))
+    expected = stats.t.interval(0.95, 2, loc=82.0, scale=np.std(values, ddof=1) * math.sqrt(1 + 1 / 3))
+    assert (low, high) == (pytest.approx(expected[0]), pytest.approx(expected[1]))
+    mean_low, mean_high = mean_interval(values)
+    assert high - low == pytest.approx((mean_high - mean_low) * math.sqrt(3 + 1))  # sqrt(n + 1) times wider
+    with pytest.raises(ValueError, match="at least 2 values"):
+        prediction_interval([80.0])
+
+
+def test_prediction_interval_holds_one_new_draw_95_percent_of_the_time():
+    draws = np.random.default_rng(0).normal(size=(4000, 6))  # five runs of ours, then one more (the paper's run)
+    inside = [low <= row[5] <= high for row in draws for low, high in [prediction_interval(row[:5])]]
+    assert np.mean(inside) == pytest.approx(0.95, abs=0.012)  # 3.5 binomial standard errors
+    narrow = [low <= row[5] <= high for row in draws for low, high in [mean_interval(row[:5])]]
+    assert np.mean(narrow) < 0.75  # the interval of the mean holds a single new run about 2 times in 3

@@ -12,12 +12,13 @@ import typer
 if TYPE_CHECKING:
     from protobench.comparison import Row
 
+
 def compare_command(
     suite: Annotated[
         str,
         typer.Argument(
             metavar="SUITE",
-            help="The suite whose records are compared (its name in the store; with --family, a suite name or file).",
+            help="The suite whose records are compared: its name, or its suite file (records under its 'name:').",
         ),
     ],
     a: Annotated[str | None, typer.Argument(metavar="A", help="Method A (not with --family).")] = None,
@@ -52,7 +53,7 @@ def compare_command(
     if as_json:
         from protobench.comparison import ALPHA
 
-        answer = {**found.request, "family_size": found.size, "alpha": ALPHA}
+        answer = {**found.request, "family_size": found.size, "alpha": ALPHA, "caption": found.caption}
         typer.echo(json.dumps({**answer, "rows": [r.as_dict() for r in found.rows], "notes": found.notes}, indent=1))
         return
     print_rows(found.rows, found.title, found.notes, found.caption, margin)

@@ -1,4 +1,4 @@
-"""`protobench report`: paper-style tables of a results store (protobench/report.py), as Markdown, CSV,
+"""`protobench report`: paper-style tables of a results store (protobench/report_tables.py), as Markdown, CSV,
 LaTeX or HTML, with plots (protobench/plots.py); `run` prints its suite's table the same way."""
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ def print_report(
     vs: str | None = None,
     metrics: list[str] | None = None,
     plots: Path | None = None,
+    correction: str = "holm",
 ) -> None:
     """Build the tables of ``names`` from ``results`` (optionally only one device's, of the ``metrics``
-    named as ``--metric`` takes them, and marked against method ``vs``) and print or write them;
+    named as ``--metric`` takes them, and marked against method ``vs`` under ``correction``) and print or write them;
     with ``plots``, write every plot of each suite there too (inlined in an html page)."""
     from protobench.api import report_tables
     from protobench.report_tables import render
 
     built = report_tables(names, results, metric=metrics, vs=vs, device=device, known=known,
-                          on_unreadable=record_warner())  # fmt: skip
+                          on_unreadable=record_warner(), correction=correction)  # fmt: skip
     tables, records, suites = built.tables, built.records, built.suites
     names = list(suites)
     images: list[Path] = []
@@ -57,7 +58,14 @@ def print_report(
 
 
 def report_command(
-    suites: Annotated[list[str] | None, typer.Argument(help="Suites to report (default: all in the store).")] = None,
+    suites: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[SUITE]...",
+            help="Suites to report, by name or suite file (its records are under its 'name:'); default: all in the "
+            "store.",
+        ),
+    ] = None,
     results: Annotated[Path, typer.Option(help="The results store to read.")] = Path("results"),
     fmt: Annotated[str, typer.Option("--format", help="md, csv, latex or html (one self-contained page).")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
@@ -67,6 +75,14 @@ def report_command(
     vs: Annotated[
         str | None,
         typer.Option("--vs", help="Mark each cell >, < or ~ (better, worse, no evidence) against this method."),
+    ] = None,
+    correction: Annotated[
+        str | None,
+        typer.Option(
+            help="How --vs corrects the p-values of a table's cells together: holm (default), bh "
+            "(Benjamini-Hochberg) or none.",
+            show_default=False,
+        ),
     ] = None,
     metric: Annotated[
         list[str] | None,
@@ -88,6 +104,12 @@ def report_command(
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
     check_results_flag(results, must_exist=True)
     check_output_flags(out, plots)
+    if correction is not None:
+        from protobench.comparison import check_correction
+
+        check_correction(correction)
+        if vs is None:
+            raise UserError(f"--correction {correction} sets how --vs marks are corrected; give --vs METHOD too")
     if vs is not None:
         from protobench.methods import METHODS
 
@@ -96,4 +118,5 @@ def report_command(
     metrics = [name.strip() for text in metric or [] for name in text.split(",") if name.strip()]
     if metric and not metrics:
         raise UserError("--metric is empty; give metric names, e.g. --metric nc1 or --metric final,ece")
-    print_report(list(suites or []), results, fmt, out, device=device, vs=vs, metrics=metrics or None, plots=plots)
+    print_report(list(suites or []), results, fmt, out, device=device, vs=vs, metrics=metrics or None, plots=plots,
+                 correction=correction or "holm")  # fmt: skip
