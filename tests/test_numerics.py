@@ -50,6 +50,20 @@ def test_remaking_refuses_numbers_that_moved_under_unchanged_versions(head, tmp_
     moved["cell/softmax"]["parts"]["method/softmax"] = 0  # an older version: the bump makes the re-make legal
     path.write_text(json.dumps(moved))
     assert fingerprint.remake(path) == []
+    assert json.loads(path.read_text())["cell/softmax"] == json.loads(json.dumps(head["cell/softmax"]))
+
+
+def test_remaking_keeps_stored_numbers_that_moved_by_rounding_only(head, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(fingerprint, "make", lambda: head)
+    path = tmp_path / "fingerprint.json"
+    rounded = json.loads(json.dumps(head))
+    rounded["cell/ebv"]["history"][0][0] *= 1 + 1e-12  # as another CPU's rounding might have stored it
+    del rounded["cell/softmax"]  # a new entry: written as made
+    path.write_text(json.dumps(rounded))
+    assert fingerprint.remake(path) == []
+    remade = json.loads(path.read_text())
+    assert remade["cell/ebv"] == rounded["cell/ebv"]  # kept as stored
+    assert remade["cell/softmax"] == json.loads(json.dumps(head["cell/softmax"]))
 
 
 def test_the_tolerance_sits_between_rounding_and_a_change() -> None:
