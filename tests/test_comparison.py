@@ -203,3 +203,36 @@ def test_the_equivalence_verdict_flips_when_the_margin_shrinks_below_the_interva
     assert row.p_equivalence < 0.05 and row.verdict == "dl2pa better"  # a difference found comes first
     with pytest.raises(UserError, match="--margin 0: use a positive difference"):
         one_row(store(a, b), margin=0.0)
+
+
+def test_an_adjusted_p_exactly_at_alpha_is_no_evidence():
+    """The verdict needs p adj < alpha, strictly (docs/compare.md): two rows of p = 0.025 under Holm both
+    adjust to 2 x 0.025 = 0.05, which is no evidence; a hair below it is."""
+    from protobench.comparison import ALPHA, Row, judge
+
+    def row(p: float) -> Row:
+        return Row("s", "2", "dl2pa", "softmax", 5, 5, 81.0, 80.0, 1.0, 0.1, 1.9, p, None, "paired t (n=5)", "",
+                   se=0.4, df=4.0)  # fmt: skip
+
+    at = [row(ALPHA / 2), row(ALPHA / 2)]
+    judge(at, "holm")
+    assert [r.p_adjusted for r in at] == [ALPHA, ALPHA] and [r.verdict for r in at] == ["no evidence"] * 2
+    below = [row(ALPHA / 2 * 0.999), row(ALPHA / 2)]
+    judge(below, "holm")
+    assert below[0].p_adjusted < ALPHA and below[0].verdict == "dl2pa better"
+    (single,) = alone = [row(ALPHA)]
+    judge(alone, "none")
+    assert single.p_adjusted == ALPHA and single.verdict == "no evidence"
+
+
+def test_the_caption_names_the_correction_and_is_one_line_without_a_test():
+    from protobench.comparison import caption
+
+    assert "p adj = p (t) Holm-adjusted over the 3 test(s) of this table" in caption("holm", 3, None, False, 3)
+    assert "alpha 0.05/3." in caption("holm", 3, None, False, 3)
+    assert "p adj = p (t), no correction for multiple comparisons" in caption("none", 3, None, False, 3)
+    declared = caption("bh", 6, 0.5, True)
+    assert "Benjamini-Hochberg-adjusted over the 6 test(s) of the suite's declared family" in declared
+    for none_tested in (caption("holm", 0, None, False, 0), caption("holm", 4, None, True, 0)):
+        assert none_tested.startswith("diff = A - B. No row has a test: none has both cells finished with at least 3")
+        assert "0 test(s)" not in none_tested and "0.05/0" not in none_tested and "\n" not in none_tested
