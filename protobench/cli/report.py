@@ -61,7 +61,7 @@ def report_command(
     suites: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[SUITE]...",
+            metavar="SUITE",
             help="Suites to report, by name or suite file (its records are under its 'name:'); default: all in the "
             "store.",
         ),
