@@ -352,7 +352,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 def check_path_part(name: str, where: str) -> None:
     """``name`` must be a safe folder name (letters, digits, '.', '_', '+', '-'; not '..'); else a UserError."""
     if not SAFE_NAME.fullmatch(name) or ".." in name:
-        raise UserError(f"{where}: '{name}' is not a safe name; use letters, digits, '.', '_', '+' and '-' "
+        raise UserError(f"{where}: {name!r} is not a safe name; use letters, digits, '.', '_', '+' and '-' "
                         "(it names a folder of the results store)")  # fmt: skip
 
 

@@ -197,3 +197,15 @@ def test_a_record_without_identity_is_unreadable(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(results.UnreadableRecord, match="no 'method'"):
         results.load_record(path)
+
+
+@pytest.mark.parametrize(
+    ("suite", "method"), [("../../escape", "softmax"), ("ok", "../.."), ("a/b", ".."), ("..", "x"), ("/abs", "m")]
+)
+def test_cell_path_refuses_a_name_that_resolves_outside_the_store_by_its_own_check(tmp_path, suite, method):
+    # Suite files are checked when loaded (suites.check_path_part), but cell_path is the store's last word:
+    # whatever calls it with whatever names, nothing lands outside <root>/<suite>/<row>/.
+    from protobench.errors import UserError
+
+    with pytest.raises(UserError, match=r"the record would be written outside --results .*; use plain names"):
+        results.cell_path(tmp_path / "store", suite, method, 2, 0, None, "ab" * 8)

@@ -72,3 +72,31 @@ def test_a_committed_record_gives_back_its_spec_and_hash() -> None:
     spec = CellSpec.from_config(record["config"])
     assert spec.digest() == record["config_hash"] and path.stem.endswith(spec.digest()[:10])
     assert json.loads(json.dumps(spec.config())) == record["config"]
+
+
+def with_change(field: str) -> CellSpec:
+    """BASE with ``field`` set away from its value (the profile with a ratio, where it counts)."""
+    changed = dataclasses.replace(BASE, **{field: CHANGES[field]})
+    return dataclasses.replace(changed, imbalance_ratio=10.0) if field == "imbalance_profile" else changed
+
+
+def recipe_changes() -> dict[str, object]:
+    """A value away from the quickstart recipe's for every recipe key."""
+    others = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v / 2 + 0.25, str: lambda v: f"{v}x",
+              tuple: lambda v: (3, 7), dict: lambda v: {"extra": 1}}  # fmt: skip
+    return {f.name: others.get(type(getattr(BASE.train, f.name)), lambda v: 3)(getattr(BASE.train, f.name))
+            for f in dataclasses.fields(TrainRecipe)}  # fmt: skip
+
+
+@pytest.mark.parametrize("field", [*CHANGES, *(f"train.{name}" for name in recipe_changes())])
+def test_a_spec_comes_back_from_its_config_with_every_field_changed(field) -> None:
+    """``from_config(config())`` is the identity, for each field away from its default and through JSON (how
+    records hold it): a key it drops or defaults would give a stale check or a reused record another cell."""
+    if field.startswith("train."):
+        key = field.removeprefix("train.")
+        spec = dataclasses.replace(BASE, train=dataclasses.replace(BASE.train, **{key: recipe_changes()[key]}))
+    else:
+        spec = with_change(field)
+    for config in (spec.config(), json.loads(json.dumps(spec.config()))):
+        back = CellSpec.from_config(config)
+        assert back == spec and back.digest() == spec.digest() and back.config() == spec.config(), field

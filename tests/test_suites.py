@@ -218,3 +218,22 @@ def test_method_recipes_and_methods_flag_may_name_a_variant(tmp_path):
     assert suite.with_overrides(methods=["dl2pa-t10"]).methods == ("dl2pa-t10",)
     with pytest.raises(UserError, match="unknown method 'dl2pa-t1'"):
         suite.with_overrides(methods=["dl2pa-t1"])
+
+
+@pytest.mark.parametrize("name", ["my suite", "a/b", "x\\y", "ok\n", "a:b", "..", "a..b", "-x", ".hidden", ""])
+def test_a_name_with_a_bad_character_anywhere_is_refused(tmp_path, name):
+    """A suite's (or variant's) name names a folder of the store: each character is checked, not only the first."""
+    from protobench.suites import check_path_part
+
+    with pytest.raises(UserError, match="is not a safe name; use letters, digits"):
+        check_path_part(name, "s.yaml: key 'name'")
+    with pytest.raises(UserError, match=r"key 'name': .* is not a safe name") as refused:
+        load_suite(str(tiny_suite(tmp_path / "s.yaml", name=name)))
+    assert "\n" not in str(refused.value)  # one line, a newline in the name included (it is quoted as repr)
+
+
+def test_plain_names_pass_the_name_check():
+    from protobench.suites import check_path_part
+
+    for name in ("cifar10-lt", "dl2pa-t10", "a.b_c+d", "R2"):
+        check_path_part(name, "s.yaml: key 'name'")
