@@ -1,12 +1,17 @@
-"""What is wrong in a results store: stale, failed, dirty, mixed-host and unreadable records
-(``protobench results check``), and removing the stale ones (``protobench results prune --stale``).
+"""What is wrong in a results store: stale, failed, dirty, unknown-code, mislabelled, mixed-host and
+unreadable records (``protobench results check``), and removing the stale ones (``protobench results prune
+--stale``); ``--deep``'s prototype check is protobench/prototype_audit.py.
 
 - **stale**: made by older numerics than HEAD's for its cell (protobench/numerics.py); ``run`` trains
   it again, ``report`` and ``compare`` mark a table that holds one;
 - **failed**: a cell that raised (``run`` retries it);
 - **dirty**: made by uncommitted code (``git_commit`` ends in ``-dirty``);
-- **mixed-host**: a suite whose CPU-trained records come from several CPU models (CPU numbers
-  reproduce on the same CPU model and thread count only), or from several devices;
+- **unknown-code**: its ``code_digest`` is the code of no commit of this repository (nor of the working
+  tree checking it): nothing ties it to code a reader can get (docs/engine.md, "Code identity");
+- **mislabelled**: its ``code_digest`` is another commit's code than the one ``git_commit`` names;
+- **mixed-host**: a suite whose records come from several hosts: CPU-trained ones by CPU model,
+  instruction-set level and thread count (CPU numbers reproduce on the same of all three only), CUDA
+  ones by GPU, driver and cuDNN (protobench/host.py; older records by their ``cpu`` or device);
 - **unreadable**: not JSON, cut short, or failing the record schema (protobench/results.py).
 """
 
@@ -15,12 +20,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from protobench import results
+from protobench.host import host_key
 from protobench.numerics import stale_parts
 
-KINDS = ("stale", "failed", "dirty", "mixed-host", "unreadable")
+#: ``prototypes`` comes from ``results check --deep`` only (protobench/prototype_audit.py).
+KINDS = ("stale", "failed", "dirty", "unknown-code", "mislabelled", "mixed-host", "unreadable", "prototypes")
 
 
 @dataclass(frozen=True)
@@ -32,16 +38,13 @@ class Finding:
     detail: str
 
 
-def host(record: dict[str, Any]) -> str:
-    """Where a record's numbers were made: the GPU's name, or the CPU model for a CPU-trained one."""
-    device = str(record.get("device", "?"))
-    return f"cpu: {record.get('cpu', '?')}" if device.startswith("cpu") else device
-
-
-def check(root: Path, suites: list[str] | None = None) -> list[Finding]:
-    """Every finding of the store under ``root`` (or of ``suites``), in path order within each kind."""
+def check(root: Path, suites: list[str] | None = None, notes: list[str] | None = None) -> list[Finding]:
+    """Every finding of the store under ``root`` (or of ``suites``), in path order within each kind;
+    ``notes`` (when given) hears what holds for many records at once (those from before code digests)."""
     findings: list[Finding] = []
     hosts: dict[str, dict[Path, str]] = defaultdict(dict)
+    coded: dict[Path, tuple[str, str]] = {}
+    undigested = 0
     for path in results.record_files(Path(root), suites):
         try:
             record = results.load_record(path)
@@ -54,8 +57,15 @@ def check(root: Path, suites: list[str] | None = None) -> list[Finding]:
             findings.append(Finding("failed", path, str(record.get("reason", "?"))))
         if str(record.get("git_commit") or "").endswith("-dirty"):
             findings.append(Finding("dirty", path, f"made by uncommitted code at {record['git_commit']}"))
+        if isinstance(record.get("code_digest"), str):
+            coded[path] = (record["code_digest"], str(record.get("git_commit") or "no commit"))
+        else:
+            undigested += 1
         if record["status"] == "ok":
-            hosts[record["suite"]][path] = host(record)
+            hosts[record["suite"]][path] = host_key(record)
+    findings += code_findings(coded, Path(root))
+    if notes is not None and undigested:
+        notes.append(f"{undigested} record(s) predate code digests: only their git_commit names their code")
     for suite, by_path in hosts.items():
         counts = Counter(by_path.values())
         if len(counts) > 1:
@@ -64,6 +74,27 @@ def check(root: Path, suites: list[str] | None = None) -> list[Finding]:
             findings += [Finding("mixed-host", path, f"{name}; suite {suite} holds {summary}")
                          for path, name in by_path.items() if name != usual]  # fmt: skip
     return sorted(findings, key=lambda f: (KINDS.index(f.kind), str(f.path)))
+
+
+def code_findings(coded: dict[Path, tuple[str, str]], root: Path) -> list[Finding]:
+    """unknown-code and mislabelled records among ``coded`` (path -> (code digest, claimed commit)). A digest
+    is the code of the working tree running this check, of the commit a record claims, or, looked for in
+    the repository's history only when neither, of some other commit (docs/engine.md, "Code identity")."""
+    from protobench.code_identity import CommitIndex, running_digest
+
+    index, here = CommitIndex(), running_digest()
+    findings = []
+    for path, (digest, claimed) in coded.items():
+        commit = claimed.removesuffix("-dirty")
+        if digest == here or digest == index.digest_of(commit):
+            continue
+        found = index.find(digest)
+        if found is None:
+            detail = f"made by code that matches no commit: digest {digest[:12]}, claims commit {claimed[:12]}"
+            findings.append(Finding("unknown-code", path, detail))
+        else:
+            findings.append(Finding("mislabelled", path, f"made by commit {found[:12]}'s code, claims {claimed[:12]}"))
+    return findings
 
 
 def prune_stale(root: Path, suites: list[str] | None = None) -> list[Path]:

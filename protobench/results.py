@@ -8,8 +8,9 @@ Record keys (``RECORD_KEYS`` is the schema): identity (suite, dataset, method, d
 imbalance_ratio, column), status ("ok", "n/a" with a reason, or "error" with the error), config and
 config_hash, setting_hash (the hash without the seed: the seeds of one setting are aggregated),
 metrics, per_class_accuracy, shot_groups (long-tailed), history (per epoch), timings, versions,
-git_commit, device, finished_at. A record is built here: ``new_record`` when a cell starts (identity,
-config, data, the run's ``provenance``), then ``complete``, ``not_applicable`` or ``failed``.
+git_commit, code_digest, device, host, prototype_digest, finished_at. A record is built here:
+``new_record`` when a cell starts (identity, config, data, the run's ``provenance``), then
+``complete``, ``not_applicable`` or ``failed``.
 """
 
 from __future__ import annotations
@@ -34,16 +35,22 @@ if TYPE_CHECKING:
 
 
 def provenance(device: torch.device, cuda_graphs: bool, world_size: int = 1) -> dict[str, Any]:
-    """What every record of a run shares about where it ran: versions, commit, device, whether
-    steps were replayed from CUDA graphs (not in the config hash: the same numbers either way) and
-    how many data-parallel processes trained each cell (the global batch is the suite's either way)."""
+    """What every record of a run shares about where it ran: versions, commit and the digest of the
+    code itself (docs/engine.md, "Code identity"), device and host (CPU instruction-set level, threads,
+    GPU, driver, cuDNN), whether steps were replayed from CUDA graphs (not in the config hash: the same
+    numbers either way) and how many data-parallel processes trained each cell (the global batch is the
+    suite's either way)."""
+    from protobench.code_identity import running_digest
     from protobench.device import cpu_model, device_name, replays_graphs
+    from protobench.host import describe
 
     return {
         "versions": versions(),
         "git_commit": git_commit(),
+        "code_digest": running_digest(),
         "device": device_name(device),
-        "cpu": cpu_model(),
+        "cpu": cpu_model(),  # kept beside host.cpu_model for readers of older records
+        "host": describe(device),
         "cuda_graphs": replays_graphs(device, cuda_graphs),
         "world_size": world_size,
     }
@@ -87,8 +94,11 @@ def new_record(
 def complete(
     record: dict[str, Any], outcome: CellOutcome, checkpoint: str | None = None, embeddings: str | None = None
 ) -> None:
-    """Fill a trained cell's record from its outcome (shot groups when long-tailed) and name the
-    files saved beside it."""
+    """Fill a trained cell's record from its outcome (shot groups when long-tailed, the digest of the
+    fixed prototypes it trained with: null for a head without them) and name the files saved beside it."""
+    from protobench.prototypes.digest import set_digest
+
+    prototypes = outcome.state.get("method", {}).get("prototypes")  # the buffer every fixed-prototype head keeps
     record.update(
         status="ok",
         metrics=outcome.metrics,
@@ -97,6 +107,7 @@ def complete(
         method_hyperparameters=outcome.method_hyperparameters,
         diagnostics=outcome.diagnostics,
         timings=outcome.timings,
+        prototype_digest=set_digest(prototypes) if prototypes is not None else None,
     )
     if record["imbalance_ratio"] is not None:
         record["shot_groups"] = shot_group_accuracy(record["data"]["counts"]["train"], outcome.per_class_accuracy)
@@ -312,8 +323,9 @@ def versions() -> dict[str, str]:
 
 
 def git_commit(checkout: Path | None = None) -> str | None:
-    """The commit of the protobench checkout, with ``-dirty`` when its tracked code or suites differ
-    from that commit (records then came from uncommitted code); None outside a git checkout."""
+    """The commit of the protobench checkout, with ``-dirty`` when its code or suites differ from that
+    commit, an untracked file under them included (records then came from uncommitted code: a new
+    method file trains cells too); None outside a git checkout."""
     here = checkout or Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
@@ -328,7 +340,7 @@ def git_commit(checkout: Path | None = None) -> str | None:
         return None
     root = git("rev-parse", "--show-toplevel")
     code = [str(Path(root) / part) for part in ("protobench", "suites")] if root else ["."]
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", *code)
+    changed = git("status", "--porcelain", "--untracked-files=all", "--", *code)
     return f"{commit}-dirty" if changed else commit
 
 

@@ -15,13 +15,13 @@ PACKAGE = Path(protobench.__file__).resolve().parent
 #: ".*" is a package and every module in it.
 LAYERS: list[set[str]] = [
     {"version", "errors", "paths", "registry", "typed_values", "interrupts", "stats", "progress", "recipe",
-     "record_schema", "assignment", "checkpoints", "sharding", "suite_files", "loggers"},
-    {"device", "spec"},
+     "record_schema", "assignment", "checkpoints", "sharding", "suite_files", "loggers", "code_identity"},
+    {"device", "spec", "host"},
     {"prototypes.*", "backbones", "data.*"},
     {"methods.*"},
     {"step", "cell_state", "diagnostics", "distributed"},
     {"engine"},
-    {"numerics", "results", "suites", "locks", "audit", "grid"},
+    {"numerics", "results", "suites", "locks", "audit", "grid", "prototype_audit"},
     {"runner", "tuning"},
     {"tables", "report_formats", "comparison", "report_tables", "plot_base", "class_plots", "plots", "record_tables"},
     {"api"},

@@ -10,7 +10,8 @@ import typer
 from protobench.errors import UserError
 
 app = typer.Typer(
-    help="Check a results store (stale, failed, dirty, mixed-host, unreadable records), prune stale ones, export it.",
+    help="Check a results store (stale, failed, dirty, unknown-code, mixed-host, unreadable records; --deep: "
+    "prototype sets), prune stale ones, export it.",
     no_args_is_help=True,
 )
 
@@ -26,18 +27,37 @@ def _existing(results: Path, suites: list[str] | None) -> list[str] | None:
 
 
 @app.command()
-def check(suites: Suites = None, results: Store = Path("results")) -> None:
-    """List stale, failed, dirty, mixed-host and unreadable records with their paths; exit 1 if any is stale."""
+def check(
+    suites: Suites = None,
+    results: Store = Path("results"),
+    deep: Annotated[
+        bool,
+        typer.Option("--deep", help="Also rebuild each record's prototype set at HEAD and list those that differ."),
+    ] = False,
+) -> None:
+    """List stale, failed, dirty, unknown-code, mislabelled, mixed-host and unreadable records with their paths
+    (--deep: and those whose prototype set differs from HEAD's); exit 1 if any is stale or (--deep) differs."""
     from protobench.audit import KINDS, check
 
-    findings = check(results, _existing(results, suites))
+    chosen = _existing(results, suites)
+    notes: list[str] = []
+    findings = check(results, chosen, notes)
+    if deep:
+        from protobench.prototype_audit import deep_check
+
+        report = deep_check(results, chosen, on_progress=lambda line: typer.echo(line, err=True))
+        findings += report.findings
+        notes += report.notes()
     for finding in findings:
         typer.echo(f"{finding.kind:<11} {finding.path}: {finding.detail}")
-    counts = {kind: sum(f.kind == kind for f in findings) for kind in KINDS}
+    for note in notes:
+        typer.echo(note)
+    counts = {kind: sum(f.kind == kind for f in findings) for kind in KINDS if deep or kind != "prototypes"}
     typer.echo(", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" (under {results})")
     if counts["stale"]:
         typer.echo(f"stale records are retrained by `protobench run`; remove them with "
                    f"`protobench results prune --stale --results {results}`", err=True)  # fmt: skip
+    if counts["stale"] or counts.get("prototypes"):
         raise typer.Exit(1)
 
 

@@ -77,7 +77,8 @@ def test_results_check_lists_failed_dirty_mixed_host_and_unreadable_records(run_
     record.update(status="error", reason="FloatingPointError: nan", git_commit="abc-dirty")
     first.write_text(json.dumps(record))
     record = json.loads(second.read_text())
-    (root / "a" / "softmax" / "d3_s0_0000000000.json").write_text(json.dumps({**record, "cpu": "Another CPU"}))
+    other = {**record, "cpu": "Another CPU", "host": {**record["host"], "cpu_model": "Another CPU"}}
+    (root / "a" / "softmax" / "d3_s0_0000000000.json").write_text(json.dumps(other))
     (root / "a" / "softmax" / "d4_s0_0000000000.json").write_text("{cut")
     code, out, _ = run_cli("results", "check", "a", "--results", root)
     assert code == 1
