@@ -247,11 +247,15 @@ def comparison(
     metric: str = "final",
     correction: str = "holm",
     margin: float | None = None,
+    seeds: Sequence[int] | None = None,
+    without_reused: bool = False,
     on_unreadable: Warner | None = warn_unreadable,
 ) -> Comparison:
     """Method ``a`` against each ``b`` at every column of ``suite`` (a name, or a suite file whose ``name:`` the
     records are stored under; or, with ``family``, the suite file's declared family), corrected by
-    ``correction`` over the tests (docs/compare.md)."""
+    ``correction`` over the tests (docs/compare.md). ``seeds`` keeps only the records of those seeds;
+    ``without_reused`` leaves out, in each suite, every seed at which one of its records was copied from another
+    suite (``reused_from``): the analysis on the seeds that suite ran itself."""
     from protobench.comparison import caption, check_correction, check_margin, metric_key
     from protobench.results import iter_records
     from protobench.suites import load_suite
@@ -268,7 +272,8 @@ def comparison(
         from protobench.comparison import family_comparison
 
         declared = load_suite(suite)
-        records = list(iter_records(Path(results), declared.family_suites, on_unreadable))
+        records = only_seeds(list(iter_records(Path(results), declared.family_suites, on_unreadable)), seeds)
+        records = drop_reused_seeds(records) if without_reused else records
         check_family_request(records, declared, str(results))
         rows, lines, size = family_comparison(records, declared, metric, correction, margin)
         title = f"{declared.name}: the declared family ({size} tests), {metric} test accuracy (%)"
@@ -279,11 +284,18 @@ def comparison(
         bs = [m.strip() for m in b.split(",")] if isinstance(b, str) else list(b or [])
         bs = list(dict.fromkeys(m for m in bs if m))
         name, known = suite_argument(suite)
-        records = list(iter_records(Path(results), [name], on_unreadable))
+        records = only_seeds(list(iter_records(Path(results), [name], on_unreadable)), seeds)
+        records = drop_reused_seeds(records) if without_reused else records
         check_request(records, name, a, bs, str(results))
         rows, lines, size = compare_rows(records, name, a, bs, metric, known, correction, margin)
         title = f"{name}: A = {a} vs B = {', '.join(bs)}, {metric} test accuracy (%)"
         request = {"suite": name, "a": a, "b": bs, "family": False, **request}
+    if seeds is not None:
+        title += f", seeds {','.join(map(str, seeds))} only"
+        request["seeds"] = list(seeds)
+    if without_reused:
+        title += ", without the seeds of reused records"
+        request["without_reused"] = True
     tested = sum(row.tested for row in rows)
     footnote = caption(correction, size, margin, family, tested)
     return Comparison(request["suite"], rows, lines, size, title, footnote, {**request, "tested": tested})
@@ -299,13 +311,32 @@ def compare(
     metric: str = "final",
     correction: str = "holm",
     margin: float | None = None,
+    seeds: Sequence[int] | None = None,
+    without_reused: bool = False,
 ) -> pd.DataFrame:
     """``protobench compare``'s rows as a DataFrame (one row per B and column: means, diff, CI, p, corrected p,
     sign-flip p, detectable difference, test, verdict); ``attrs`` holds the notes, caption and family size."""
-    found = comparison(suite, a, b, results, family=family, metric=metric, correction=correction, margin=margin)
+    found = comparison(suite, a, b, results, family=family, metric=metric, correction=correction, margin=margin,
+                       seeds=seeds, without_reused=without_reused)  # fmt: skip
     frame = pd.DataFrame([row.as_dict() for row in found.rows])
     frame.attrs.update(notes=found.notes, caption=found.caption, family_size=found.size, title=found.title)
     return frame
+
+
+def only_seeds(records: list[dict[str, Any]], seeds: Sequence[int] | None) -> list[dict[str, Any]]:
+    """The records of ``seeds`` (all of them when None); UserError for an empty list of seeds."""
+    if seeds is None:
+        return records
+    if not seeds:
+        raise UserError("--seeds is empty; give the seeds to keep, e.g. --seeds 5,6,7")
+    return [r for r in records if r["seed"] in set(seeds)]
+
+
+def drop_reused_seeds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` without, in each suite, the seeds at which any record of that suite is a copy (``reused_from``),
+    for every row of the suite, so the pairs by seed stay whole."""
+    reused = {(r["suite"], r["seed"]) for r in records if r.get("reused_from")}
+    return [r for r in records if (r["suite"], r["seed"]) not in reused]
 
 
 def check_request(records: list[dict[str, Any]], suite_name: str, a: str, bs: list[str], where: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from protobench.api import drop_reused_seeds
 from protobench.comparison import compare, family_comparison
 from protobench.report_tables import build_tables, render
 from protobench.results import iter_records
@@ -27,6 +28,8 @@ def records(results: str) -> tuple[dict, ...]:
 def recomputed(call: dict) -> dict[tuple[str, str, str, str], object]:
     """The rows of a claimed call, by (suite, A, B, column)."""
     found = list(records(call["results"]))
+    if call.get("without_reused"):
+        found = drop_reused_seeds(found)
     if call.get("family"):
         rows = family_comparison(found, load_suite(call["suite"]))[0]
     else:

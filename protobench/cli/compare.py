@@ -40,15 +40,25 @@ def compare_command(
     metric: Annotated[
         str, typer.Option(help="final (last-epoch test accuracy) or val-selected (at the best validation epoch).")
     ] = "final",
+    seeds: Annotated[
+        str | None, typer.Option(help="Only the records of these seeds, comma-separated, e.g. 5,6,7 (default: all).")
+    ] = None,
+    without_reused: Annotated[
+        bool,
+        typer.Option(
+            "--without-reused", help="Leave out, in each suite, the seeds at which a record was copied from another."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows and notes as JSON for scripts.")] = False,
 ) -> None:
     """Compare method A with each B per column (or a suite's declared family): mean difference, 95% CI, raw and
     corrected p-values, the detectable difference and a verdict (docs/compare.md)."""
     from protobench.api import comparison
-    from protobench.cli.flags import check_results_flag, record_warner
+    from protobench.cli.flags import check_results_flag, parse_list, record_warner
 
     check_results_flag(results, must_exist=True)
     found = comparison(suite, a, b, results, family=family, metric=metric, correction=correction, margin=margin,
+                       seeds=parse_list(seeds, int, "--seeds"), without_reused=without_reused,
                        on_unreadable=record_warner())  # fmt: skip
     if as_json:
         from protobench.comparison import ALPHA

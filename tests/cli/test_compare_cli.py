@@ -163,3 +163,24 @@ def test_compare_family_and_correction_errors_are_one_line(run_cli, family_store
         code, out, err = run_cli("compare", *args, "--results", family_store)
         assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1, (args, err)
         assert message in err, (args, err)
+
+
+def test_seeds_and_without_reused_restrict_the_records_compared(run_cli):
+    """--without-reused drops, per suite, the seeds at which a record is a copy (all rows, so pairs stay whole);
+    --seeds keeps the seeds named. Both on the committed confirm-matching family (20 primary cells reused)."""
+    from pathlib import Path
+
+    store = Path(__file__).resolve().parents[2] / "results" / "gpu"
+    code, out, _ = run_cli("compare", "confirm-matching", "--family", "--results", store, "--without-reused", "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["without_reused"] is True and answer["family_size"] == 6
+    counts = {(r["suite"], r["a"], r["column"]): (r["n_a"], r["n_b"]) for r in answer["rows"]}
+    assert counts[("confirm-matching", "dl2pa-lr001", "2")] == (10, 10)  # this pair reused nothing, loses seeds 0-4
+    assert counts[("confirm-matching-lt", "dl2pa-lr001", "r100")] == (15, 15)  # a suite that reused nothing
+    code, out, _ = run_cli("compare", "confirm-matching", "dl2pa-lr003", "dl2pa-static-lr003", "--results", store,
+                           "--seeds", "5,6,7", "--json")  # fmt: skip
+    rows = json.loads(out)["rows"]
+    assert code == 0 and {(r["n_a"], r["n_b"]) for r in rows} == {(3, 3)}
+    code, _, err = run_cli("compare", "confirm-matching", "dl2pa-lr003", "dl2pa-static-lr003", "--results", store,
+                           "--seeds", ",")  # fmt: skip
+    assert code == 2 and err == "error: --seeds is empty; give a comma-separated list, e.g. --seeds 0,1,2\n"
