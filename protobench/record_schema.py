@@ -37,8 +37,8 @@ RECORD_KEYS = {
     "code_digest": "sha256 of protobench's *.py files and suites/*.yaml as they ran (docs/engine.md, Code identity)",
     "device": "the device the cell ran on",
     "cpu": "the host's CPU model (CPU-trained numbers reproduce on the same CPU model and thread count only)",
-    "host": "cpu_model, cpu_capability (torch's instruction-set level), threads; on CUDA gpu, cuda_driver, "
-    "cuda_runtime, cudnn",
+    "host": "cpu_model, cpu_capability (torch's instruction-set level), cpu_flags (vector flags), isa_limits "
+    "(set in the environment), threads; on CUDA gpu, cuda_driver, cuda_runtime, cudnn",
     "prototype_digest": "sha256 of the fixed prototype matrix the cell trained with (float64); null without one",
     "cuda_graphs": "whether training steps were replayed from CUDA graphs (speed, not numbers)",
     "world_size": "data-parallel processes (torchrun ranks) that trained the cell together; 1 without torchrun",

@@ -8,15 +8,19 @@ import json
 import torch
 
 from protobench import audit
-from protobench.host import describe, host_key
+from protobench.host import cpu_flags, describe, host_key
 from tests.conftest import minimal_record
 
 
-def test_a_cpu_host_names_its_model_instruction_set_and_threads():
+def test_a_cpu_host_names_its_model_instruction_set_and_threads(monkeypatch, tmp_path):
     host = describe(torch.device("cpu"))
-    assert set(host) == {"cpu_model", "cpu_capability", "threads"}
+    assert set(host) - {"isa_limits"} == {"cpu_model", "cpu_capability", "cpu_flags", "threads"}
     assert host["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert host["threads"] == torch.get_num_threads() and host["cpu_model"]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # a limit set in the environment is recorded
+    assert describe(torch.device("cpu"))["isa_limits"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    (tmp_path / "cpuinfo").write_text("model name\t: X\nflags\t\t: fpu avx2 sse4_2 avx fma avx512f\n")
+    assert cpu_flags(tmp_path / "cpuinfo") == ["avx", "fma", "avx2", "avx512f"]
 
 
 def test_host_keys_tell_instruction_sets_apart_and_fall_back_for_older_records():
@@ -26,6 +30,8 @@ def test_host_keys_tell_instruction_sets_apart_and_fall_back_for_older_records()
     assert host_key(avx2) != host_key(avx512) and "AVX512" in host_key(avx512)
     assert host_key(cpu) == "cpu: AMD EPYC"  # a record from before host
     gpu = {"device": "NVIDIA H200", "host": {"gpu": "NVIDIA H200", "cuda_driver": "13.0", "cudnn": 91002}}
+    limited = {**cpu, "host": {**avx2["host"], "cpu_flags": ["avx2", "avx512f"], "isa_limits": {"X": "AVX2"}}}
+    assert host_key(limited) == "cpu: AMD EPYC, AVX2/avx512f (X=AVX2), 1 threads"
     assert host_key(gpu) == "NVIDIA H200, driver 13.0, cuDNN 91002"
     assert host_key({"device": "NVIDIA H200"}) == "NVIDIA H200"
 
