@@ -7,7 +7,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 JOBS ?= 2
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: install data quickstart test lint bench
+.PHONY: install data quickstart test test-slurm lint bench
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check $(TORCH) -e '.[test]'
@@ -25,6 +25,11 @@ quickstart: install data
 # Two pytest workers (pytest-xdist), one torch thread each: on 2 cores about twice as fast as one process.
 test: install
 	$(PYTHON) -m pytest -n $(JOBS) --dist worksteal
+
+# A real single-node Slurm running docs/slurm/grid-array.sbatch (tests/test_slurm.py, docs/slurm/README.md): needs
+# root and Debian's slurm-wlm and munge; minutes, so it is not part of `make test`.
+test-slurm: install
+	PROTOBENCH_SLURM_TESTS=1 $(PYTHON) -m pytest tests/test_slurm.py -p no:xdist -s -rs
 
 lint:
 	$(PYTHON) -m ruff check protobench tests

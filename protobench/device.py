@@ -6,8 +6,12 @@ and a precision name, so model and method code never look at either (docs/engine
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import platform
 import random
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,91 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def cpu_limits(environ: Mapping[str, str] | None = None, proc: Path = Path("/proc/self")) -> dict[str, int]:
+    """Every limit on the CPUs this process may use that is set, by where it comes from: the CPU
+    affinity (Slurm's task/affinity and task/cgroup, taskset, cpusets), the cgroup's CPU quota (v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us``; Docker's ``--cpus``, Kubernetes), ``SLURM_CPUS_PER_TASK``
+    (an allocation Slurm does not enforce without those plugins) and ``OMP_NUM_THREADS`` (the user's
+    own cap). docs/slurm/README.md, "Threads"."""
+    environ = os.environ if environ is None else environ
+    limits: dict[str, int] = {}
+    try:
+        limits["affinity"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        limits["affinity"] = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(proc)
+    if quota is not None:
+        limits["cgroup quota"] = quota
+    for name in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        value = environ.get(name, "").strip()
+        if value.isdigit() and int(value) >= 1:  # unset, empty or malformed: no limit from it
+            limits[name] = int(value)
+    return limits
+
+
+def usable_cpus(environ: Mapping[str, str] | None = None, proc: Path = Path("/proc/self")) -> int:
+    """How many CPUs this process may use: the smallest of ``cpu_limits`` (at least 1)."""
+    return max(1, min(cpu_limits(environ, proc).values()))
+
+
+def cgroup_cpu_quota(proc: Path = Path("/proc/self")) -> int | None:
+    """The CPU quota of this process's cgroup and of every cgroup above it, as whole CPUs (quota / period,
+    rounded up), the smallest; None when no quota is set or the files cannot be read."""
+    try:
+        memberships = [line.split(":", 2) for line in (proc / "cgroup").read_text().splitlines()]
+        mounts = [line.split() for line in (proc / "mounts").read_text().splitlines()]
+    except OSError:
+        return None
+    found: list[int] = []
+    for entry in memberships:
+        if len(entry) != 3:
+            continue
+        _, controllers, path = entry
+        if controllers == "":  # cgroup v2: one hierarchy, cpu.max holds "quota period" or "max period"
+            roots = [Path(m[1]) for m in mounts if len(m) > 2 and m[2] == "cgroup2"]
+            found += [q for root in roots for d in cgroup_dirs(root, path) if (q := read_quota(d / "cpu.max"))]
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's own hierarchy
+            roots = [Path(m[1]) for m in mounts if len(m) > 3 and m[2] == "cgroup" and "cpu" in m[3].split(",")]
+            found += [q for root in roots for d in cgroup_dirs(root, path)
+                      if (q := read_quota(d / "cpu.cfs_quota_us", d / "cpu.cfs_period_us"))]  # fmt: skip
+    return min(found) if found else None
+
+
+def cgroup_dirs(root: Path, path: str) -> list[Path]:
+    """The folders of cgroup ``path`` and its ancestors under the hierarchy mounted at ``root``. In a
+    container the path may name the host's cgroup, absent from the container's mount: its root stands in."""
+    parts = [p for p in path.split("/") if p]
+    return [d for n in range(len(parts), -1, -1) if (d := root.joinpath(*parts[:n])).is_dir()]
+
+
+def read_quota(path: Path, period_path: Path | None = None) -> int | None:
+    """Whole CPUs of one cgroup quota file (v2 ``cpu.max``, or v1 quota and period files); None for none."""
+    try:
+        words = path.read_text().split()
+        if period_path is not None:
+            words += period_path.read_text().split()
+        quota, period = int(words[0]), int(words[1])
+    except (OSError, ValueError, IndexError):  # "max" (v2) is no quota
+        return None
+    if quota <= 0 or period <= 0:  # -1 (v1) is no quota
+        return None
+    return max(1, math.ceil(quota / period))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the body with ``count`` torch threads (as it is when None), then put the previous count back."""
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def cpu_model() -> str:

@@ -11,9 +11,9 @@ import torch
 
 from protobench import locks, results
 from protobench.checkpoints import CellCheckpoints, describe_position
-from protobench.device import device_name
+from protobench.device import device_name, torch_threads
 from protobench.distributed import SINGLE_PROCESS, Collective
-from protobench.grid import PlannedCell, plan_suite
+from protobench.grid import PlannedCell, plan_suite, planned_cells
 from protobench.interrupts import StopOnSignal, signals_held
 from protobench.loggers import CellLogs, LogSpec
 from protobench.methods import NotApplicable
@@ -46,6 +46,9 @@ class RunOptions:
     collective: Collective = SINGLE_PROCESS  # this process's rank under torchrun (docs/distributed.md)
     log: tuple[LogSpec, ...] = ()  # --log: live curves, each process its own loggers (docs/live-curves.md)
     lock_stale_after: float = locks.STALE_AFTER_S
+    # torch threads of the run, split between --jobs workers; None keeps torch's own count. The CLI passes
+    # the CPUs the process may use (device.usable_cpus, docs/slurm/README.md, "Threads") or --threads.
+    threads: int | None = None
 
 
 def run_suite(
@@ -64,8 +67,16 @@ def run_suite(
     on a CPU each worker gets an equal share of the cores. Workers, and torchrun's other ranks, are
     handed planned cells (each with its ``CellSpec``), never the suite. Precision (per cell, in the
     plan) and provenance are resolved here, once. SIGINT/SIGTERM stop the run cleanly
-    (``RunSummary.interrupted``).
+    (``RunSummary.interrupted``). ``options.threads`` torch threads are set for the run (and put back after).
     """
+    with torch_threads(options.threads):
+        return train_grid(suite, results_dir=results_dir, options=options, reporter=reporter, jobs=jobs)
+
+
+def train_grid(
+    suite: Suite, *, results_dir: Path, options: RunOptions, reporter: RunReporter | None, jobs: int
+) -> RunSummary:
+    """``run_suite``'s work, with the run's torch threads set: the device name in the records carries them."""
     device = options.device
     reporter = reporter or PlainReporter()
     grid = plan_suite(suite, results_dir, deterministic=options.deterministic, device=device, shard=options.shard,
@@ -73,6 +84,10 @@ def run_suite(
     plan = grid.cells
     summary = RunSummary(total=len(plan) + grid.finished, skipped=grid.finished)
     reporter.start_run(suite.name, summary.total, summary.skipped, device_name(device))
+    if options.shard is not None and not summary.total:  # an array of more tasks than cells (docs/slurm/README.md)
+        cells = len(planned_cells(suite, results_dir, deterministic=options.deterministic, device=device))
+        reporter.note(f"shard {options.shard} has no cells: the grid has {cells}, fewer than its "
+                      f"{options.shard.count} shards; nothing to do (an array of {cells} tasks covers it)")  # fmt: skip
     if grid.stale:
         kept = "kept (--keep-stale)" if options.keep_stale else "retraining"
         reporter.note(f"{grid.stale} stale (made by older code), {kept}; see protobench results check")
@@ -93,7 +108,8 @@ def run_suite(
             from concurrent.futures.process import BrokenProcessPool
 
             shards = [plan[k::jobs] for k in range(min(jobs, len(plan)))]
-            threads = max(1, torch.get_num_threads() // len(shards)) if device.type == "cpu" else 0
+            # The run's threads split between the workers (on a GPU too: its workers' CPU work shares the cores).
+            threads = max(1, torch.get_num_threads() // len(shards))
             context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
             with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
                 with signals_held():  # the workers start with SIGINT/SIGTERM held until they can stop cleanly

@@ -9,12 +9,16 @@ and ``report`` reads their union.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from protobench.errors import UserError
+
+#: What a Slurm job array task's --shard is made of: its index and the array's size.
+SLURM_ARRAY_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,12 @@ class Shard:
     def parse(cls, text: str) -> Shard:
         """``"2/8"`` -> Shard(2, 8); anything else is a one-line UserError."""
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not match and "/" in text and not all(side.strip() for side in text.split("/", 1)):
+            # e.g. --shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" outside a job array (docs/slurm/README.md)
+            unset = [f"${name}" for name in SLURM_ARRAY_VARIABLES if not os.environ.get(name)]
+            why = f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set" if unset else "I or N is empty"
+            raise UserError(f"--shard '{text}': {why}; run it as a Slurm job array task (sbatch --array=0-N) "
+                            f"or give I/N, e.g. --shard 0/4")  # fmt: skip
         if not match:
             raise UserError(f"--shard '{text}' is not I/N; e.g. --shard 0/4 (shards 0..3 of 4)")
         index, count = int(match.group(1)), int(match.group(2))

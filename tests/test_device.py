@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,62 @@ def test_a_cpu_run_on_a_gpu_node_opens_no_cuda_context_in_any_process(tmp_path, 
     assert len(reports) >= 3, reports  # the run and its two workers
     assert [line for line in reports if line.endswith("True")] == [], reports
     assert gpu.type == "cuda" or not torch.cuda.is_available()  # (rehearsal: the same on a CPU)
+
+
+def fake_proc(tmp_path: Path, membership: str, mounts: list[tuple[str, str, str]]) -> Path:
+    """A /proc/self stand-in: ``cgroup`` holds ``membership``, ``mounts`` the (mount point, type, options)."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "cgroup").write_text(membership)
+    (proc / "mounts").write_text("".join(f"cgroup {point} {kind} {opts} 0 0\n" for point, kind, opts in mounts))
+    return proc
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_usable_cpus_is_the_smallest_of_affinity_cgroup_quota_and_the_environment(tmp_path, monkeypatch):
+    from protobench.device import cpu_limits, usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    root = tmp_path / "cg2"
+    write(root / "job" / "step" / "cpu.max", "max 100000\n")
+    write(root / "job" / "cpu.max", "250000 100000\n")  # 2.5 CPUs: a parent's quota binds its children, rounded up
+    proc = fake_proc(tmp_path, "0::/job/step\n", [(str(root), "cgroup2", "rw")])
+    assert cpu_limits({}, proc) == {"affinity": 8, "cgroup quota": 3} and usable_cpus({}, proc) == 3
+    env = {"SLURM_CPUS_PER_TASK": "2", "OMP_NUM_THREADS": "4"}
+    assert cpu_limits(env, proc) == {"affinity": 8, "cgroup quota": 3, "SLURM_CPUS_PER_TASK": 2, "OMP_NUM_THREADS": 4}
+    assert usable_cpus(env, proc) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # taskset -c 0, a cpuset, Slurm's task/affinity
+    assert usable_cpus(env, proc) == 1
+    # Unset, empty, zero or not a number: no limit from the variable.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert usable_cpus({"SLURM_CPUS_PER_TASK": "", "OMP_NUM_THREADS": "0"}, tmp_path / "nothere") == 8
+    assert usable_cpus({"SLURM_CPUS_PER_TASK": "two"}, tmp_path / "nothere") == 8
+
+
+def test_cgroup_v1_quota_and_no_quota(tmp_path):
+    from protobench.device import cgroup_cpu_quota
+
+    root = tmp_path / "cpu,cpuacct"
+    write(root / "cpu.cfs_quota_us", "150000\n")  # the container's own cgroup, mounted at the root
+    write(root / "cpu.cfs_period_us", "100000\n")
+    mounts = [(str(root), "cgroup", "rw,nosuid,cpu,cpuacct"), (str(tmp_path / "memory"), "cgroup", "rw,memory")]
+    # The path names the host's cgroup, which the container's mount does not show: its root stands in.
+    proc = fake_proc(tmp_path, "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n0::/\n", mounts)
+    assert cgroup_cpu_quota(proc) == 2
+    write(root / "cpu.cfs_quota_us", "-1\n")
+    assert cgroup_cpu_quota(proc) is None
+
+
+def test_torch_threads_sets_the_count_for_the_body_and_puts_it_back():
+    from protobench.device import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -60,3 +60,29 @@ def test_a_shard_trains_its_cells_and_skips_one_another_process_holds(tmp_path, 
     held.release()
     written = sorted(p.name for p in (tmp_path / "res").rglob("*.json"))
     assert written == sorted(c.path.name for c in mine[1:])
+
+
+def test_a_shard_from_unset_slurm_variables_names_them_in_one_line(monkeypatch):
+    # --shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" outside a job array: "/" (docs/slurm/README.md)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT", raising=False)
+    with pytest.raises(UserError, match=r"^--shard '/': \$SLURM_ARRAY_TASK_ID and \$SLURM_ARRAY_TASK_COUNT are not "
+                                        r"set; run it as a Slurm job array task"):  # fmt: skip
+        Shard.parse("/")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    with pytest.raises(UserError, match=r"^--shard '3/': \$SLURM_ARRAY_TASK_COUNT is not set;"):
+        Shard.parse("3/")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")  # set, yet the side is empty (quoted wrong?)
+    with pytest.raises(UserError, match=r"^--shard '/4': I or N is empty; "):
+        Shard.parse("/4")
+
+
+def test_a_shard_with_no_cells_says_so_and_exits_0(run_cli, tmp_path, fmnist_dir):
+    # An array of more tasks than cells: the tasks past the grid have nothing to do, and that is not an error.
+    suite = tiny_suite(tmp_path / "e.yaml", dims=[2, 3], train={"epochs": 1})
+    code, out, err = run_cli("run", suite, "--shard", "3/4", "--results", tmp_path / "res", "--data-dir", fmnist_dir,
+                             "--device", "cpu")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert "shard 3/4 has no cells: the grid has 2, fewer than its 4 shards; nothing to do (an array of 2 tasks " \
+           "covers it)" in out  # fmt: skip
+    assert "done: 0 trained" in out and "|" not in out and not (tmp_path / "res").exists()

@@ -139,6 +139,13 @@ def run_command(
         str | None,
         typer.Option(help="Run only shard I of N of the grid, e.g. 0/4 (job arrays; the same split in every job)."),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="torch threads, split between --jobs workers [default: the CPUs this process may use: affinity, "
+            "cgroup quota, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS, the smallest]."
+        ),
+    ] = None,
     log: Annotated[
         list[str] | None,
         typer.Option(
@@ -149,7 +156,7 @@ def run_command(
 ) -> None:
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
-    from protobench.device import resolve_device
+    from protobench.device import resolve_device, usable_cpus
     from protobench.distributed import environment_world_size, from_environment
     from protobench.loggers import parse_logs
     from protobench.runner import RunOptions, run_suite
@@ -158,6 +165,8 @@ def run_command(
 
     loaded = with_grid_flags(load_suite(suite), methods, dims, seeds, epochs)
     check_run_flags(jobs, data_dir, results)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads}: use 1 or more, or leave it out to use the CPUs this process may use")
     if not checkpoint_minutes > 0:
         raise UserError(f"--checkpoint-minutes {checkpoint_minutes:g}: use a positive number of minutes, e.g. 10")
     parts = Shard.parse(shard) if shard is not None else None
@@ -174,7 +183,7 @@ def run_command(
     options = RunOptions(
         data_dir=data_dir, device=run_device, deterministic=deterministic, keep_checkpoints=keep_checkpoints,
         cuda_graphs=cuda_graphs, checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait, shard=parts,
-        collective=collective, reuse=reuse, keep_stale=keep_stale,
+        collective=collective, reuse=reuse, keep_stale=keep_stale, threads=threads or usable_cpus(),
         log=logs,
     )  # fmt: skip
     reporter = make_reporter() if jobs == 1 else PlainReporter()
@@ -203,6 +212,8 @@ def run_command(
         typer.echo(f"{said}; resume with:", err=True)
         typer.echo(f"  {resume}", err=True)
         raise typer.Exit(128 + summary.interrupted if summary.interrupted else 1)
+    if parts is not None and not summary.total:
+        return  # a shard with no cells said so (an array of more tasks than cells): no table, exit 0
     from protobench.cli.report import print_report
 
     print_report([loaded.name], results, "md", None, {loaded.name: loaded})

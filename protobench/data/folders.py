@@ -30,8 +30,11 @@ FileSplit = tuple[list[str], list[int]]
 
 
 def default_workers() -> int:
-    """Loader/decoder processes when no option says: min(8, CPU count)."""
-    return min(8, os.cpu_count() or 1)
+    """Loader/decoder processes when no option says: min(8, the CPUs this process may use). OMP_NUM_THREADS
+    caps each process's threads, not how many processes: it does not count here (docs/slurm/README.md)."""
+    from protobench.device import cpu_limits
+
+    return min(8, *(n for source, n in cpu_limits().items() if source != "OMP_NUM_THREADS"))
 
 
 def _image_files(folder: Path) -> list[str]:

@@ -203,6 +203,11 @@ def write_fake_record(root: Path, method: str, seed: int, accuracy: float) -> No
     write_record(cell_path(root, STORE_SUITE, method, 2, seed, None, digest), fake_record(method, seed, accuracy))
 
 
+def outside_slurm(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def no_cuda(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
     import torch
 
@@ -424,6 +429,15 @@ ROWS: dict[str, Row] = {
         [["run", "{suite}", "--shard", "4/4", *RES], ["run", "{suite}", "--shard", "half", *RES]],
         ("--shard 4/4: use 0 <= I < N, e.g. --shard 0/4", "--shard 'half' is not I/N; e.g. --shard 0/4"),
         after=nothing_written,
+    ),
+    "--shard from unset Slurm variables": Row(
+        [["run", "{suite}", "--shard", "/", *RES]],
+        "--shard '/': $SLURM_ARRAY_TASK_ID and $SLURM_ARRAY_TASK_COUNT are not set; run it as a Slurm job array "
+        "task (sbatch --array=0-N) or give I/N, e.g. --shard 0/4", patch=outside_slurm, after=nothing_written,
+    ),
+    "--threads below 1": Row(
+        [["run", "{suite}", "--threads", "0", *RES]],
+        "--threads 0: use 1 or more, or leave it out to use the CPUs this process may use", after=nothing_written,
     ),
     "--log unknown, or a file as its folder": Row(
         [["run", "{suite}", "--log", "tensorbord", *RES], ["run", "{suite}", "--log", "tensorboard:{file}", *RES]],
