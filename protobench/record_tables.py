@@ -94,6 +94,11 @@ PROVENANCE: dict[str, Column] = {
     "numerics": Column("string", "the numerics version of each part, as JSON (empty: version 1 of every part)"),
     "device": Column("string", "the device the cell ran on"),
     "cpu": Column("string", "the host's CPU model"),
+    "cpu_capability": Column("string", "the CPU instruction-set level torch's kernels used (AVX2, AVX512...)"),
+    "threads": Column("Int64", "torch's CPU threads"),
+    "gpu": Column("string", "the GPU's name, driver and cuDNN (CUDA records)"),
+    "code_digest": Column("string", "sha256 of protobench's source as it ran (docs/engine.md, Code identity)"),
+    "prototype_digest": Column("string", "sha256 of the fixed prototype matrix the cell trained with"),
     "cuda_graphs": Column("boolean", "training steps replayed from CUDA graphs"),
     "world_size": Column("Int64", "data-parallel processes that trained the cell"),
     "python_version": Column("string", "Python version"),
@@ -282,12 +287,20 @@ def _figures(record: dict[str, Any] | None) -> dict[str, Any]:
 def _provenance(entry: Entry) -> dict[str, Any]:
     record = entry.record or {}
     versions, timings = record.get("versions") or {}, record.get("timings") or {}
+    from protobench.host import host_key
+
     numerics = record.get("numerics")
+    host = record.get("host") if isinstance(record.get("host"), dict) else {}  # records from before host: none
     return {
         "git_commit": record.get("git_commit"),
         "numerics": None if numerics is None else json.dumps(numerics, sort_keys=True),
         "device": record.get("device"),
         "cpu": record.get("cpu"),
+        "cpu_capability": host.get("cpu_capability"),
+        "threads": host.get("threads"),
+        "gpu": host_key(record) if host.get("gpu") else None,
+        "code_digest": record.get("code_digest"),
+        "prototype_digest": record.get("prototype_digest"),
         "cuda_graphs": record.get("cuda_graphs"),
         "world_size": record.get("world_size"),
         "python_version": versions.get("python"),

@@ -33,7 +33,8 @@ train_images_per_second:Float64 nc1:Float64 ece:Float64 class_mean_cosine_mean:F
 class_mean_cosine_std:Float64 class_mean_anchor_cosine:Float64 anchor_min_angle_degrees:Float64
 assignment_changes:Float64 final_rep_proto_cosine:Float64 many_shot_accuracy:Float64
 medium_shot_accuracy:Float64 few_shot_accuracy:Float64 git_commit:string numerics:string device:string
-cpu:string cuda_graphs:boolean world_size:Int64 python_version:string torch_version:string
+cpu:string cpu_capability:string threads:Int64 gpu:string code_digest:string prototype_digest:string
+cuda_graphs:boolean world_size:Int64 python_version:string torch_version:string
 protobench_version:string wall_seconds:Float64 train_seconds:Float64 finished_at:datetime64[ns,UTC]
 config_hash:string setting_hash:string reused_from:string path:string
 """

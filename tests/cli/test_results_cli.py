@@ -107,7 +107,7 @@ def test_export_writes_one_row_per_record_in_each_format_and_leaves_the_store_al
     out = tmp_path / "out" / f"records.{fmt}"
     code, said, err = run_cli("results", "export", "--results", tmp_path / "res", "--format", fmt, "--out", out)
     files = len(list((tmp_path / "res").rglob("*.json")))
-    assert code == 0 and said == f"wrote {files} rows x 72 columns (records) to {out}\n" and err == ""
+    assert code == 0 and said == f"wrote {files} rows x 77 columns (records) to {out}\n" and err == ""
     frame = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}[fmt](out)
     assert len(frame) == files and frame["status"].tolist().count("unreadable") == 1
     assert set(frame["method"].dropna()) == {"softmax", "etf", "hpn", "ebv", "dnc", "dl2pa", "dl2pa-static",

@@ -35,6 +35,12 @@ def test_a_record_written_at_head_names_its_code_machine_and_prototypes(store):
     assert hpn["host"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert hpn["host"]["threads"] == torch.get_num_threads() and hpn["host"]["cpu_model"] == hpn["cpu"]
     assert hpn["prototype_digest"] == set_digest(generate("hpn", 10, 2, 0)) and softmax["prototype_digest"] is None
+    from protobench.api import load_results
+
+    table = load_results(store, columns=["method", "code_digest", "cpu_capability", "threads", "prototype_digest"])
+    row = table.set_index("method").loc["hpn"]
+    assert (row["code_digest"], row["prototype_digest"]) == (hpn["code_digest"], hpn["prototype_digest"])
+    assert (row["cpu_capability"], row["threads"]) == (hpn["host"]["cpu_capability"], hpn["host"]["threads"])
 
 
 def test_deep_check_lists_a_record_whose_set_differs_from_heads(run_cli, store):
