@@ -12,6 +12,7 @@ limit too. A CUDA record also names the GPU, the driver and cuDNN, which choose 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,14 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str] | None:
     return None
 
 
-def cuda_driver() -> str | None:
-    """The CUDA driver's version as ``major.minor`` where torch exposes it, else None."""
+def cuda_driver(proc: Path = Path("/proc/driver/nvidia/version")) -> str | None:
+    """The NVIDIA driver's release (e.g. ``550.54.15``, from the kernel module's version file, which needs no
+    nvidia-smi), else the CUDA driver API's ``major.minor`` where torch exposes it, else None."""
+    try:  # "NVRM version: NVIDIA UNIX [Open Kernel Module for] x86_64 ... 550.54.15  <build date>"
+        if found := re.search(r"\s(\d+\.\d+(?:\.\d+)*)\s", proc.read_text().splitlines()[0] + " "):
+            return found.group(1)
+    except (OSError, IndexError):
+        pass
     query = getattr(torch._C, "_cuda_getDriverVersion", None)
     if query is None:
         return None

@@ -8,7 +8,7 @@ import json
 import torch
 
 from protobench import audit
-from protobench.host import cpu_flags, describe, host_key
+from protobench.host import cpu_flags, cuda_driver, describe, host_key
 from tests.conftest import minimal_record
 
 
@@ -21,6 +21,10 @@ def test_a_cpu_host_names_its_model_instruction_set_and_threads(monkeypatch, tmp
     assert describe(torch.device("cpu"))["isa_limits"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     (tmp_path / "cpuinfo").write_text("model name\t: X\nflags\t\t: fpu avx2 sse4_2 avx fma avx512f\n")
     assert cpu_flags(tmp_path / "cpuinfo") == ["avx", "fma", "avx2", "avx512f"]
+    (tmp_path / "nvidia").write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar 5 2024\n")
+    assert cuda_driver(tmp_path / "nvidia") == "550.54.15"
+    (tmp_path / "nvidia").write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release\n")
+    assert cuda_driver(tmp_path / "nvidia") == "580.95.05"
 
 
 def test_host_keys_tell_instruction_sets_apart_and_fall_back_for_older_records():
