@@ -42,7 +42,7 @@ def tune_command(
     """Choose each method's lr (and weight decay) on the validation split, never on test."""
     from protobench.cli.flags import check_run_flags, parse_list, with_grid_flags
     from protobench.cli.progress import PlainReporter, make_reporter
-    from protobench.device import resolve_device
+    from protobench.device import resolve_device, usable_cpus
     from protobench.runner import RunOptions
     from protobench.suites import load_suite
     from protobench.tuning import check_tunable, grid_points, tune, tuned_suite_yaml
@@ -54,7 +54,8 @@ def tune_command(
     check_run_flags(jobs, data_dir, results)
     if out is not None:
         check_out(out, base)
-    options = RunOptions(data_dir=data_dir, device=resolve_device(device))
+    # torch threads follow the allocation, as run's do without --threads (docs/slurm/README.md, "Threads")
+    options = RunOptions(data_dir=data_dir, device=resolve_device(device), threads=usable_cpus())
     if as_json:  # progress (the workers' too) goes to stderr; stdout holds only the JSON
         with stdout_to_stderr():
             result = tune(tuned, grid, results_dir=results, options=options, reporter=PlainReporter(), jobs=jobs)
