@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 
-from protobench import __version__
 from protobench.cli.flags import (
     check_run_flags,
     page_console,
@@ -22,6 +21,7 @@ from protobench.cli.flags import (
 )
 from protobench.cli.next_steps import QUICKSTART, next_steps
 from protobench.errors import UserError
+from protobench.version import __version__
 
 app = typer.Typer(
     help="Benchmark hyperspherical prototype classifiers: DL2PA against PSC, ETF, HPN, EBV and DNC.",
