@@ -226,9 +226,19 @@ def tuned_suite_yaml(result: TuneResult, out: Path, command: str) -> str:
         "name": out.stem,
         "description": f"{base.description or base.name}; recipes tuned on validation (protobench tune)",
         "include": include,
-        "method_recipes": recipes,
     }
+    if list(result.trials) != list(included_methods(base)):  # `tune --methods X`: the suite trains X
+        body["methods"] = list(result.trials)
+    body["method_recipes"] = recipes
     return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=1000)
+
+
+def included_methods(suite: Suite) -> tuple[str, ...]:
+    """The methods of the suite file ``suite`` was loaded from (before tune's ``--methods``), which a suite
+    written by tune inherits unless it names its own."""
+    from protobench.suites import load_suite
+
+    return tuple(load_suite(suite.path).methods) if suite.path else tuple(suite.methods)
 
 
 def include_reference(suite: Suite, out: Path) -> str:

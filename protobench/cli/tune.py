@@ -74,9 +74,23 @@ def tune_command(
     else:
         print_trials(result)
         if out is not None:
-            typer.echo(f"wrote {out}: `protobench run {out}` trains every method with its chosen recipe")
+            typer.echo(next_step(out))
+    if edges := result.at_grid_edge():  # on stderr in both modes: a choice at an edge may not be the best
+        listed = "; ".join(f"{m} {where}" for m, where in edges.items())
+        typer.echo(f"warning: at the grid's edge, so the best may lie beyond it (extend the grid): {listed}", err=True)
     if result.summary.failed:
         raise typer.Exit(1)
+
+
+def next_step(out: Path) -> str:
+    """What ``protobench run OUT`` will train, read back from the suite just written."""
+    from protobench.suites import load_suite
+
+    written = load_suite(str(out))
+    cells = f"d = {','.join(map(str, written.dims))}, seeds {','.join(map(str, written.seeds))}"
+    tuned = ", ".join(f"{m} (lr {written.recipe_for(m).lr:g})" for m in written.methods)
+    return (f"wrote {out}: `protobench run {out}` trains {tuned} at {cells}, "
+            f"{written.train.epochs} epoch(s), each method with the recipe chosen here")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -137,9 +151,6 @@ def print_trials(result: TuneResult) -> None:
             row.append(text)
         table.add_row(*row)
     page_console().print(table)
-    if edges := result.at_grid_edge():
-        listed = "; ".join(f"{m} {where}" for m, where in edges.items())
-        typer.echo(f"at the grid's edge, so the best may lie beyond it (extend the grid to know): {listed}")
     untuned = [m for m, p in result.chosen.items() if p is None]
     if untuned:
         typer.echo(f"no eligible grid point for {', '.join(untuned)}: kept on the suite's recipe")

@@ -55,3 +55,22 @@ def test_tune_prints_a_table_with_the_choice_marked(run_cli, tmp_path, fmnist_di
     assert "final-epoch validation accuracy" in out and "lr=0.001" in out and "lr=0.05" in out
     row = next(line for line in out.splitlines() if "softmax" in line and "+-" in line)  # the table's row
     assert row.count("*") == 1
+
+
+def test_tune_methods_writes_a_suite_of_those_methods_and_warns_at_a_grid_edge(run_cli, tmp_path, fmnist_dir):
+    """`tune --methods X --out F`: F trains X (its own `methods:`), the next step says so, and a choice at the
+    grid's edge is a warning on stderr, in --json mode too."""
+    suite = tiny_suite(tmp_path / "s.yaml", dims=[2], methods=["softmax", "dl2pa"])
+    out = tmp_path / "s-tuned.yaml"
+    common = ["--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", "cpu", "--epochs", "1"]
+    code, text, err = run_cli("tune", suite, "--methods", "dl2pa", "--lr", "0.001,0.05", "--out", out, *common)
+    assert code == 0, err
+    written = load_suite(str(out))
+    assert list(written.methods) == ["dl2pa"]
+    chosen = written.recipe_for("dl2pa").lr
+    assert f"`protobench run {out}` trains dl2pa (lr {chosen:g}) at d = 2, seeds 0, 2 epoch(s)" in text  # its epochs
+    side = "smallest" if chosen == 0.001 else "largest"
+    edge = "warning: at the grid's edge, so the best may lie beyond it (extend the grid)"
+    assert err == f"{edge}: dl2pa lr={chosen:g} (the {side})\n"
+    code, text, err = run_cli("tune", suite, "--methods", "dl2pa", "--lr", "0.001,0.05", "--json", *common)
+    assert code == 0 and json.loads(text)["methods"]["dl2pa"] and err.count("warning: at the grid's edge") == 1
