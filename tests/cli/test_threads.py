@@ -27,9 +27,9 @@ def test_two_jobs_on_a_two_cpu_allocation_use_one_thread_each(run_cli, tmp_path,
     assert "2 cells, 0 already finished, on cpu (2 threads)" in out  # the run's, before the split
     assert devices(tmp_path / "two") == ["cpu (1 threads)", "cpu (1 threads)"]
     assert torch.get_num_threads() == before  # put back after the run (the CLI in-process, as here)
-    code, _, err = run_cli(*args, "--results", tmp_path / "one")  # one process: the whole allocation
+    code, _, err = run_cli(*args, "--dims", "2", "--results", tmp_path / "one")  # one process: the whole allocation
     assert code == 0, err
-    assert devices(tmp_path / "one") == ["cpu (2 threads)", "cpu (2 threads)"]
-    code, _, err = run_cli(*args, "--results", tmp_path / "flag", "--threads", "1")  # --threads wins
+    assert devices(tmp_path / "one") == ["cpu (2 threads)"]
+    code, _, err = run_cli(*args, "--dims", "2", "--results", tmp_path / "flag", "--threads", "1")  # --threads wins
     assert code == 0, err
-    assert devices(tmp_path / "flag") == ["cpu (1 threads)", "cpu (1 threads)"]
+    assert devices(tmp_path / "flag") == ["cpu (1 threads)"]
