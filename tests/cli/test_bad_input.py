@@ -419,6 +419,15 @@ ROWS: dict[str, Row] = {
          "--out {store} is a folder; give a file name, e.g. --out {store}/report.md",
          "--plots {file} is a file; give a folder"),
     ),
+    "report --correction unknown, or without --vs": Row(
+        [["report", *STORE, "--vs", "dl2pa", "--correction", "bonferroni"], ["report", *STORE, "--correction", "bh"]],
+        ("--correction 'bonferroni' is unknown; use one of none, holm, bh",
+         "--correction bh sets how --vs marks are corrected; give --vs METHOD too"),
+    ),
+    "report or compare of a suite file that does not exist": Row(
+        [["compare", "{tmp}/gone.yaml", "dl2pa", "softmax", *STORE], ["report", "{tmp}/gone.yaml", *STORE]],
+        "suite file {tmp}/gone.yaml does not exist; check the path, or give a suite name (see protobench suites)",
+    ),
     "report of nothing finished": Row(
         [["report", "other", *STORE]], "no finished results for other under {store}; run a suite first"),
     "--checkpoint-minutes 0": Row(
