@@ -4,8 +4,8 @@ The test marked ``slurm`` starts a real single-node Slurm (munged, slurmctld, sl
 munge) with its own slurm.conf and spool in a temporary folder, submits the shipped grid-array.sbatch with
 the documented CPU-only overrides, hits one task with its time limit and another with ``scontrol requeue``
 in the middle of a cell, and checks that every cell has one record equal to a clean run's. It needs root
-and PROTOBENCH_SLURM_TESTS=1 (.ci/run sets both after `make test`; it is minutes, not part of `make test`).
-The other tests here need bash only.
+and PROTOBENCH_SLURM_TESTS=1: `make test-slurm` sets it, and .ci/run runs that, as root, after `make test`
+and `make lint` (it takes minutes). The other tests here need bash only.
 """
 
 from __future__ import annotations
