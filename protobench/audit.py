@@ -38,6 +38,15 @@ class Finding:
     detail: str
 
 
+def stale_age(parts: list[str]) -> str:
+    """"newer" when a part of ``stale_parts`` (``"part MADE -> HEAD"``) was made by a later version than HEAD's
+    (a branch ahead of HEAD, or a record from before a revert), else "older"."""
+    versions = [part.rsplit(" ", 3)[-3:] for part in parts]
+    newer = any(len(v) == 3 and v[1] == "->" and v[0].isdigit() and v[2].isdigit() and int(v[0]) > int(v[2])
+                for v in versions)  # fmt: skip
+    return "newer" if newer else "older"
+
+
 def check(root: Path, suites: list[str] | None = None, notes: list[str] | None = None) -> list[Finding]:
     """Every finding of the store under ``root`` (or of ``suites``), in path order within each kind;
     ``notes`` (when given) hears what holds for many records at once (those from before code digests)."""
@@ -52,7 +61,7 @@ def check(root: Path, suites: list[str] | None = None, notes: list[str] | None =
             findings.append(Finding("unreadable", path, str(why)))
             continue
         if parts := stale_parts(record):
-            findings.append(Finding("stale", path, "made by older code: " + ", ".join(parts)))
+            findings.append(Finding("stale", path, f"made by {stale_age(parts)} code: " + ", ".join(parts)))
         if record["status"] == "error":
             findings.append(Finding("failed", path, str(record.get("reason", "?"))))
         if str(record.get("git_commit") or "").endswith("-dirty"):

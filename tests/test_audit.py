@@ -59,7 +59,7 @@ def test_a_record_made_by_a_newer_version_of_a_part_is_stale_and_check_names_tha
     assert numerics.stale_parts(record) == [f"method/hpn {version + 1} -> {version}"]
     path = put(tmp_path, "hpn", 0, config=config, numerics=newer)
     (stale,) = [f for f in audit.check(tmp_path) if f.kind == "stale"]
-    assert stale.path == path and f"method/hpn {version + 1} -> {version}" in stale.detail
+    assert stale.path == path and stale.detail == f"made by newer code: method/hpn {version + 1} -> {version}"
 
 
 def test_a_part_missing_from_a_records_numerics_is_its_first_version(monkeypatch):
