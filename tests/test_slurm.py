@@ -229,9 +229,12 @@ def test_a_grid_array_survives_a_time_limit_and_a_requeue_on_a_real_slurm(slurm,
 
     started = time.monotonic()
     data = write_fashion_mnist(tmp_path / "fmnist", n_train=4000, n_test=200)
-    # Three cells over an array of four tasks (one with nothing to do): dl2pa long enough (tens of seconds)
-    # to be hit by its time limit mid-cell, hpn long enough to be requeued mid-cell, a short softmax cell.
-    recipes = {"dl2pa": {"epochs": 60}, "hpn": {"epochs": 15}}
+    # Three cells over an array of four tasks (one with nothing to do): dl2pa long enough to be hit by its time
+    # limit mid-cell, hpn long enough to be requeued mid-cell, a short softmax cell. slurmctld looks at time
+    # limits every 30 s (its PERIODIC_TIMEOUT, not configurable), so the signal can come up to 30 s after the
+    # limit is set: dl2pa runs 240 epochs (about 80 s at the 0.35 s an epoch of the fastest CI machine seen;
+    # at 60 epochs it once finished before the signal came), hpn 30 (about 10 s; its requeue is immediate).
+    recipes = {"dl2pa": {"epochs": 240}, "hpn": {"epochs": 30}}
     suite_file = tiny_suite(tmp_path / "slurmgrid.yaml", methods=["dl2pa", "hpn", "softmax"], dims=[3],
                             method_recipes=recipes)  # fmt: skip
     results, reference = tmp_path / "res", tmp_path / "ref"
