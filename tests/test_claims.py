@@ -25,15 +25,29 @@ def records(results: str) -> tuple[dict, ...]:
     return tuple(iter_records(ROOT / results))
 
 
+def suite_of(name_or_file: str):
+    """A shipped suite by name, or a suite file by its path from the repository root (a store's pinned suite)."""
+    return load_suite(str(ROOT / name_or_file) if name_or_file.endswith(".yaml") else name_or_file)
+
+
+def pinned_suite(store: str, name: str):
+    """The suite as a store's records of it were made: ``STORE/suites/NAME.yaml`` where the store pins one
+    (results/gpu does, for a suite whose recipe moved after its records were made), else the shipped one."""
+    pinned = ROOT / store / "suites" / f"{name}.yaml"
+    return load_suite(str(pinned)) if pinned.exists() else load_suite(name)
+
+
 def recomputed(call: dict) -> dict[tuple[str, str, str, str], object]:
     """The rows of a claimed call, by (suite, A, B, column)."""
     found = list(records(call["results"]))
     if call.get("without_reused"):
         found = drop_reused_seeds(found)
+    suite = suite_of(call.get("suite_file", call["suite"]))
+    assert suite.name == call["suite"], f"{call['command']}: its suite file names {suite.name}"
     if call.get("family"):
-        rows = family_comparison(found, load_suite(call["suite"]))[0]
+        rows = family_comparison(found, suite)[0]
     else:
-        rows = compare(found, call["suite"], call["a"], call["b"], "final", load_suite(call["suite"]))
+        rows = compare(found, call["suite"], call["a"], call["b"], "final", suite)
     return {(row.suite, row.a, row.b, row.column): row for row in rows}
 
 
@@ -65,7 +79,7 @@ def recomputed_rows(command: str) -> dict:
 
 @pytest.mark.parametrize("table", CLAIMS["tables"], ids=[t["out"] for t in CLAIMS["tables"]])
 def test_a_committed_table_reproduces_from_its_records(table) -> None:
-    suites = {name: load_suite(name) for name in table["suites"]}
+    suites = {suite.name: suite for suite in map(suite_of, table["suites"])}
     metrics = ["test_accuracy" if m == "final" else "test_accuracy_at_best_val" for m in table["metric"].split(",")]
     tables = build_tables(list(records(table["results"])), suites, metrics=metrics)
     assert render(tables, "md") == (ROOT / table["out"]).read_text(), f"{table['out']} does not reproduce"
@@ -110,7 +124,7 @@ def test_run_at_head_trains_nothing_the_store_holds(store, name) -> None:
     from protobench.grid import plan_suite
 
     mine = [r for r in records(store) if r["suite"] == name]
-    suite = load_suite(name).with_overrides(
+    suite = pinned_suite(store, name).with_overrides(
         methods=sorted({r["method"] for r in mine}), dims=sorted({r["dim"] for r in mine}),
         seeds=sorted({r["seed"] for r in mine}),
     )  # fmt: skip
