@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "graphs": "protobench.bench.graphs:run",
     "pipeline": "protobench.bench.pipeline:run",
     "gpu-check": "protobench.bench.gpu_check:run",
+    "pack": "protobench.bench.pack:run",
 }
 
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import typer
 
 app = typer.Typer(
-    help="Benchmarks and hardware checks: speed per method, data pipeline, prototypes, CUDA graphs, a GPU node.",
+    help="Benchmarks and hardware checks: speed per method, data pipeline, prototypes, CUDA graphs, a GPU node, "
+    "packing cells into one process.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -29,6 +30,8 @@ SUMMARIES = {
     "time; refuses without CUDA (a CPU smoke test: --device cpu --quick).",
     "prototypes": "Time uniform prototype generation and Hungarian matching on the CPU.",
     "graphs": "Check on CUDA that graph-replayed training steps give exactly the eager steps' numbers.",
+    "pack": "Aggregate training images/s of N cells in one process (N = 1..32) per packing strategy: sequential, "
+    "CUDA streams, streams with CUDA graphs, one fused (stacked) model.",
 }
 
 
