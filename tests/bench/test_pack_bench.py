@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from protobench.bench import pack
+from protobench.bench import packing
 
 CPU = torch.device("cpu")
 #: Tolerance of the float64 training check: two SGD steps of the fused model against each cell's own.
@@ -22,8 +22,8 @@ TINY_CLI = ["--device", "cpu", "--shapes", "smallcnn-fmnist", "--batch", "8", "-
             "--threads", "1"]  # fmt: skip
 
 
-def float64_setting(shape: str, batch: int) -> pack.Setting:
-    return pack.Setting(pack.SHAPES[shape], batch, CPU, dtype=torch.float64)
+def float64_setting(shape: str, batch: int) -> packing.Setting:
+    return packing.Setting(packing.SHAPES[shape], batch, CPU, dtype=torch.float64)
 
 
 def cell_slice(stacked: torch.Tensor, n: int, i: int) -> torch.Tensor:
@@ -35,8 +35,8 @@ def cell_slice(stacked: torch.Tensor, n: int, i: int) -> torch.Tensor:
 def test_fused_forward_equals_each_cells_own_forward(shape, batch) -> None:
     setting = float64_setting(shape, batch)
     lrs = [0.1, 0.02]
-    cells = [pack.Cell(setting, i, lr) for i, lr in enumerate(lrs)]
-    fused = pack.FusedCells(setting, lrs)
+    cells = [packing.Cell(setting, i, lr) for i, lr in enumerate(lrs)]
+    fused = packing.FusedCells(setting, lrs)
     classes = setting.shape.classes
     for train in (True, False):  # batch statistics, then the running statistics the training pass updated
         fused.backbone.train(train)
@@ -55,22 +55,22 @@ def test_fused_forward_equals_each_cells_own_forward(shape, batch) -> None:
 
 
 def test_fused_convolutions_are_grouped_per_cell() -> None:
-    backbones = [pack.make_model(float64_setting("smallcnn-fmnist", 2), i)[0] for i in range(3)]
-    fused = pack.fuse(backbones)
+    backbones = [packing.make_model(float64_setting("smallcnn-fmnist", 2), i)[0] for i in range(3)]
+    fused = packing.fuse(backbones)
     convs = [m for m in fused.modules() if isinstance(m, nn.Conv2d)]
     singles = [m for m in backbones[0].modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.groups) for c in convs] == [
         (3 * s.in_channels, 3 * s.out_channels, 3 * s.groups) for s in singles
     ]
-    assert isinstance(fused.fc, pack.StackedLinear) and fused.fc.weight.shape == (3, 16, 64)
+    assert isinstance(fused.fc, packing.StackedLinear) and fused.fc.weight.shape == (3, 16, 64)
 
 
 def test_fused_training_with_per_cell_lr_equals_each_cells_own_sgd() -> None:
     setting = float64_setting("smallcnn-fmnist", 4)
     lrs = [0.2, 0.02]  # a tenfold difference: the fused optimiser must give each cell its own
-    cells = [pack.Cell(setting, i, lr) for i, lr in enumerate(lrs)]
-    fused = pack.FusedCells(setting, lrs)
-    other_lr = pack.Cell(setting, 1, lrs[0])  # cell 1 as it would train at cell 0's lr
+    cells = [packing.Cell(setting, i, lr) for i, lr in enumerate(lrs)]
+    fused = packing.FusedCells(setting, lrs)
+    other_lr = packing.Cell(setting, 1, lrs[0])  # cell 1 as it would train at cell 0's lr
     for _ in range(2):  # the second step uses the momentum buffers of the first (Nesterov)
         fused.step()
         for cell in (*cells, other_lr):
@@ -89,20 +89,20 @@ def test_fused_training_with_per_cell_lr_equals_each_cells_own_sgd() -> None:
 
 def test_fuse_refuses_a_layer_it_cannot_stack() -> None:
     with pytest.raises(TypeError, match="cannot fuse LayerNorm"):
-        pack.fuse([nn.Sequential(nn.LayerNorm(4)), nn.Sequential(nn.LayerNorm(4))])
+        packing.fuse([nn.Sequential(nn.LayerNorm(4)), nn.Sequential(nn.LayerNorm(4))])
 
 
 def test_table_has_every_n_and_strategy_and_json_the_figures(run_cli, tmp_path) -> None:
     out_file = tmp_path / "out" / "pack.json"
     code, out, err = run_cli("bench", "pack", *TINY_CLI, "--n", "1,2", "--json", out_file)
     assert code == 0, err
-    for text in ("N=1", "N=2", *pack.STRATEGIES, "no CUDA streams on the CPU: ran as sequential",
+    for text in ("N=1", "N=2", *packing.STRATEGIES, "no CUDA streams on the CPU: ran as sequential",
                  "CUDA graphs exist only on CUDA", "(1.00x)", f"wrote {out_file}"):  # fmt: skip
         assert text in out, text
     result = json.loads(out_file.read_text())
-    assert result["n"] == [1, 2] and result["strategies"] == list(pack.STRATEGIES) and result["device"] == "cpu"
+    assert result["n"] == [1, 2] and result["strategies"] == list(packing.STRATEGIES) and result["device"] == "cpu"
     rows = {(row["strategy"], row["n"]): row for row in result["rows"]}
-    assert set(rows) == {(s, n) for s in pack.STRATEGIES for n in (1, 2)}
+    assert set(rows) == {(s, n) for s in packing.STRATEGIES for n in (1, 2)}
     for (strategy, n), row in rows.items():
         assert row["shape"] == "smallcnn-fmnist"
         if strategy.endswith("graphs"):
@@ -113,7 +113,7 @@ def test_table_has_every_n_and_strategy_and_json_the_figures(run_cli, tmp_path) 
     assert rows[("sequential", 1)]["ratio_to_sequential_n1"] == 1.0
     shape = result["shapes"]["smallcnn-fmnist"]
     assert shape["baseline_images_per_s"] == rows[("sequential", 1)]["images_per_s"]
-    assert (shape["backbone"], shape["backbone_options"], shape["batch"]) == ("smallcnn", pack.SHAPES[
+    assert (shape["backbone"], shape["backbone_options"], shape["batch"]) == ("smallcnn", packing.SHAPES[
         "smallcnn-fmnist"].options, 8)  # fmt: skip
     assert err.count("smallcnn-fmnist ") == 10  # a progress line per measurement, on stderr
 
