@@ -126,8 +126,10 @@ def test_a_groupby_of_the_export_gives_report_s_cells(table) -> None:
     """For every committed table: finished records of the current setting, grouped by variant and column,
     give the mean, std and n that `report` prints."""
     store = ROOT / table["results"]
-    frame = load_results(store, table["suites"])
-    suites = {name: load_suite(name) for name in table["suites"]}
+    # a table's suite is a shipped one by name or a store's pinned suite file (results/gpu/suites/)
+    loaded = [load_suite(str(ROOT / s) if s.endswith(".yaml") else s) for s in table["suites"]]
+    suites = {suite.name: suite for suite in loaded}
+    frame = load_results(store, list(suites))
     records = [json.loads(Path(p).read_text()) for p in frame.loc[frame["status"] != "unreadable", "path"]]
     checked = 0
     keys = {"final": "test_accuracy", "val-selected": "test_accuracy_at_best_val"}

@@ -52,7 +52,7 @@ def test_suites_json_gives_every_rows_recipe_as_every_cell_trains_it(run_cli) ->
     seed or ratio, and its options are those the head is built with."""
     code, out, _ = run_cli("suites", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
-    assert code == 0 and rows[TUNED]["recipes"]["hpn"]["lr"] == 0.001
+    assert code == 0 and rows[TUNED]["recipes"]["hpn"]["lr"] == 0.0003
     etf = rows["cifar100"]["recipes"]["etf"]
     assert etf["lr"] == 0.1 and etf["weight_decay"] == 2e-4 and etf["schedule"] == "step"
     for name, row in rows.items():
