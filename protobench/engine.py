@@ -30,17 +30,18 @@ from protobench.cell_state import (
 )
 from protobench.data.base import Augment, BatchLoader
 from protobench.data.prepare import CellData
-from protobench.device import at_least_fp32, seed_everything, synchronize
+from protobench.device import seed_everything, synchronize
 from protobench.diagnostics import feature_report
 from protobench.distributed import SINGLE_PROCESS, Collective
-from protobench.methods import Method, create_method
+from protobench.evaluation import evaluate
+from protobench.methods import create_method
 from protobench.progress import Progress, SilentProgress
 from protobench.recipe import TrainRecipe
 from protobench.spec import CellSpec
-from protobench.step import Learner, Mixup, step_function
+from protobench.step import Learner, Mixup, TrainStep, step_function
 
-#: The numerics version of the training step and loop (this module, protobench/step.py and the
-#: optimiser set-up): bump it with any change that moves a cell's numbers (docs/engine.md, "Numerics
+#: The numerics version of the training step and loop (this module, protobench/step.py, protobench/evaluation.py
+#: and the optimiser set-up): bump it with any change that moves a cell's numbers (docs/engine.md, "Numerics
 #: versions"), and re-make the fingerprint in the same commit.
 NUMERICS_VERSION = 1
 
@@ -83,59 +84,6 @@ def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:
         passed = sum(1 for m in recipe.milestones if step // steps_per_epoch >= m)
         return recipe.gamma**passed
     return 1.0
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-@dataclass
-class Evaluation:
-    """Accuracy of one split, overall and per class (in %)."""
-
-    accuracy: float
-    per_class: list[float]
-
-
-@torch.no_grad()
-def evaluate(
-    backbone: nn.Module,
-    method: Method,
-    loader: BatchLoader,
-    num_classes: int,
-    autocast: Callable[[], Any],
-    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    where: str = "split test",
-) -> Evaluation:
-    """Top-1 accuracy of ``method.predict`` over ``loader``, overall and per class; ``reduce`` sums the
-    counts over data-parallel ranks, each of which evaluated its part of the split (``Collective.sum_``).
-    Scores that are NaN or infinite raise ``FloatingPointError`` naming the head and ``where``: their
-    argmax is an arbitrary class, which would record a chance-level accuracy as if it were one."""
-    backbone.eval()
-    method.eval()
-    device, dtype = next(backbone.parameters()).device, next(backbone.parameters()).dtype
-    correct = torch.zeros(num_classes, device=device)
-    total = torch.zeros(num_classes, device=device)
-    bad = torch.zeros(2, device=device)  # NaN scores, infinite scores: counted on the device, read once
-    for images, labels in loader:
-        with autocast():
-            z = backbone(images.to(dtype))  # a no-op but for an fp64 learner
-        h = method(at_least_fp32(z))
-        predictions = method.predict(h)
-        scores = method.scores(h)  # predict may skip them (a shortcut to the same argmax): check them here
-        bad[0] += torch.isnan(scores).sum()
-        bad[1] += torch.isinf(scores).sum()
-        total += torch.bincount(labels, minlength=num_classes)
-        correct += torch.bincount(labels[predictions == labels], minlength=num_classes)
-    if reduce is not None:
-        reduce(correct)
-        reduce(total)
-        reduce(bad)
-    nan, inf = bad.tolist()
-    if nan or inf:
-        name = method.method_name or type(method).__name__
-        raise FloatingPointError(f"{name} scores are {'NaN' if nan else 'infinite'} at evaluation ({where})")
-    per_class = (100 * correct / total.clamp(min=1)).tolist()
-    return Evaluation(float(100 * correct.sum() / total.sum().clamp(min=1)), per_class)
 
 
 # ---------------------------------------------------------------- one cell
@@ -216,138 +164,221 @@ def train_cell(
     ``TrainingFailed`` with its epoch. Under torchrun (``collective`` a ``DataParallel``) every rank
     calls this together and trains on its slice of each batch (docs/distributed.md); the outcome's
     figures are the whole batch's and test set's on every rank, its diagnostics rank 0's.
+    The phases are docs/engine.md's steps of "One cell: `train_cell`", in order.
     """
-    progress = progress or SilentProgress()
+    cell = set_up_cell(spec, data, device, cuda_graphs, progress or SilentProgress(), checkpointing, collective)
+    cell.resume_from_checkpoint()
+    cell.start_clock()
+    try:
+        while cell.loop.epoch < spec.train.epochs:
+            epoch_seconds = cell.train_epoch()
+            row = cell.gather_epoch(epoch_seconds)
+            cell.evaluate_epoch(row)
+            cell.end_epoch(row)
+    except (Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        raise TrainingFailed(cell.loop.epoch + 1, error) from error
+    return cell.outcome()
+
+
+def set_up_cell(
+    spec: CellSpec,
+    data: CellData,
+    device: torch.device,
+    cuda_graphs: bool,
+    progress: Progress,
+    checkpointing: Checkpointing | None,
+    collective: Collective,
+) -> CellTraining:
+    """Seed, then build the cell's learner, loaders, training step and mixup generator (steps 1 to 4)."""
     recipe = spec.train
     seed_everything(spec.seed, spec.deterministic)
     learner = build_learner(spec, data, device)
-    backbone, method, optimizer = learner.backbone, learner.method, learner.optimizer
     train_loader, val_loader, test_loader = cell_loaders(recipe, data, device, spec.seed, collective)
     step_learner = collective.for_training(learner, device, spec.sync_batchnorm)
     # The diagnostics see the whole test set (under torchrun each rank's loader holds a slice of it).
     full_test = collective.unsliced(test_loader, lambda: cell_loaders(recipe, data, device, spec.seed)[2])
-    loss_scale = collective.loss_scale(method.loss_reduction)
+    loss_scale = collective.loss_scale(learner.method.loss_reduction)
     step_fn = step_function(step_learner, device, cuda_graphs and collective.graphs_allowed)
     if spec.precision == "fp64":  # the loader gives float32 images; an fp64 learner takes them in float64
         step_fn = _in_float64(step_fn)
+    return CellTraining(
+        spec, data, device, learner, step_learner, step_fn, loss_scale, train_loader, val_loader, test_loader,
+        full_test, len(train_loader), np.random.default_rng(spec.seed), progress, checkpointing, collective,
+    )  # fmt: skip
 
-    steps_per_epoch = len(train_loader)
-    mixup = np.random.default_rng(spec.seed)  # draws each step's mixup / CutMix (Mixup.draw_step)
-    loop = LoopState()
-    if checkpointing is not None and checkpointing.resume is not None:
-        loop = restore_training_state(checkpointing.resume, learner, mixup, device)
-    progress.start_cell_epochs(recipe.epochs, steps_per_epoch)
-    start, wall_before = time.perf_counter(), loop.wall_seconds
-    last_save = time.monotonic()
 
-    def save() -> None:
-        nonlocal last_save
-        if checkpointing is not None:
-            loop.wall_seconds = wall_before + time.perf_counter() - start
+@dataclass
+class CellTraining:
+    """One cell as ``train_cell`` trains it: what ``set_up_cell`` built, where the loop is (``loop``,
+    which a checkpoint holds) and the clocks of this process's part of the training."""
+
+    spec: CellSpec
+    data: CellData
+    device: torch.device
+    learner: Learner
+    step_learner: Learner  # the learner the step trains (under torchrun, wrapped to reduce gradients)
+    step_fn: TrainStep
+    loss_scale: int
+    train_loader: BatchLoader
+    val_loader: BatchLoader | None
+    test_loader: BatchLoader
+    full_test: BatchLoader
+    steps_per_epoch: int
+    mixup: np.random.Generator  # draws each step's mixup / CutMix (Mixup.draw_step)
+    progress: Progress
+    checkpointing: Checkpointing | None
+    collective: Collective
+    loop: LoopState = field(default_factory=LoopState)
+    start: float = 0.0  # perf_counter when this process started training
+    wall_before: float = 0.0  # wall seconds of the processes before it (a resumed checkpoint's)
+    last_save: float = 0.0  # monotonic time of the last save
+
+    def resume_from_checkpoint(self) -> None:
+        """Load the saved training state over the fresh learner and generators, if there is one."""
+        if self.checkpointing is not None and self.checkpointing.resume is not None:
+            self.loop = restore_training_state(self.checkpointing.resume, self.learner, self.mixup, self.device)
+
+    def start_clock(self) -> None:
+        """Announce the epochs to the progress and start the wall clock and the time since the last save."""
+        self.progress.start_cell_epochs(self.spec.train.epochs, self.steps_per_epoch)
+        self.start, self.wall_before = time.perf_counter(), self.loop.wall_seconds
+        self.last_save = time.monotonic()
+
+    def train_epoch(self) -> float:
+        """One pass over the training loader, from the batch the loop is at; returns its training seconds."""
+        loop, device = self.loop, self.device
+        self.step_learner.backbone.train()
+        self.learner.method.train()
+        self.train_loader.set_epoch(loop.epoch, skip_batches=loop.batch)
+        loop.start_epoch(device)
+        synchronize(device)
+        resumed_seconds, epoch_start = loop.epoch_seconds, time.perf_counter()
+        for index, (images, labels) in enumerate(self.train_loader, start=loop.batch):
+            self.train_batch(images, labels)
+            loop.batch = index + 1
+            self.progress.batch(loop.epoch, index)
+            if self.checkpointing is not None:
+                self.checkpoint_inside_epoch(self.checkpointing, resumed_seconds, epoch_start)
+        synchronize(device)
+        return resumed_seconds + time.perf_counter() - epoch_start
+
+    def train_batch(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Set the step's learning rate, draw its mixing, update, and add its loss and hits to the sums."""
+        loop, recipe = self.loop, self.spec.train
+        for group in self.learner.optimizer.param_groups:
+            group["lr"] = recipe.lr * lr_factor(loop.step, self.steps_per_epoch, recipe)
+        mix = Mixup.draw_step(self.mixup, recipe, images.shape, self.device)
+        loss, step_correct = self.step_fn(images, labels, mix)
+        loop.loss_sum += loss * (labels.shape[0] * self.loss_scale)
+        loop.correct += step_correct
+        loop.seen += labels.shape[0]
+        loop.step += 1
+        self.learner.method.after_update(loop.step, loop.epoch)  # host-side work after the update (mostly none)
+
+    def checkpoint_inside_epoch(self, checkpointing: Checkpointing, resumed_seconds: float, epoch_start: float) -> None:
+        """Save when asked to stop (then raise ``Interrupted``) or when ``every_seconds`` have passed."""
+        loop = self.loop
+        stop = self.collective.agreed_stop(checkpointing.should_stop(), loop.step, loop.batch, self.device)
+        if stop or time.monotonic() - self.last_save >= checkpointing.every_seconds:
+            synchronize(self.device)
+            loop.epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
+            self.save()
+            if stop:
+                raise Interrupted(f"stopped in epoch {loop.epoch + 1} after batch {loop.batch}")
+
+    def gather_epoch(self, epoch_seconds: float) -> dict[str, float]:
+        """Sum the epoch over ranks, run the head's ``after_epoch`` and make the epoch's history row."""
+        loop, collective, method = self.loop, self.collective, self.learner.method
+        # Under torchrun: the whole global batch's sums, and rank 0's buffers everywhere.
+        for total in (loop.loss_sum, loop.correct):
+            collective.sum_(total)
+        loop.seen = collective.sum_count(loop.seen, self.device)
+        collective.broadcast_buffers(self.learner.backbone)
+        loop.train_seconds += epoch_seconds
+        loop.train_images += loop.seen
+        diagnostics = method.after_epoch()
+        collective.broadcast_buffers(method)
+        row: dict[str, float] = {
+            "epoch": loop.epoch + 1,
+            "lr": self.learner.optimizer.param_groups[0]["lr"],
+            "train_loss": float(loop.loss_sum) / max(1, loop.seen),
+            "train_accuracy": 100 * float(loop.correct) / max(1, loop.seen),
+            "images_per_second": loop.seen / epoch_seconds,
+            **{k: float(v) for k, v in diagnostics.items()},
+        }
+        if not math.isfinite(row["train_loss"]):
+            raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {loop.epoch + 1}")
+        return row
+
+    def evaluate_epoch(self, row: dict[str, float]) -> None:
+        """Evaluate validation (if any) and test into ``row``; keep the best validation epoch and the row."""
+        loop, learner, epoch = self.loop, self.learner, self.loop.epoch
+        if self.val_loader is not None:
+            row["val_accuracy"] = evaluate(
+                learner.backbone, learner.method, self.val_loader, self.data.num_classes, learner.autocast,
+                self.collective.sum_, where=f"epoch {epoch + 1}, split val",
+            ).accuracy  # fmt: skip
+        test = evaluate(learner.backbone, learner.method, self.test_loader, self.data.num_classes, learner.autocast,
+                        self.collective.sum_, where=f"epoch {epoch + 1}, split test")  # fmt: skip
+        row["test_accuracy"] = test.accuracy
+        if self.val_loader is not None and row["val_accuracy"] > loop.best_val:
+            loop.best_val, loop.test_at_best_val, loop.best_epoch = row["val_accuracy"], test.accuracy, epoch + 1
+        loop.history.append(row)
+        loop.test_per_class = test.per_class
+
+    def end_epoch(self, row: dict[str, float]) -> None:
+        """Move the loop to the next epoch, report the row, save, and stop here if asked to."""
+        loop, epoch = self.loop, self.loop.epoch
+        loop.epoch, loop.batch, loop.loss_sum, loop.correct = epoch + 1, 0, None, None
+        self.progress.end_epoch(epoch, row)
+        self.save()
+        stop = self.checkpointing is not None and self.collective.any(self.checkpointing.should_stop(), self.device)
+        if stop and loop.epoch < self.spec.train.epochs:
+            raise Interrupted(f"stopped after epoch {epoch + 1}")
+
+    def save(self) -> None:
+        """Hand the whole training state to ``checkpointing.save`` (none without one); the loss must be finite."""
+        loop = self.loop
+        if self.checkpointing is not None:
+            loop.wall_seconds = self.wall_before + time.perf_counter() - self.start
             if loop.loss_sum is not None and not math.isfinite(float(loop.loss_sum)):
                 raise FloatingPointError(f"training loss became {float(loop.loss_sum)} in epoch {loop.epoch + 1}")
-            checkpointing.save(training_state(learner, loop, mixup))
-            last_save = time.monotonic()
+            self.checkpointing.save(training_state(self.learner, loop, self.mixup))
+            self.last_save = time.monotonic()
 
-    try:
-        while loop.epoch < recipe.epochs:
-            epoch = loop.epoch
-            step_learner.backbone.train()
-            method.train()
-            train_loader.set_epoch(epoch, skip_batches=loop.batch)
-            loop.start_epoch(device)
-            synchronize(device)
-            resumed_seconds, epoch_start = loop.epoch_seconds, time.perf_counter()
-            for index, (images, labels) in enumerate(train_loader, start=loop.batch):
-                for group in optimizer.param_groups:
-                    group["lr"] = recipe.lr * lr_factor(loop.step, steps_per_epoch, recipe)
-                mix = Mixup.draw_step(mixup, recipe, images.shape, device)
-                loss, step_correct = step_fn(images, labels, mix)
-                loop.loss_sum += loss * (labels.shape[0] * loss_scale)
-                loop.correct += step_correct
-                loop.seen += labels.shape[0]
-                loop.step += 1
-                method.after_update(loop.step, epoch)  # host-side work after the update (a no-op for most heads)
-                loop.batch = index + 1
-                progress.batch(epoch, index)
-                if checkpointing is not None:
-                    stop = collective.agreed_stop(checkpointing.should_stop(), loop.step, loop.batch, device)
-                    if stop or time.monotonic() - last_save >= checkpointing.every_seconds:
-                        synchronize(device)
-                        loop.epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
-                        save()
-                        if stop:
-                            raise Interrupted(f"stopped in epoch {epoch + 1} after batch {index + 1}")
-            synchronize(device)
-            epoch_seconds = resumed_seconds + time.perf_counter() - epoch_start
-            # Under torchrun: the whole global batch's sums, and rank 0's buffers everywhere.
-            for total in (loop.loss_sum, loop.correct):
-                collective.sum_(total)
-            loop.seen = collective.sum_count(loop.seen, device)
-            collective.broadcast_buffers(backbone)
-            loop.train_seconds += epoch_seconds
-            loop.train_images += loop.seen
-            diagnostics = method.after_epoch()
-            collective.broadcast_buffers(method)
-            row: dict[str, float] = {
-                "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": float(loop.loss_sum) / max(1, loop.seen),
-                "train_accuracy": 100 * float(loop.correct) / max(1, loop.seen),
-                "images_per_second": loop.seen / epoch_seconds,
-                **{k: float(v) for k, v in diagnostics.items()},
-            }
-            if not math.isfinite(row["train_loss"]):
-                raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch + 1}")
-            if val_loader is not None:
-                row["val_accuracy"] = evaluate(
-                    backbone, method, val_loader, data.num_classes, learner.autocast, collective.sum_,
-                    where=f"epoch {epoch + 1}, split val",
-                ).accuracy  # fmt: skip
-            test = evaluate(backbone, method, test_loader, data.num_classes, learner.autocast, collective.sum_,
-                            where=f"epoch {epoch + 1}, split test")  # fmt: skip
-            row["test_accuracy"] = test.accuracy
-            if val_loader is not None and row["val_accuracy"] > loop.best_val:
-                loop.best_val, loop.test_at_best_val, loop.best_epoch = row["val_accuracy"], test.accuracy, epoch + 1
-            loop.history.append(row)
-            loop.test_per_class = test.per_class
-            loop.epoch, loop.batch, loop.loss_sum, loop.correct = epoch + 1, 0, None, None
-            progress.end_epoch(epoch, row)
-            save()
-            stop = checkpointing is not None and collective.any(checkpointing.should_stop(), device)
-            if stop and loop.epoch < recipe.epochs:
-                raise Interrupted(f"stopped after epoch {epoch + 1}")
-    except (Interrupted, KeyboardInterrupt):
-        raise
-    except Exception as error:
-        raise TrainingFailed(loop.epoch + 1, error) from error
-    wall = wall_before + time.perf_counter() - start
-    features = feature_report(backbone, method, full_test, data.num_classes, learner.autocast)
-    history = loop.history
-    metrics: dict[str, float | int | None] = {
-        "test_accuracy": history[-1]["test_accuracy"],
-        "val_accuracy": history[-1].get("val_accuracy"),
-        "test_accuracy_at_best_val": loop.test_at_best_val,
-        "best_val_accuracy": loop.best_val if val_loader is not None else None,
-        "best_val_epoch": loop.best_epoch,
-        "train_accuracy": history[-1]["train_accuracy"],
-        "train_loss": history[-1]["train_loss"],
-        "train_images_per_second": loop.train_images / loop.train_seconds,
-    }
-    return CellOutcome(
-        metrics=metrics,
-        per_class_accuracy=loop.test_per_class,
-        history=history,
-        method_hyperparameters=method.hyperparameters(),
-        timings={"wall_seconds": wall, "train_seconds": loop.train_seconds},
-        diagnostics=features.values,
-        embeddings=features.embeddings,
-        state={
-            "backbone": backbone.state_dict(),
-            "method": method.state_dict(),
-            "optimizer": optimizer.state_dict(),
-        },
-    )
+    def outcome(self) -> CellOutcome:
+        """The trained cell's metrics, history, timings, test-set diagnostics and final state (step 6)."""
+        loop, learner = self.loop, self.learner
+        wall = self.wall_before + time.perf_counter() - self.start
+        features = feature_report(learner.backbone, learner.method, self.full_test, self.data.num_classes,
+                                  learner.autocast)  # fmt: skip
+        last = loop.history[-1]
+        metrics: dict[str, float | int | None] = {
+            "test_accuracy": last["test_accuracy"],
+            "val_accuracy": last.get("val_accuracy"),
+            "test_accuracy_at_best_val": loop.test_at_best_val,
+            "best_val_accuracy": loop.best_val if self.val_loader is not None else None,
+            "best_val_epoch": loop.best_epoch,
+            "train_accuracy": last["train_accuracy"],
+            "train_loss": last["train_loss"],
+            "train_images_per_second": loop.train_images / loop.train_seconds,
+        }
+        return CellOutcome(
+            metrics=metrics,
+            per_class_accuracy=loop.test_per_class,
+            history=loop.history,
+            method_hyperparameters=learner.method.hyperparameters(),
+            timings={"wall_seconds": wall, "train_seconds": loop.train_seconds},
+            diagnostics=features.values,
+            embeddings=features.embeddings,
+            state={
+                "backbone": learner.backbone.state_dict(),
+                "method": learner.method.state_dict(),
+                "optimizer": learner.optimizer.state_dict(),
+            },
+        )
 
 
 def _in_float64(step_fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -24,7 +24,11 @@ from protobench.suites import Suite
 
 if TYPE_CHECKING:
     from protobench.data.prepare import CellData
+    from protobench.engine import CellOutcome
     from protobench.spec import CellSpec
+
+#: A saved training state and the checkpoint file it came from (``CellCheckpoints.load``).
+Loaded = tuple[dict[str, Any], Path]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,52 +263,81 @@ class CellJob:
     def run(self, planned: PlannedCell, position: tuple[int, int]) -> bool:
         """Train one cell whose lock this process holds, resuming its checkpoint (or copy a twin's
         record); False when stopped. ``position`` is the cell's (i, n) in this process's plan."""
-        from protobench import engine
+        label = f"[{position[0]}/{position[1]}] {planned.cell.label()}"
+        if self.finished_elsewhere(planned, label):
+            return True
+        checkpoints, loaded = self.load_checkpoint(planned, label)
+        data, record = self.start_cell(planned, position, loaded)
+        if not self.train(planned, data, record, checkpoints, loaded, label):
+            return False
+        self.write_record(planned, record, checkpoints)
+        return True
 
-        options, reporter, summary, stop = self.options, self.reporter, self.summary, self.stop
-        cell, spec = planned.cell, planned.spec
-        label = f"[{position[0]}/{position[1]}] {cell.label()}"
+    def finished_elsewhere(self, planned: PlannedCell, label: str) -> bool:
+        """Whether another process finished the cell or a twin's record (same config and numerics) was copied."""
+        options, reporter, summary = self.options, self.reporter, self.summary
         if results.is_finished(planned.path, keep_stale=options.keep_stale):  # another process finished it
             reporter.note(f"{label} finished by another process")
             summary.skipped += 1
             return True
         root = planned.path.parents[2]  # <store>/<suite>/<row>/<record>
         if options.reuse and (twin := results.find_twin(root, planned.digest, planned.path)) is not None:
-            results.reuse(root, twin, planned.path, suite=planned.suite, column=planned.column, row=cell.method)
+            results.reuse(root, twin, planned.path, suite=planned.suite, column=planned.column, row=planned.cell.method)
             reporter.note(f"{label} reused {twin.relative_to(root).as_posix()} (the same config and numerics)")
             summary.reused += 1
             return True
+        return False
+
+    def load_checkpoint(self, planned: PlannedCell, label: str) -> tuple[CellCheckpoints, Loaded | None]:
+        """The cell's checkpoints (discarded first with ``--restart``) and the saved state to resume, if any."""
         checkpoints = CellCheckpoints(planned.path, planned.digest, planned.config)
-        if options.restart:
+        if self.options.restart:
             checkpoints.discard()
-        loaded = checkpoints.load(options.device, reporter.warn)
+        loaded = checkpoints.load(self.options.device, self.reporter.warn)
         if loaded is not None:
-            reporter.note(f"{label} resuming from {describe_position(loaded[0], spec.train.epochs)} ({loaded[1].name})")
-            summary.resumed += 1
+            where = describe_position(loaded[0], planned.spec.train.epochs)
+            self.reporter.note(f"{label} resuming from {where} ({loaded[1].name})")
+            self.summary.resumed += 1
+        return checkpoints, loaded
+
+    def start_cell(
+        self, planned: PlannedCell, position: tuple[int, int], loaded: Loaded | None
+    ) -> tuple[CellData, dict[str, Any]]:
+        """Prepare the data, report the start, make the new record, and start the other ranks and the loggers."""
+        cell, spec = planned.cell, planned.spec
         data = self.data.of(spec)
-        warn_degenerate_prototypes(spec, cell.method, data.num_classes, reporter, self.warned)
-        reporter.start_cell(*position, cell.label())
+        warn_degenerate_prototypes(spec, cell.method, data.num_classes, self.reporter, self.warned)
+        self.reporter.start_cell(*position, cell.label())
         record = results.new_record(suite=planned.suite, column=planned.column, spec=spec, digest=planned.digest,
                                     data=data.record_data(), provenance=self.provenance,
                                     row=cell.method)  # fmt: skip
-        group = options.collective
+        group = self.options.collective
         group.broadcast(("train", planned, str(loaded[1]) if loaded else None))  # the other ranks train it too
+        root = planned.path.parents[2]  # <store>/<suite>/<row>/<record>
         self.logs.start_cell(planned.path.relative_to(root).with_suffix("").as_posix(), planned.suite, planned.config)
+        return data, record
+
+    def train(self, planned: PlannedCell, data: CellData, record: dict[str, Any], checkpoints: CellCheckpoints,
+              loaded: Loaded | None, label: str) -> bool:  # fmt: skip
+        """Train the cell into its record (ok, n/a or failed); False when stopped, its checkpoint saved."""
+        from protobench import engine
+
+        options, summary = self.options, self.summary
         checkpointing = engine.Checkpointing(
             save=checkpoints.save,
             every_seconds=options.checkpoint_minutes * 60,
             resume=loaded[0] if loaded else None,
-            should_stop=stop.requested if stop else (lambda: False),
+            should_stop=self.stop.requested if self.stop else (lambda: False),
         )
         try:
-            outcome = engine.train_cell(spec, data, device=options.device, cuda_graphs=options.cuda_graphs,
-                                        progress=self.logs.progress(reporter), checkpointing=checkpointing,
-                                        collective=group)  # fmt: skip
+            outcome = engine.train_cell(planned.spec, data, device=options.device, cuda_graphs=options.cuda_graphs,
+                                        progress=self.logs.progress(self.reporter), checkpointing=checkpointing,
+                                        collective=options.collective)  # fmt: skip
         except NotApplicable as reason:
             results.not_applicable(record, str(reason))
             summary.not_applicable += 1
         except engine.Interrupted as where:
-            reporter.note(f"{label} {where}; checkpoint saved")
+            self.reporter.note(f"{label} {where}; checkpoint saved")
             return False
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -319,22 +352,31 @@ class CellJob:
             del error
             release_device_memory(options.device)
         else:
-            embeddings = (
-                results.save_embeddings(results.embeddings_path(planned.path), outcome.embeddings)
-                if outcome.embeddings is not None
-                else None
-            )
-            # Kept before the record is written: a record on disk always has its checkpoint beside it.
-            checkpoint = checkpoints.keep_final() if options.keep_checkpoints else None
-            results.complete(record, outcome, checkpoint, embeddings)
-            summary.trained += 1
+            self.complete(planned, record, outcome, checkpoints)
         finally:
             self.logs.end_cell()
+        return True
+
+    def complete(
+        self, planned: PlannedCell, record: dict[str, Any], outcome: CellOutcome, checkpoints: CellCheckpoints
+    ) -> None:
+        """Save the cell's embeddings and (``keep_checkpoints``) its final checkpoint, then complete its record."""
+        embeddings = (
+            results.save_embeddings(results.embeddings_path(planned.path), outcome.embeddings)
+            if outcome.embeddings is not None
+            else None
+        )
+        # Kept before the record is written: a record on disk always has its checkpoint beside it.
+        checkpoint = checkpoints.keep_final() if self.options.keep_checkpoints else None
+        results.complete(record, outcome, checkpoint, embeddings)
+        self.summary.trained += 1
+
+    def write_record(self, planned: PlannedCell, record: dict[str, Any], checkpoints: CellCheckpoints) -> None:
+        """Write the record, discard the checkpoints unless the cell failed, and report the cell's end."""
         results.write_record(planned.path, record)
         if record["status"] != "error":  # a failed cell is retried from its last checkpoint
             checkpoints.discard()
-        reporter.end_cell(record)
-        return True
+        self.reporter.end_cell(record)
 
 
 def warn_degenerate_prototypes(spec: CellSpec, row: str, K: int, reporter: RunReporter, warned: set[str]) -> None:

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"device", "spec", "host"},
     {"prototypes.*", "backbones", "data.*"},
     {"methods.*"},
-    {"step", "cell_state", "diagnostics", "distributed"},
+    {"step", "cell_state", "evaluation", "diagnostics", "distributed"},
     {"engine"},
     {"numerics", "results", "suites", "locks", "audit", "grid", "prototype_audit"},
     {"runner", "tuning"},
@@ -144,3 +144,49 @@ def test_modules_stay_readable_and_cite_only_the_repository() -> None:
         text = path.read_text()
         assert len(text.splitlines()) <= 400, f"{path.relative_to(PACKAGE)} has {len(text.splitlines())} lines"
         assert "method.md" not in text and "speed.md" not in text, f"{path.relative_to(PACKAGE)} cites outside docs"
+
+
+#: The engine and the modules that run it, whose loops read top to bottom as short sequences of named
+#: phases (docs/engine.md, "One cell: `train_cell`" and "Running a grid").
+LOOP_MODULES = ["engine", "evaluation", "step", "cell_state", "runner", "grid", "sharding", "locks", "checkpoints",
+                "interrupts", "tuning"]  # fmt: skip
+#: The most lines a function or method of LOOP_MODULES may have, decorators, docstring and nested functions included.
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(sources: dict[str, str], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Every function or method (nested ones too) of ``sources`` (module name -> source) longer than
+    ``limit`` lines, as ``module.qualified.name (N lines)``."""
+    found = []
+
+    def visit(node: ast.AST, module: str, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([child.lineno, *(decorator.lineno for decorator in child.decorator_list)])
+                length = (child.end_lineno or child.lineno) - first + 1
+                if length > limit:
+                    found.append(f"{module}.{prefix}{child.name} ({length} lines)")
+                visit(child, module, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, module, f"{prefix}{child.name}.")
+            else:  # functions under an if, a try or a with
+                visit(child, module, prefix)
+
+    for module, source in sources.items():
+        visit(ast.parse(source), module, "")
+    return sorted(found)
+
+
+LOOP_SOURCES = {name: MODULES[name].read_text() for name in LOOP_MODULES}
+
+
+def test_loops_read_top_to_bottom() -> None:
+    assert long_functions(LOOP_SOURCES) == [], f"split these into named phases of at most {MAX_FUNCTION_LINES} lines"
+
+
+def test_the_check_finds_a_planted_long_function() -> None:
+    planted = "\n\nclass Planted:\n    @staticmethod\n    def phase() -> None:\n" + "        pass\n" * 59
+    assert long_functions({**LOOP_SOURCES, "runner": LOOP_SOURCES["runner"] + planted}) == [
+        "runner.Planted.phase (61 lines)"
+    ]
+    assert long_functions({"engine": "def short() -> None:\n" + "    pass\n" * 59}) == []
