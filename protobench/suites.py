@@ -311,7 +311,7 @@ def validate(suite: Suite, source: str, family: bool = True) -> None:
     rows = [*METHODS.names(), *suite.variants]
     for method in suite.methods:
         if method not in rows:
-            raise UserError(f"{source}: key 'methods': {unknown_row(method, rows)}")
+            raise UserError(f"{source}: key 'methods': {METHODS.unknown_message(method, rows)}")
     for method, options in suite.method_options.items():
         if method not in METHODS:
             raise UserError(f"{source}: key 'method_options': {METHODS.unknown_message(method)}")
@@ -336,11 +336,11 @@ def validate(suite: Suite, source: str, family: bool = True) -> None:
     check_recipe(suite.train, source)
     for method in suite.method_recipes:
         if method not in rows:
-            raise UserError(f"{source}: key 'method_recipes': {unknown_row(method, rows)}")
+            raise UserError(f"{source}: key 'method_recipes': {METHODS.unknown_message(method, rows)}")
         check_recipe(suite.recipe_for(method), source, f"method_recipes.{method}")
     for method in suite.paper:
         if method not in rows:
-            raise UserError(f"{source}: key 'paper': {unknown_row(method, rows)}")
+            raise UserError(f"{source}: key 'paper': {METHODS.unknown_message(method, rows)}")
     if family:
         check_family(suite, rows, source)
 

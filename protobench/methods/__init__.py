@@ -1,11 +1,9 @@
 """Classifier heads, one module each; importing this package imports (and so registers) every module in it.
 
 A new head is one file here with a ``@register_method("name")`` class (docs/engine.md, "The method contract"):
-modules are imported in sorted order, which is the order ``protobench methods`` lists them in.
+modules are imported in sorted order, which is the order ``protobench methods`` lists them in. A module that
+fails to import is left out with one warning line (``Registry.discover`` in protobench/registry.py).
 """
-
-import importlib
-import pkgutil
 
 from protobench.methods.base import (
     METHODS,
@@ -20,8 +18,7 @@ from protobench.methods.base import (
     resolved_options,
 )
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+METHODS.discover(__name__)
 
 __all__ = [
     "METHODS",
