@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import pickle
 import shlex
 import subprocess
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from protobench.bench.options import write_json
 from protobench.bench.pipeline import ArgumentParser
 from protobench.errors import UserError
 
@@ -307,12 +307,7 @@ def run(argv: list[str] | None = None) -> None:
     cuts = {"rounds": args.rounds, "steps": args.steps, "jobs": args.jobs, "epochs": args.epochs}
     result = gpu_check(args.device, quick=args.quick, workers=args.workers, cuts=cuts)
     print_table(result)
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-    except OSError as error:
-        raise UserError(f"--out {args.out}: cannot write ({error.strerror}); give a path you can write") from None
-    print(f"wrote {args.out}")
+    write_json(args.out, result, "--out")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""What the training benchmarks share: the options that pick a cell's setting, and a training subset."""
+"""What the benchmarks share: the options that pick a cell's setting, a training subset, the JSON they write."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
+
+from protobench.errors import UserError
 
 
 def add_setting_options(parser: argparse.ArgumentParser, *, suite: str, device: str, device_help: str) -> None:
@@ -23,3 +26,13 @@ def keep_first_training_images(data: Any, count: int | None) -> None:
 
     if count and data.train is not None and count < len(data.train):
         data.train = data.train.subset(torch.arange(count))
+
+
+def write_json(path: Path, result: dict[str, Any], flag: str) -> None:
+    """Write a benchmark's figures to ``path`` (given as ``flag``) and say so; an unwritable path is one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+    except OSError as error:
+        raise UserError(f"{flag} {path}: cannot write ({error.strerror}); give a path you can write") from None
+    print(f"wrote {path}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 
 import torch
 
+from protobench.bench.options import write_json
 from protobench.bench.packing import LR_SPREAD, MOMENTUM, SHAPES, STRATEGIES, Packed, Setting, Unavailable, cell_lrs
 from protobench.bench.pipeline import ArgumentParser
 from protobench.errors import UserError, did_you_mean
@@ -287,12 +287,7 @@ def run(argv: list[str] | None = None) -> None:
     result["quick"] = args.quick
     print_table(result)
     if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
-        except OSError as error:
-            raise UserError(f"--json {args.json}: cannot write ({error.strerror}); give a path you can write") from None
-        print(f"wrote {args.json}")
+        write_json(args.json, result, "--json")
 
 
 if __name__ == "__main__":
