@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from protobench.errors import UserError
+
 
 def cache_dir() -> Path:
     """The user cache dir: $PROTOBENCH_CACHE, else $XDG_CACHE_HOME/protobench, else ~/.cache/protobench."""
@@ -36,3 +38,14 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail before any computation if ``path`` cannot be written; ``what`` names it in the message (``--out``)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory; give a file name")
+    if not folder.is_dir():
+        raise UserError(f"cannot write {what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write {what} {path}: permission denied")

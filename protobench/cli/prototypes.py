@@ -6,13 +6,13 @@ torch and matplotlib are imported inside the commands so that `--help` stays ins
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from protobench.errors import UserError
+from protobench.paths import check_writable
 
 app = typer.Typer(help="Generate, measure and plot prototype sets.", no_args_is_help=True)
 
@@ -26,17 +26,6 @@ _LABELS = {
     "simplex_bound": "simplex bound -1/(K-1)",
     "simplex_gap": "gap to simplex bound",
 }
-
-
-def _check_writable(path: Path, what: str) -> None:
-    """Fail before any computation if ``path`` cannot be written."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UserError(f"{what} {path} is a directory; give a file name")
-    if not folder.is_dir():
-        raise UserError(f"cannot write {what} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"cannot write {what} {path}: permission denied")
 
 
 def _generate(method: str, classes: int, dim: int, seed: int, t: float | None, tau: float | None) -> Any:
@@ -92,7 +81,7 @@ def generate_command(
     """Generate K prototypes in R^d, save them with np.save and print their geometry."""
     if out.suffix != ".npy":
         raise UserError(f"--out {out} must end in .npy (it is written with numpy.save)")
-    _check_writable(out, "--out")
+    check_writable(out, "--out")
     import numpy as np
 
     from protobench import prototypes
@@ -133,12 +122,13 @@ def show_command(
     if plot is not None:
         if plot.suffix.lower() != ".png":
             raise UserError(f"--plot {plot} must end in .png")
-        _check_writable(plot, "--plot")
+        check_writable(plot, "--plot")
     from protobench import prototypes
+    from protobench.prototypes.files import load_prototype_file
 
     notes: list[str] = []
     if file is not None:
-        P = _load_prototypes(file)
+        P = load_prototype_file(file)
         title = f"{file} (K={P.shape[0]} d={P.shape[1]})"
     else:
         assert classes is not None and dim is not None  # checked above
@@ -148,75 +138,15 @@ def show_command(
     _warn_if_degenerate(P, str(file) if file is not None else f"{method} prototypes")
     values = prototypes.metrics(P).as_dict()
     if plot is not None:
-        _plot(P, plot, title)
+        from protobench.prototype_plots import plot_prototypes
+
+        try:
+            plot_prototypes(P, plot, title)
+        except OSError as exc:
+            raise UserError(f"cannot write --plot {plot}: {exc.strerror or exc}") from None
     if as_json:
         typer.echo(json.dumps({"metrics": values, "notes": notes, "plot": str(plot) if plot else None}))
     else:
         _print_metrics(title, values, notes)
         if plot is not None:
             typer.echo(f"plot written to {plot}")
-
-
-def _load_prototypes(file: Path) -> Any:
-    """A K x d float array of unit rows from a .npy file, or a UserError saying what is wrong."""
-    import numpy as np
-
-    if not file.is_file():
-        raise UserError(f"no such file: {file}")
-    try:
-        P = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{file} is not a .npy array: {exc}") from None
-    if P.ndim != 2 or P.shape[0] < 2 or P.shape[1] < 2:
-        raise UserError(f"{file} must hold a K x d array with K, d >= 2, got shape {P.shape}")
-    if not np.issubdtype(P.dtype, np.floating):
-        raise UserError(f"{file} must hold floats, got dtype {P.dtype}")
-    P = P.astype(np.float64)
-    if not np.isfinite(P).all():
-        raise UserError(f"{file} contains NaN or infinite values")
-    norms = np.linalg.norm(P, axis=1)
-    worst = float(np.abs(norms - 1).max())
-    if worst > 1e-3:
-        raise UserError(f"{file}: rows must be unit vectors (a row norm is off by {worst:.3g})")
-    return P / norms[:, None]
-
-
-def _plot(P: Any, path: Path, title: str) -> None:
-    """Circle for d=2, sphere for d=3, histogram of pairwise cosines otherwise."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; must precede pyplot
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    K, d = P.shape
-    if d == 2:
-        fig, ax = plt.subplots(figsize=(5, 5))
-        theta = np.linspace(0, 2 * np.pi, 400)
-        ax.plot(np.cos(theta), np.sin(theta), color="0.7", lw=1)
-        ax.scatter(P[:, 0], P[:, 1], s=18, zorder=3)
-        ax.set_aspect("equal")
-        ax.set_xlim(-1.15, 1.15)
-        ax.set_ylim(-1.15, 1.15)
-    elif d == 3:
-        fig = plt.figure(figsize=(6, 6))
-        ax = fig.add_subplot(projection="3d")
-        u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 40), np.linspace(0, np.pi, 20))
-        ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.5)
-        ax.scatter(P[:, 0], P[:, 1], P[:, 2], s=18, depthshade=True)
-        ax.set_box_aspect((1, 1, 1))
-    else:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        cos = (P @ P.T)[np.triu_indices(K, k=1)]
-        ax.hist(cos, bins=min(100, max(10, cos.size // 20)))
-        ax.axvline(-1.0 / (K - 1), color="red", ls="--", lw=1, label="simplex -1/(K-1)")
-        ax.set_xlabel("pairwise cosine")
-        ax.set_ylabel("pairs")
-        ax.legend()
-    ax.set_title(title, fontsize=9)
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise UserError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
