@@ -256,7 +256,7 @@ def comparison(
     ``correction`` over the tests (docs/compare.md). ``seeds`` keeps only the records of those seeds;
     ``without_reused`` leaves out, in each suite, every seed at which one of its records was copied from another
     suite (``reused_from``): the analysis on the seeds that suite ran itself."""
-    from protobench.comparison import caption, check_correction, check_margin, metric_key
+    from protobench.comparison import check_correction, check_margin, metric_key, rows_caption
     from protobench.results import iter_records
     from protobench.suites import load_suite
 
@@ -296,8 +296,8 @@ def comparison(
     if without_reused:
         title += ", without the seeds of reused records"
         request["without_reused"] = True
+    footnote = rows_caption(rows, correction, size, margin, family)
     tested = sum(row.tested for row in rows)
-    footnote = caption(correction, size, margin, family, tested)
     return Comparison(request["suite"], rows, lines, size, title, footnote, {**request, "tested": tested})
 
 

@@ -360,3 +360,8 @@ def caption(correction: str, size: int, margin: float | None, family: bool, test
         f"for n <= 10), else Welch's t; {adjusted}. Verdict: p adj < {alpha} -> A better (diff > 0) or B better, "
         f"else no evidence{equivalent}. detectable: the difference found with 80% power at alpha {level}."
     )
+
+
+def rows_caption(rows: list[Row], correction: str, size: int, margin: float | None, family: bool) -> str:
+    """The caption of the table of ``rows``: ``caption`` with the number of them that had a test."""
+    return caption(correction, size, margin, family, sum(row.tested for row in rows))

@@ -236,3 +236,12 @@ def test_the_caption_names_the_correction_and_is_one_line_without_a_test():
     for none_tested in (caption("holm", 0, None, False, 0), caption("holm", 4, None, True, 0)):
         assert none_tested.startswith("diff = A - B. No row has a test: none has both cells finished with at least 3")
         assert "0 test(s)" not in none_tested and "0.05/0" not in none_tested and "\n" not in none_tested
+
+
+def test_the_caption_of_rows_counts_the_rows_that_had_a_test():
+    from protobench.comparison import caption, rows_caption
+
+    rows = compare(store([80.5, 81.0, 79.5], [80.0, 80.0, 80.0]), "s", "dl2pa", ["softmax"])
+    assert rows_caption(rows, "holm", 1, None, False) == caption("holm", 1, None, False, 1)
+    untested = compare(store([80.5, 81.0], [80.0, 80.0]), "s", "dl2pa", ["softmax"])
+    assert rows_caption(untested, "holm", 1, None, False).startswith("diff = A - B. No row has a test")

@@ -69,35 +69,19 @@ def compare_command(
     print_rows(found.rows, found.title, found.notes, found.caption, margin)
 
 
-def number(value: float | None, fmt: str) -> str:
-    """``value`` formatted, or ``-`` when there is none."""
-    return "-" if value is None else format(value, fmt)
-
-
 def print_rows(rows: list[Row], title: str, lines: list[str], footnote: str, margin: float | None = None) -> None:
     """The comparison as a rich table, one row per (B, column) (and A and suite when they vary), then the notes."""
     from rich.table import Table
 
     from protobench.cli.flags import page_console
+    from protobench.comparison_table import table as comparison_table
 
-    several_a = len({r.a for r in rows}) > 1
-    several_suites = len({r.suite for r in rows}) > 1
+    headers, cells = comparison_table(rows, margin)
     table = Table(title=title, caption=footnote)
-    names = ["suite"] * several_suites + ["A"] * several_a
-    names += ["B", "column", "A mean", "B mean", "diff", "95% CI", "p (t)", "p adj", "p (sign-flip)", "detectable"]
-    names += ([] if margin is None else [f"p (TOST +-{margin:g})"]) + ["test", "verdict"]
-    for name in names:
-        table.add_column(name, overflow="fold")
-    for r in rows:
-        ci = "-" if r.ci_low is None else f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-        cells = [r.suite] * several_suites + [r.a] * several_a
-        cells += [
-            r.b, r.column, number(r.mean_a, ".2f"), number(r.mean_b, ".2f"), number(r.diff, "+.2f"), ci,
-            number(r.p_value, ".3g"), number(r.p_adjusted, ".3g"), number(r.p_sign_flip, ".4g"),
-            "-" if r.detectable is None else f"+-{r.detectable:.2f}",
-        ]  # fmt: skip
-        cells += [number(r.p_equivalence, ".3g")] * (margin is not None) + [r.test or "-", r.verdict]
-        table.add_row(*cells)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
     console = page_console()
     console.print(table)
     for line in lines:
