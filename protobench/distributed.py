@@ -13,10 +13,11 @@ pieces over (a reducer function, a batch slice).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -174,6 +175,18 @@ def from_environment(device: torch.device) -> tuple[Collective, torch.device]:
         # Long enough for rank 0 to wait on a cell another job holds while the others wait for it.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=6))
     return DataParallel(rank, world, local), device
+
+
+@contextlib.contextmanager
+def joined(device: torch.device) -> Iterator[tuple[Collective, torch.device]]:
+    """``from_environment`` for the length of a ``with`` block: (the group, this rank's device), and the torchrun
+    process group, when this process is one of several, destroyed as the block ends, however it ends."""
+    collective, device = from_environment(device)
+    try:
+        yield collective, device
+    finally:
+        if collective.world_size > 1:
+            dist.destroy_process_group()
 
 
 def for_training(learner: Learner, group: DataParallel, device: torch.device, sync_batchnorm: bool = False) -> Learner:

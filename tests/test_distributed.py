@@ -170,3 +170,27 @@ def test_torchrun_writes_exactly_one_record(tmp_path, fmnist_dir):
     assert record["status"] == "ok" and record["world_size"] == 2 and record["cuda_graphs"] is False
     assert len(re.findall(r"done: \d+ trained", done.stdout)) == 1  # rank 0 reports for both
     assert done.stdout.count("live curves: TensorBoard") == 1
+
+
+def test_joined_leaves_a_single_process_alone(monkeypatch):
+    from protobench import distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: pytest.fail("no group to destroy"))
+    with distributed.joined(torch.device("cpu")) as (collective, device):
+        assert collective is SINGLE_PROCESS and device == torch.device("cpu")
+
+
+def test_joined_destroys_the_group_however_the_block_ends(monkeypatch):
+    from protobench import distributed
+
+    destroyed = []
+    group = DataParallel(0, 2, 0)
+    monkeypatch.setattr(distributed, "from_environment", lambda device: (group, device))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: destroyed.append(True))
+    with distributed.joined(torch.device("cpu")) as (collective, _):
+        assert collective is group and destroyed == []
+    assert destroyed == [True]
+    with pytest.raises(KeyboardInterrupt), distributed.joined(torch.device("cpu")):
+        raise KeyboardInterrupt
+    assert destroyed == [True, True]

@@ -157,7 +157,7 @@ def run_command(
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
     from protobench.cli.progress import PlainReporter, make_reporter
     from protobench.device import resolve_device, usable_cpus
-    from protobench.distributed import environment_world_size, from_environment
+    from protobench.distributed import environment_world_size, joined
     from protobench.loggers import parse_logs
     from protobench.runner import RunOptions, run_suite
     from protobench.sharding import Shard
@@ -179,25 +179,19 @@ def run_command(
         return
     if environment_world_size() > 1 and jobs > 1:
         raise UserError(f"--jobs {jobs} under torchrun: each cell already uses every rank; drop --jobs")
-    collective, run_device = from_environment(resolve_device(device))  # torchrun: join the ranks
-    options = RunOptions(
-        data_dir=data_dir, device=run_device, deterministic=deterministic, keep_checkpoints=keep_checkpoints,
-        cuda_graphs=cuda_graphs, checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait, shard=parts,
-        collective=collective, reuse=reuse, keep_stale=keep_stale, threads=threads or usable_cpus(),
-        log=logs,
-    )  # fmt: skip
-    reporter = make_reporter() if jobs == 1 else PlainReporter()
-    if not collective.is_main:
-        reporter = PlainReporter(stream=io.StringIO())  # rank 0 reports for all
-    for spec in logs:
-        reporter.note(spec.describe())
-    try:
+    with joined(resolve_device(device)) as (collective, run_device):  # torchrun: the ranks, for this run only
+        options = RunOptions(
+            data_dir=data_dir, device=run_device, deterministic=deterministic, keep_checkpoints=keep_checkpoints,
+            cuda_graphs=cuda_graphs, checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait,
+            shard=parts, collective=collective, reuse=reuse, keep_stale=keep_stale,
+            threads=threads or usable_cpus(), log=logs,
+        )  # fmt: skip
+        reporter = make_reporter() if jobs == 1 else PlainReporter()
+        if not collective.is_main:
+            reporter = PlainReporter(stream=io.StringIO())  # rank 0 reports for all
+        for spec in logs:
+            reporter.note(spec.describe())
         summary = run_suite(loaded, results_dir=results, options=options, reporter=reporter, jobs=jobs)
-    finally:
-        if collective.world_size > 1:
-            import torch.distributed
-
-            torch.distributed.destroy_process_group()
     if not collective.is_main:
         return  # rank 0 reports
     if summary.interrupted or summary.worker_lost:
