@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from protobench.errors import UserError, did_you_mean
+from protobench.errors import UserError
 from protobench.recipe import LATER_RECIPE_KEYS as LATER_RECIPE_KEYS  # re-exported
 from protobench.recipe import TrainRecipe as TrainRecipe  # re-exported
 from protobench.recipe import recipe_config as recipe_config  # re-exported
@@ -263,6 +263,8 @@ def family(value: Any, where: str) -> tuple[Comparison, ...]:
 def check_family(suite: Suite, rows: list[str], source: str) -> None:
     """A comparison of this suite names two of its rows and its report columns (one naming another suite
     is checked against that suite's records when compared)."""
+    from protobench.methods import METHODS
+
     columns = suite.columns()
     for index, comparison in enumerate(suite.family):
         if comparison.suite is not None:
@@ -270,7 +272,7 @@ def check_family(suite: Suite, rows: list[str], source: str) -> None:
         key = f"{source}: key 'family[{index}]'"
         for row in (comparison.a, comparison.b):
             if row not in rows:
-                raise UserError(f"{key}: {unknown_row(row, rows)}")
+                raise UserError(f"{key}: {METHODS.unknown_message(row, rows)}")
         for column in comparison.columns:
             if column not in columns:
                 raise UserError(f"{key}: column '{column}' is not one of this suite's: {', '.join(columns)}")
@@ -354,11 +356,6 @@ def check_path_part(name: str, where: str) -> None:
     if not SAFE_NAME.fullmatch(name) or ".." in name:
         raise UserError(f"{where}: {name!r} is not a safe name; use letters, digits, '.', '_', '+' and '-' "
                         "(it names a folder of the results store)")  # fmt: skip
-
-
-def unknown_row(name: str, rows: list[str]) -> str:
-    """``unknown method 'x' (did you mean ...); allowed: ...`` over the registered methods and the suite's variants."""
-    return f"unknown method '{name}'{did_you_mean(name, rows)}; allowed: {', '.join(rows)}"
 
 
 def check_recipe(t: TrainRecipe, source: str, key: str = "train") -> None:

@@ -37,6 +37,10 @@ def test_a_method_module_with_a_syntax_error(run_cli, monkeypatch, tmp_path) -> 
     code, _, err = run_cli("suites", "show", tiny_suite(tmp_path / "bad.yaml", methods=["softmax", "mymethod"]))
     assert code == 2 and len(err.splitlines()) == 1
     assert f"key 'methods': method 'mymethod' is unavailable: {path} line 4: SyntaxError: " in err
+    family = [{"a": "softmax", "b": "mymethod", "columns": ["2"]}]  # a declared family naming it: the same line
+    code, _, err = run_cli("suites", "show", tiny_suite(tmp_path / "family.yaml", family=family))
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"key 'family[0]': method 'mymethod' is unavailable: {path} line 4: SyntaxError: " in err
 
 
 def test_a_dataset_module_with_a_syntax_error(run_cli, monkeypatch, tmp_path) -> None:
