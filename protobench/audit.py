@@ -39,7 +39,7 @@ class Finding:
 
 
 def stale_age(parts: list[str]) -> str:
-    """"newer" when a part of ``stale_parts`` (``"part MADE -> HEAD"``) was made by a later version than HEAD's
+    """ "newer" when a part of ``stale_parts`` (``"part MADE -> HEAD"``) was made by a later version than HEAD's
     (a branch ahead of HEAD, or a record from before a revert), else "older"."""
     versions = [part.rsplit(" ", 3)[-3:] for part in parts]
     newer = any(len(v) == 3 and v[1] == "->" and v[0].isdigit() and v[2].isdigit() and int(v[0]) > int(v[2])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
 import random
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -130,19 +129,6 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def cpu_model() -> str:
-    """The host CPU's model name. CPU-trained numbers reproduce on the same CPU model and thread count
-    only (results/README.md, "Quickstart reference records"): the floating-point order of the kernels
-    differs between CPUs."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

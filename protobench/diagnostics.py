@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from protobench.device import at_least_fp32
-from protobench.methods import Method
+from protobench.heads import Method
 
 #: Calibration bins of the expected calibration error (equal-width over confidence).
 ECE_BINS = 15

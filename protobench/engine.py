@@ -34,16 +34,14 @@ from protobench.device import seed_everything, synchronize
 from protobench.diagnostics import feature_report
 from protobench.distributed import SINGLE_PROCESS, Collective
 from protobench.evaluation import evaluate
-from protobench.methods import create_method
+from protobench.heads import create_method
 from protobench.progress import Progress, SilentProgress
 from protobench.recipe import TrainRecipe
 from protobench.spec import CellSpec
 from protobench.step import Learner, Mixup, TrainStep, step_function
 
-#: The numerics version of the training step and loop (this module, protobench/step.py, protobench/evaluation.py
-#: and the optimiser set-up): bump it with any change that moves a cell's numbers (docs/engine.md, "Numerics
-#: versions"), and re-make the fingerprint in the same commit.
-NUMERICS_VERSION = 1
+# The numerics version of this loop, the step and the evaluation is ``versions.ENGINE_VERSION`` (the store
+# reads it without importing the engine): bump it with any change here that moves a cell's numbers.
 
 # ---------------------------------------------------------------- optimiser and schedule
 

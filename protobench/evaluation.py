@@ -1,5 +1,5 @@
 """Evaluation of a cell's learner on one split: top-1 accuracy, overall and per class (docs/engine.md,
-"One cell: `train_cell`", step 5). Part of the engine's numerics (``engine.NUMERICS_VERSION``)."""
+"One cell: `train_cell`", step 5). Part of the engine's numerics (``versions.ENGINE_VERSION``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from protobench.data.base import BatchLoader
 from protobench.device import at_least_fp32
-from protobench.methods import Method
+from protobench.heads import Method
 
 
 @dataclass

@@ -12,17 +12,32 @@ limit too. A CUDA record also names the GPU, the driver and cuDNN, which choose 
 from __future__ import annotations
 
 import os
+import platform
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from protobench.device import cpu_model
+
+def cpu_model() -> str:
+    """The host CPU's model name. CPU-trained numbers reproduce on the same CPU model and thread count
+    only (results/README.md, "Quickstart reference records"): the floating-point order of the kernels
+    differs between CPUs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def cpu_capability() -> str | None:
     """The CPU instruction-set level torch's kernels were picked for (e.g. ``AVX512``), None if torch cannot say."""
+    import torch
+
     try:
         return str(torch.backends.cpu.get_cpu_capability())
     except (AttributeError, RuntimeError):  # a torch without the call
@@ -56,6 +71,8 @@ def cuda_driver(proc: Path = Path("/proc/driver/nvidia/version")) -> str | None:
             return found.group(1)
     except (OSError, IndexError):
         pass
+    import torch
+
     query = getattr(torch._C, "_cuda_getDriverVersion", None)
     if query is None:
         return None
@@ -70,6 +87,8 @@ def describe(device: torch.device) -> dict[str, Any]:
     """This machine as a record stores it: the CPU's model, instruction-set level (torch's), vector flags,
     the instruction-set limits set in the environment (``isa_limits``, only when one is) and torch's thread
     count; on CUDA also the GPU's name, the CUDA driver, the CUDA runtime torch was built with and cuDNN."""
+    import torch
+
     host: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_capability": cpu_capability(),

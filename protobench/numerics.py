@@ -1,12 +1,13 @@
 """Numerics versions: which code made a record's numbers (docs/engine.md, "Numerics versions").
 
-Every part that can move a cell's numbers declares a version where it lives: the training step and
-loop (``engine.NUMERICS_VERSION``), the data pipeline (``data.prepare.NUMERICS_VERSION``), each
-backbone (``backbones.numerics_version``), each method (``Method.numerics_version``) and each
-prototype generator (``Generator.version``). A cell depends on some of them: the engine, the data,
-its backbone, its method and, for a head with fixed prototypes, their generator. Its record stores
-those versions (``numerics``); a record whose versions differ from HEAD's for its cell is **stale**:
-made by code that no longer exists, never skipped as finished, never reused, marked in tables.
+Every part that can move a cell's numbers declares a version: the training step and loop
+(``ENGINE_VERSION``, here so that the store imports no engine), the data pipeline
+(``data.prepare.NUMERICS_VERSION``), each backbone (``backbones.numerics_version``), each method (its
+card's ``numerics_version``) and each prototype generator (``Generator.version``). A cell depends on
+some of them: the engine, the data, its backbone, its method and, for a head with fixed prototypes,
+their generator. Its record stores those versions (``numerics``); a record whose versions differ from
+HEAD's for its cell is **stale**: made by code that no longer exists, never skipped as finished, never
+reused, marked in tables.
 
 Records made before versions existed carry none; they are read as version 1 of every part (the
 committed records, which HEAD reproduced bit for bit when versions were introduced, are that
@@ -22,12 +23,15 @@ from protobench.spec import CellSpec
 
 #: The version a record without ``numerics`` was made with, for every part.
 FIRST_VERSION = 1
+#: The numerics version of the training step and loop (protobench/engine.py, step.py, evaluation.py and the
+#: optimiser set-up): bump it with any change there that moves a cell's numbers (docs/engine.md, "Numerics
+#: versions"), and re-make the fingerprint in the same commit.
+ENGINE_VERSION = 1
 
 
 def versions_for(spec: CellSpec) -> dict[str, int]:
     """HEAD's version of every part the cell ``spec`` depends on, as ``{"engine": 1, "method/dl2pa": 1, ...}``.
     A part that is not registered here (a removed method, a test's backbone) raises KeyError."""
-    from protobench import engine
     from protobench.backbones import BACKBONES, numerics_version
     from protobench.data.prepare import NUMERICS_VERSION as DATA_VERSION
     from protobench.methods import METHODS, prototype_request
@@ -38,7 +42,7 @@ def versions_for(spec: CellSpec) -> dict[str, int]:
     if spec.method not in METHODS:
         raise KeyError(f"method/{spec.method}")
     parts = {
-        "engine": engine.NUMERICS_VERSION,
+        "engine": ENGINE_VERSION,
         "data": DATA_VERSION,
         f"backbone/{spec.backbone}": numerics_version(spec.backbone),
         f"method/{spec.method}": METHODS.get(spec.method).numerics_version,

@@ -21,7 +21,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from protobench.paths import atomic_write
 from protobench.record_schema import RECORD_KEYS as RECORD_KEYS  # re-exported
@@ -31,7 +31,18 @@ from protobench.spec import CellSpec, config_hash
 if TYPE_CHECKING:
     import torch
 
-    from protobench.engine import CellOutcome
+
+class TrainedCell(Protocol):
+    """What ``complete`` reads of a trained cell: the fields of the engine's ``CellOutcome``, named here so
+    that the store imports no engine (docs/engine.md, "Module map")."""
+
+    metrics: dict[str, float | int | None]
+    per_class_accuracy: list[float]
+    history: list[dict[str, float]]
+    method_hyperparameters: dict[str, Any]
+    timings: dict[str, float]
+    state: dict[str, Any]
+    diagnostics: dict[str, float | None]
 
 
 def provenance(device: torch.device, cuda_graphs: bool, world_size: int = 1) -> dict[str, Any]:
@@ -41,8 +52,8 @@ def provenance(device: torch.device, cuda_graphs: bool, world_size: int = 1) -> 
     numbers either way) and how many data-parallel processes trained each cell (the global batch is the
     suite's either way)."""
     from protobench.code_identity import running_digest
-    from protobench.device import cpu_model, device_name, replays_graphs
-    from protobench.host import describe
+    from protobench.device import device_name, replays_graphs
+    from protobench.host import cpu_model, describe
 
     return {
         "versions": versions(),
@@ -92,7 +103,7 @@ def new_record(
 
 
 def complete(
-    record: dict[str, Any], outcome: CellOutcome, checkpoint: str | None = None, embeddings: str | None = None
+    record: dict[str, Any], outcome: TrainedCell, checkpoint: str | None = None, embeddings: str | None = None
 ) -> None:
     """Fill a trained cell's record from its outcome (shot groups when long-tailed, the digest of the
     fixed prototypes it trained with: null for a head without them) and name the files saved beside it."""
@@ -161,7 +172,7 @@ def class_names(record: dict[str, Any], num_classes: int | None = None) -> list[
         num_classes = len(counted)
     names = data.get("class_names")
     if not isinstance(names, list) and record.get("dataset"):
-        from protobench.data import DATASETS  # imports torch: only for records that do not store their names
+        from protobench.data import DATASETS  # only for records that do not store their names
 
         names = list(DATASETS.get(record["dataset"]).class_names or []) if record["dataset"] in DATASETS else None
     names = ["" if n is None else str(n) for n in names or []]

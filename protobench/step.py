@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from protobench.device import at_least_fp32, replays_graphs
-from protobench.methods.base import Method, StepMemo
+from protobench.heads.base import Method, StepMemo
 
 if TYPE_CHECKING:
     from protobench.recipe import TrainRecipe
@@ -181,7 +181,7 @@ def forward_backward(
     With ``mix`` it trains on the batch mixed with its permutation (mixup or CutMix, ``Mixup.mixed``).
 
     The head's bookkeeping gets the step's labels and the memo of the loss call on them (the
-    method contract, protobench/methods/base.py); with mixup, those of the dominant label set.
+    method contract, protobench/heads/base.py); with mixup, those of the dominant label set.
     """
     backbone, method = learner.backbone, learner.method
     if mix is not None:

@@ -297,8 +297,7 @@ def validate(suite: Suite, source: str, family: bool = True) -> None:
     declared ``family`` is checked against the suite file's own grid (``family``: not for a grid cut by flags)."""
     from protobench.backbones import BACKBONES
     from protobench.data import DATASETS
-    from protobench.methods import METHODS, check_options
-    from protobench.methods.base import LOSS_FAMILIES
+    from protobench.methods import LOSS_FAMILIES, METHODS, check_options
 
     check_path_part(suite.name, f"{source}: key 'name'")
     for name in suite.variants:

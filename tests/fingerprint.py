@@ -268,12 +268,14 @@ def path_of(spec: Any) -> dict[str, str]:
     values select different code (docs/engine.md, "The fingerprint test"). Numbers (lr, dims, seeds,
     temperatures, widths) choose no code and are not part of it; neither is precision, since the fingerprint
     trains in float64 on the CPU (bf16 and CUDA graphs are the ``gpu`` tests' and ``bench graphs``')."""
+    from protobench.heads import head_of
+    from protobench.heads.prototype_head import MatchedPrototypeHead, PrototypeHead
     from protobench.methods import METHODS, head_options
-    from protobench.methods.prototype_head import MatchedPrototypeHead, PrototypeHead
 
-    head, options, recipe = METHODS.get(spec.method), head_options(spec.method, spec.method_options), spec.train
+    card, options, recipe = METHODS.get(spec.method), head_options(spec.method, spec.method_options), spec.train
+    head = head_of(card)
     path = {"method": spec.method}
-    kind = options.get("prototype_kind", getattr(head, "prototype_kind", None))
+    kind = options.get("prototype_kind", card.prototype_kind)
     if kind is not None:
         path["prototypes"] = f"{spec.method} on {kind}"
     if issubclass(head, PrototypeHead):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from protobench.device import cpu_model, resolve_device, resolve_precision
+from protobench.device import resolve_device, resolve_precision
 from protobench.errors import UserError
+from protobench.host import cpu_model
 
 
 def test_device_resolution(monkeypatch) -> None:

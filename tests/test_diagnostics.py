@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from protobench.diagnostics import EMBEDDING_SAMPLE, feature_report
-from protobench.methods import create_method
+from protobench.heads import create_method
 
 
 class Passthrough(nn.Module):

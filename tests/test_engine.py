@@ -11,7 +11,8 @@ from protobench.assignment import hungarian
 from protobench.data.prepare import prepare_cell_data
 from protobench.engine import evaluate, lr_factor, train_cell
 from protobench.grid import spec_for
-from protobench.methods import METHODS, Method, create_method
+from protobench.heads import Method, create_method
+from protobench.methods import METHODS, MethodCard
 from protobench.suites import TrainRecipe, load_suite
 from tests.conftest import tiny_suite
 
@@ -96,7 +97,7 @@ def test_dl2pa_cell_re_matches_after_every_epoch(tmp_path, fmnist_dir):
 def test_a_matching_schedule_re_matches_at_its_steps_on_the_host(tmp_path, fmnist_dir, monkeypatch):
     # 160 images / 32: 5 steps an epoch; every 2 steps in epoch 1 only: steps 2 and 4, each the
     # Hungarian solution on the representatives of that moment; then after each epoch only.
-    from protobench.methods.prototype_head import MatchedPrototypeHead
+    from protobench.heads.prototype_head import MatchedPrototypeHead
 
     seen = []
     real = MatchedPrototypeHead.rematch_now
@@ -177,7 +178,7 @@ def test_nan_scores_at_evaluation_name_the_head_and_where():
     # predict's argmax of NaN scores is some class: without the check this "evaluates" to chance accuracy.
     loader = [(torch.tensor([[0.0, 0, 0, 0], [1.0, 0, 0, 0]]), torch.tensor([0, 1]))]
     head = _FirstColumnHead()
-    head.method_name = "firstcolumn"
+    head.card = type("FirstColumnCard", (MethodCard,), {"name": "firstcolumn"})
     head.scores = lambda h: torch.full((h.shape[0], 3), float("nan"))
     with pytest.raises(FloatingPointError, match=r"^firstcolumn scores are NaN at evaluation \(epoch 2, split val\)$"):
         evaluate(_Oracle(), head, loader, 3, contextlib.nullcontext, where="epoch 2, split val")
@@ -188,7 +189,7 @@ def test_nan_scores_at_evaluation_name_the_head_and_where():
 
 def test_a_head_nan_only_in_eval_mode_fails_its_cell_at_the_first_evaluation(tmp_path, fmnist_dir, monkeypatch):
     from protobench.engine import TrainingFailed
-    from protobench.methods.softmax import Softmax
+    from protobench.heads.softmax import Softmax
 
     real = Softmax.scores
     monkeypatch.setattr(Softmax, "scores", lambda self, h: real(self, h) * (1 if self.training else float("nan")))
@@ -286,7 +287,7 @@ def test_checkpoints_come_every_epoch_and_inside_epochs_when_due(tmp_path, fmnis
 
 def test_a_non_finite_loss_fails_the_cell_with_its_epoch(tmp_path, fmnist_dir, monkeypatch):
     from protobench.engine import TrainingFailed
-    from protobench.methods.softmax import Softmax
+    from protobench.heads.softmax import Softmax
 
     real = Softmax.loss
     monkeypatch.setattr(Softmax, "loss", lambda self, h, y: real(self, h, y) * float("nan"))

@@ -18,8 +18,9 @@ LAYERS: list[set[str]] = [
     {"version", "errors", "paths", "registry", "typed_values", "interrupts", "stats", "progress", "recipe",
      "record_schema", "assignment", "checkpoints", "sharding", "suite_files", "loggers", "code_identity"},
     {"device", "spec", "host"},
-    {"prototypes.*", "backbones", "data.*"},
+    {"prototypes.*", "backbones.*", "data.*"},
     {"methods.*"},
+    {"heads.*"},
     {"step", "cell_state", "evaluation", "diagnostics", "distributed"},
     {"engine"},
     {"numerics", "results", "suites", "locks", "audit", "grid", "prototype_audit"},
@@ -137,7 +138,7 @@ def test_the_checks_find_a_planted_circle_and_upward_import() -> None:
     planted = circles({**GRAPH, "tables": GRAPH["tables"] | {"report_tables"}})
     assert planted and all("tables -> report_tables" in circle for circle in planted)
     assert upward_imports({**GRAPH, "engine": GRAPH["engine"] | {"suites"}}) == [
-        "engine (layer 5) imports suites (layer 6)"
+        "engine (layer 6) imports suites (layer 7)"
     ]
 
 

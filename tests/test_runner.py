@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from protobench import engine, locks, results
-from protobench.device import cpu_model
 from protobench.grid import cell_config, expand, planned_cells
+from protobench.host import cpu_model
 from protobench.progress import PlainReporter
 from protobench.results import config_hash
 from protobench.runner import RunOptions, run_suite
@@ -216,7 +216,7 @@ def test_restart_discards_the_checkpoint(tmp_path, fmnist_dir):
 
 
 def test_a_non_finite_loss_fails_its_cell_with_the_epoch_and_the_grid_goes_on(tmp_path, fmnist_dir, monkeypatch):
-    from protobench.methods.softmax import Softmax
+    from protobench.heads.softmax import Softmax
 
     real = Softmax.loss
 

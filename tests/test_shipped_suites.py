@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from protobench.methods import create_method
+from protobench.heads import create_method
 from protobench.suites import available_suites, load_suite
 from tests.data import fakefiles
 

@@ -16,8 +16,9 @@ from protobench.data.prepare import prepare_cell_data
 from protobench.device import replays_graphs, seed_everything
 from protobench.engine import build_learner, cell_loaders, train_cell
 from protobench.grid import spec_for
-from protobench.methods import METHODS, Method
-from protobench.methods.base import StepMemo
+from protobench.heads import Method
+from protobench.heads.base import StepMemo
+from protobench.methods import METHODS
 from protobench.step import (
     NO_BOX,
     GraphedTrainStep,

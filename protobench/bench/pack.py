@@ -48,7 +48,6 @@ DEFAULT_STEPS, DEFAULT_WARMUP = 50, 5
 QUICK_STEPS, QUICK_WARMUP = 2, 1
 
 
-
 # ---------------------------------------------------------------- measuring
 
 

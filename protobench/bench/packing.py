@@ -21,7 +21,6 @@ LR_SPREAD = (1.0, 0.5, 0.25)
 GRAPH_WARMUP = 3
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Shape:
     """What one cell trains: a registered backbone with its options, the input and the head."""

@@ -7,13 +7,14 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from protobench.errors import UserError
 from protobench.paths import user_data_dir
 from protobench.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -24,6 +25,8 @@ class ImageSplit:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
+        import torch
+
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
@@ -39,6 +42,8 @@ class ImageSplit:
 
     def class_counts(self, num_classes: int) -> torch.Tensor:
         """Images per class, length ``num_classes``."""
+        import torch
+
         return torch.bincount(self.labels.cpu(), minlength=num_classes)
 
 
@@ -187,6 +192,8 @@ def holdout_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, tor
     A permutation drawn by a CPU generator seeded with ``seed``; its first ``val_size`` positions,
     sorted, are validation, the rest, sorted, training. Every dataset (in memory or streaming) uses it.
     """
+    import torch
+
     if not 0 <= val_size < n:
         raise UserError(f"val_size {val_size} must be in 0..{n - 1} (the train split has {n} images)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

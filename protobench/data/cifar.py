@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from protobench.data.base import (
     DataRequest,
@@ -153,6 +152,8 @@ def locate(name: str, request: DataRequest) -> Path | None:
 
 
 def _read_split(name: str, base: Path, files: list[str]) -> ImageSplit:
+    import torch
+
     spec = SPECS[name]
     images, labels = [], []
     for file in files:

@@ -6,7 +6,6 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from protobench.data.base import (
     DataRequest,
@@ -91,6 +90,8 @@ def load_from(files: dict[str, Path], source: str) -> InMemoryDataset:
     """Build the in-memory dataset from the four IDX files."""
 
     def split(images: str, labels: str) -> ImageSplit:
+        import torch
+
         x = torch.from_numpy(read_idx(files[images]).copy()).unsqueeze(1)
         y = torch.from_numpy(read_idx(files[labels]).astype(np.int64))
         if x.shape[0] != y.shape[0]:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from protobench.data.base import Augment, holdout_indices
 from protobench.errors import UserError, did_you_mean
+
+if TYPE_CHECKING:
+    import torch
 
 # ImageNet's per-channel mean and std (torchvision's), the normalisation of every folder dataset.
 MEAN = (0.485, 0.456, 0.406)
@@ -62,8 +64,13 @@ def scan_image_folder(folder: Path, classes: list[str]) -> FileSplit:
     return paths, labels
 
 
-class ImageSamples(torch.utils.data.Dataset):
-    """Images named by path below ``root``, decoded with PIL and transformed to uint8 C x H x W."""
+class ImageSamples:
+    """Images named by path below ``root``, decoded with PIL and transformed to uint8 C x H x W.
+
+    A map-style dataset for torch's DataLoader (``__len__`` and ``__getitem__`` are all it asks); it does
+    not subclass ``torch.utils.data.Dataset`` so that this module, like the rest of the package, imports
+    without torch.
+    """
 
     def __init__(self, root: Path, paths: list[str], labels: torch.Tensor) -> None:
         self.root = str(root)
@@ -85,6 +92,7 @@ class ImageSamples(torch.utils.data.Dataset):
         return os.path.join(self.root, self.paths[index].decode())
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        import torch
         from PIL import Image
 
         path = self.path(index)
@@ -143,6 +151,8 @@ class StreamingLoader:
         std: tuple[float, ...] = STD,
         part: Callable[[int], slice] | None = None,
     ) -> None:
+        import torch
+
         self.samples = samples
         self.part = part  # data-parallel training: this rank's rows of each global batch
         self.num_samples = len(samples)
@@ -175,6 +185,8 @@ class StreamingLoader:
         self.skip_batches = skip_batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        import torch
+
         if self.num_samples == 0:
             return
         self.samples.epoch = self.epoch
@@ -233,12 +245,16 @@ class FolderStreamingDataset:
         self.expected_sizes: dict[str, int] | None = None
 
     def _labels(self, split: str) -> torch.Tensor:
+        import torch
+
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; allowed: {', '.join(SPLITS)}")
         return torch.tensor(self.samples[split][1], dtype=torch.int64)
 
     def class_counts(self, split: str) -> torch.Tensor:
         """Images per class in ``split`` (train, val or test)."""
+        import torch
+
         return torch.bincount(self._labels(split), minlength=self.num_classes)
 
     def loader(

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from protobench.data.base import DataRequest, ImageSplit, InMemoryDataset, missing_data, register_dataset, search_dirs
 from protobench.data.folders import MEAN, STD, default_workers, scan_image_folder
@@ -84,6 +83,8 @@ def prepare_imagenet200(
     Train images come from train/<wnid>/, test images from val/<wnid>/; labels follow the order of
     ``classes_file``. Returns the written file.
     """
+    import torch
+
     root = find_root([Path(imagenet_root)])
     if root is None:
         raise UserError(f"{imagenet_root} holds no ImageNet train/ and val/ (nor imagenet/train and /val)")
@@ -131,6 +132,8 @@ def locate(request: DataRequest) -> Path | None:
 )
 def imagenet200(request: DataRequest) -> InMemoryDataset:
     """ImageNet-200: 200 ImageNet classes at 64x64 from the file ``protobench data prepare`` writes."""
+    import torch
+
     size = int(request.options.get("image_size", DEFAULT_SIZE))
     path = find_imagenet200(request, size)
     if path is None:

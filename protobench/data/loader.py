@@ -8,11 +8,12 @@ offsets and flipping is a masked select. The same code runs on CPU and CUDA.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from protobench.data.base import ImageSplit
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DeviceLoader:
@@ -33,6 +34,9 @@ class DeviceLoader:
         channels_last: bool = False,
         part: Callable[[int], slice] | None = None,
     ) -> None:
+        import torch
+        import torch.nn.functional as F
+
         self.device = torch.device(device)
         # Data-parallel training: this rank's rows of each global batch (distributed.DataParallel.batch_slice).
         self.part = part
@@ -71,11 +75,15 @@ class DeviceLoader:
         self.skip_batches = skip_batches
 
     def _generator(self) -> torch.Generator:
+        import torch
+
         generator = torch.Generator(device=self.device)
         generator.manual_seed(self.seed * 1_000_003 + self.epoch)
         return generator
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        import torch
+
         n = self.num_samples
         generator = self._generator() if self.train else None
         order = torch.randperm(n, device=self.device, generator=generator) if self.train else None
@@ -103,6 +111,8 @@ class DeviceLoader:
         self, batch: int, generator: torch.Generator | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """One batch's random crop offsets (dy, dx) and flip mask, in the order ``_augment`` uses them."""
+        import torch
+
         dy = dx = mask = None
         if self.crop_padding:
             span = 2 * self.crop_padding + 1
@@ -116,6 +126,8 @@ class DeviceLoader:
         self, index: torch.Tensor, dy: torch.Tensor | None, dx: torch.Tensor | None, mask: torch.Tensor | None
     ) -> torch.Tensor:
         """The images at ``index``, cropped at offsets (dy, dx) and flipped where ``mask`` (each None: not)."""
+        import torch
+
         if dy is None or dx is None:
             images = self.images[index]
         else:

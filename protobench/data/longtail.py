@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from protobench.data.base import ImageSplit
 from protobench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 PROFILES = ("exp", "step")
 
@@ -53,6 +55,8 @@ def long_tail_subsample(
     ``n_max`` defaults to the smallest class size, so every class can supply its count (CIFAR: 5,000
     or 500). Which images a class keeps is drawn with a torch.Generator seeded with ``seed``.
     """
+    import torch
+
     labels = split.labels.cpu()
     available = torch.bincount(labels, minlength=num_classes)
     if n_max is None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from protobench.data.base import (
     DATASETS,
@@ -24,6 +22,9 @@ from protobench.data.base import (
 )
 from protobench.data.loader import DeviceLoader
 from protobench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 #: The numerics version of the data pipeline: reading each dataset, long-tailed subsampling, the
 #: validation hold-out, the device loader's shuffling, augmentation and normalisation (this package).

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from protobench.data.base import (
     DataRequest,
@@ -56,6 +55,8 @@ def locate(request: DataRequest) -> Path | None:
 
 def read_split(base: Path, prefix: str) -> ImageSplit:
     """``<prefix>_X.bin`` (column-major 3 x 96 x 96 per image) and ``<prefix>_y.bin`` (labels 1..10)."""
+    import torch
+
     x_path, y_path = base / f"{prefix}_X.bin", base / f"{prefix}_y.bin"
     raw = np.fromfile(x_path, dtype=np.uint8)
     per_image = 3 * SIDE * SIDE

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from protobench.data.base import (
     DataRequest,
@@ -68,6 +67,7 @@ def locate(request: DataRequest, parts: list[str] | None = None) -> Path | None:
 
 def read_mat(path: Path) -> ImageSplit:
     """One SVHN .mat file: X is 32 x 32 x 3 x N uint8, y is N x 1 with 10 standing for the digit 0."""
+    import torch
     from scipy.io import loadmat
 
     try:
@@ -90,6 +90,8 @@ def read_mat(path: Path) -> ImageSplit:
 
 def load_from(base: Path, parts: list[str]) -> InMemoryDataset:
     """Build the in-memory dataset from the .mat files in ``base``."""
+    import torch
+
     train = read_mat(base / FILES["train"][0])
     if "extra" in parts:
         extra = read_mat(base / FILES["extra"][0])

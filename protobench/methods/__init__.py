@@ -1,17 +1,20 @@
-"""Classifier heads, one module each; importing this package imports (and so registers) every module in it.
+"""Method cards, one module per method family; importing this package imports (and so registers) every
+module in it, and imports no torch.
 
-A new head is one file here with a ``@register_method("name")`` class (docs/engine.md, "The method contract"):
-modules are imported in sorted order, which is the order ``protobench methods`` lists them in. A module that
-fails to import is left out with one warning line (``Registry.discover`` in protobench/registry.py).
+A new method is a card here with a ``@register_method("name", head="module.Class")`` class and its head
+in protobench/heads/ (docs/adding-a-method.md): modules are imported in sorted order, which is the order
+``protobench methods`` lists them in. A module that fails to import is left out with one warning line
+(``Registry.discover`` in protobench/registry.py).
 """
 
-from protobench.methods.base import (
+from protobench.methods.card import (
+    LOSS_FAMILIES,
     METHODS,
-    Method,
+    MethodCard,
     NotApplicable,
-    StepMemo,
+    OptionRange,
+    check_loss_family,
     check_options,
-    create_method,
     head_options,
     prototype_request,
     register_method,
@@ -21,12 +24,13 @@ from protobench.methods.base import (
 METHODS.discover(__name__)
 
 __all__ = [
+    "LOSS_FAMILIES",
     "METHODS",
-    "Method",
+    "MethodCard",
     "NotApplicable",
-    "StepMemo",
+    "OptionRange",
+    "check_loss_family",
     "check_options",
-    "create_method",
     "head_options",
     "prototype_request",
     "register_method",

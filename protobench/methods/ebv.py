@@ -1,24 +1,15 @@
-"""EBV: Equiangular Basis Vectors (Shen et al., CVPR 2023) as a fixed cosine classifier.
-
-docs/methods.md, "ebv": K near-orthogonal unit vectors fixed before training; logits are cosines
-divided by a temperature, trained with label-smoothed cross-entropy.
-"""
+"""EBV: Equiangular Basis Vectors (Shen et al., CVPR 2023), fixed near-orthogonal class vectors with a
+cosine-softmax; the head is protobench/heads/ebv.py (docs/methods.md, "ebv")."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
-
-from protobench.device import at_least_fp32
-from protobench.methods.base import POSITIVE, UNIT_INTERVAL, Method, check_loss_family, register_method
-from protobench.methods.losses import unit_rows
-from protobench.prototypes import generate
+from protobench.methods.card import POSITIVE, UNIT_INTERVAL, MethodCard, OptionRange, register_method
 
 
-@register_method("ebv")
-class EBV(Method):
+@register_method("ebv", head="protobench.heads.ebv.EBV")
+class EBVCard(MethodCard):
     """Fixed EBV vectors (buffer ``prototypes``, K x d); scores cos(z, v_c) / temperature.
 
     Hyperparameters (``defaults``):
@@ -29,37 +20,6 @@ class EBV(Method):
     The same loss is used for both loss families.
     """
 
-    defaults = {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
-    option_ranges = {"temperature": POSITIVE, "label_smoothing": UNIT_INTERVAL}
-    #: The generator of its fixed vectors (protobench.prototypes), for the degenerate-set warning.
-    prototype_kind = "ebv"
-
-    def __init__(
-        self,
-        num_classes: int,
-        dim: int,
-        *,
-        temperature: float,
-        label_smoothing: float,
-        tau: float | None,
-        **base: Any,
-    ) -> None:
-        super().__init__(num_classes, dim, **base)
-        check_loss_family("ebv", self.loss_family)
-        self.temperature = float(temperature)
-        self.label_smoothing = float(label_smoothing)
-        self.tau = None if tau is None else float(tau)
-        self.register_buffer("prototypes", generate("ebv", num_classes, dim, self.seed, tau=self.tau))
-
-    def scores(self, h: torch.Tensor) -> torch.Tensor:
-        return (unit_rows(h) @ self.prototypes.T) / self.temperature
-
-    def class_anchors(self) -> torch.Tensor:
-        return self.prototypes
-
-    def predict(self, h: torch.Tensor) -> torch.Tensor:
-        # A positive per-row factor does not change the argmax: no normalisation needed.
-        return (at_least_fp32(h) @ self.prototypes.T).argmax(dim=1)
-
-    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)
+    defaults: ClassVar[dict[str, Any]] = {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
+    option_ranges: ClassVar[dict[str, OptionRange]] = {"temperature": POSITIVE, "label_smoothing": UNIT_INTERVAL}
+    prototype_kind: ClassVar[str | None] = "ebv"

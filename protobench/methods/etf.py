@@ -1,55 +1,30 @@
 """ETF: a fixed simplex equiangular tight frame classifier with the dot-regression loss.
 
-Yang et al., NeurIPS 2022 (docs/methods.md, "etf"). The K class vectors form a regular simplex
-(pairwise cosine -1/(K-1)), which exists only when d >= K-1: below that the method is reported
-as not applicable rather than faked.
+Yang et al., NeurIPS 2022 (docs/methods.md, "etf"); the head is protobench/heads/etf.py. The K class
+vectors form a regular simplex (pairwise cosine -1/(K-1)), which exists only when d >= K-1: below that
+the method is reported as not applicable rather than faked.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-import torch
-from torch import nn
-
-from protobench.device import at_least_fp32
-from protobench.methods.base import Method, NotApplicable, check_loss_family, register_method
-from protobench.methods.losses import dot_regression_loss, unit_rows
-from protobench.prototypes import etf_dimension_problem, generate
+from protobench.methods.card import MethodCard, register_method
 
 
-@register_method("etf")
-class ETF(Method):
+@register_method("etf", head="protobench.heads.etf.ETF")
+class ETFCard(MethodCard):
     """Fixed simplex ETF M (buffer ``prototypes``, K x d, never trained).
 
     Features h = L2norm(BatchNorm1d(z)); scores h M^T; loss = dot-regression with per-batch
     target scaling, whatever the loss family (it is the method's own loss). No hyperparameters.
     """
 
-    defaults: dict[str, Any] = {}
-
-    def __init__(self, num_classes: int, dim: int, **base: Any) -> None:
-        super().__init__(num_classes, dim, **base)
-        check_loss_family("etf", self.loss_family)
-        problem = self.dimension_problem(num_classes, dim)
-        if problem is not None:
-            raise NotApplicable(problem)
-        self.bn = nn.BatchNorm1d(dim)
-        self.register_buffer("prototypes", generate("etf", num_classes, dim, self.seed))
+    defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def dimension_problem(cls, num_classes: int, dim: int) -> str | None:
         """A simplex of K vectors needs d >= K-1 (the ETF generator's own rule)."""
+        from protobench.prototypes import etf_dimension_problem
+
         return etf_dimension_problem(num_classes, dim)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return unit_rows(self.bn(z))
-
-    def scores(self, h: torch.Tensor) -> torch.Tensor:
-        return at_least_fp32(h) @ self.prototypes.T
-
-    def class_anchors(self) -> torch.Tensor:
-        return self.prototypes
-
-    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return dot_regression_loss(h, self.prototypes, y)

@@ -1,33 +1,19 @@
-"""PSC: the parametric softmax classifier (a learned linear layer and cross-entropy)."""
+"""PSC: the parametric softmax classifier (a learned linear layer and cross-entropy); the head is
+protobench/heads/softmax.py."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from protobench.methods.base import UNIT_INTERVAL, Method, register_method
+from protobench.methods.card import UNIT_INTERVAL, MethodCard, OptionRange, register_method
 
 
-@register_method("softmax")
-class Softmax(Method):
-    """Linear(d, K) with bias on the embedding; softmax cross-entropy; prediction = argmax of logits."""
+@register_method("softmax", head="protobench.heads.softmax.Softmax")
+class SoftmaxCard(MethodCard):
+    """Linear(d, K) with bias on the embedding; softmax cross-entropy; prediction = argmax of logits.
 
-    defaults = {"label_smoothing": 0.0}
-    option_ranges = {"label_smoothing": UNIT_INTERVAL}
+    Hyperparameters (``defaults``): ``label_smoothing`` (0.0) of the cross-entropy.
+    """
 
-    def __init__(self, num_classes: int, dim: int, *, label_smoothing: float, **base: Any) -> None:
-        super().__init__(num_classes, dim, **base)
-        self.label_smoothing = label_smoothing
-        self.classifier = nn.Linear(dim, num_classes)
-
-    def scores(self, h: torch.Tensor) -> torch.Tensor:
-        return self.classifier(h)
-
-    def class_anchors(self) -> torch.Tensor:
-        return self.classifier.weight
-
-    def loss(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.scores(h), y, label_smoothing=self.label_smoothing)
+    defaults: ClassVar[dict[str, Any]] = {"label_smoothing": 0.0}
+    option_ranges: ClassVar[dict[str, OptionRange]] = {"label_smoothing": UNIT_INTERVAL}

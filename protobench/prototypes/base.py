@@ -1,7 +1,9 @@
 """The generator registry: each generator's name, tunable parameters with defaults, and builder.
 
 A generator module registers its builder with :func:`register_generator`; :func:`resolve_params`
-checks a request against the registered defaults, so a parameter is stated in one place only.
+checks a request against the registered defaults, so a parameter is stated in one place only. Nothing
+here imports torch: the registry (names, defaults, summaries, versions, dimension checks) serves the
+read-only commands without it, and a builder imports torch when it runs.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from protobench.errors import UserError
 from protobench.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -38,7 +42,7 @@ class GenerationInfo:
 
 
 #: ``build(K, d, seed, device, params)``: K x d rows (any float dtype, on ``device``) and the info.
-Builder = Callable[[int, int, int, torch.device, dict[str, Any]], tuple[torch.Tensor, GenerationInfo]]
+Builder = Callable[[int, int, int, "torch.device", dict[str, Any]], tuple["torch.Tensor", GenerationInfo]]
 
 #: ``problem(K, d)``: why the generator cannot produce K vectors in R^d, or None when it can.
 DimensionCheck = Callable[[int, int], str | None]

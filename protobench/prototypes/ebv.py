@@ -7,12 +7,12 @@ minimised instead and tau loosened to what that reaches, with a note saying so.
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from protobench.prototypes.base import GenerationInfo, register_generator
-from protobench.prototypes.solver import random_unit_rows, sphere_minimise
+
+if TYPE_CHECKING:
+    import torch
 
 #: The tau asked for when none is given: orthogonal to within float32 noise.
 EBV_TAU_ORTHOGONAL = 0.002
@@ -32,6 +32,10 @@ def build_ebv(
     K: int, d: int, seed: int, dev: torch.device, params: dict[str, Any]
 ) -> tuple[torch.Tensor, GenerationInfo]:
     """EBV's hinge loss down to tau; failing that, minimise max |cos| and loosen tau to it."""
+    import torch
+
+    from protobench.prototypes.solver import random_unit_rows, sphere_minimise
+
     eye = torch.eye(K, dtype=torch.bool, device=dev)
     requested = params["tau"] if params["tau"] is not None else EBV_TAU_ORTHOGONAL
     max_iter = params["max_iter"]

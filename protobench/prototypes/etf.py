@@ -7,11 +7,12 @@ K unit vectors with pairwise cosine -1/(K-1) exist only in d >= K-1 dimensions;
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from protobench.prototypes.base import GenerationInfo, register_generator
+
+if TYPE_CHECKING:
+    import torch
 
 
 def etf_dimension_problem(num_classes: int, dim: int) -> str | None:
@@ -31,6 +32,8 @@ def build_etf(
     K: int, d: int, seed: int, dev: torch.device, params: dict[str, Any]
 ) -> tuple[torch.Tensor, GenerationInfo]:
     """The simplex in R^(K-1), turned into R^d by a seeded random rotation."""
+    import torch
+
     # Centred standard basis vectors e_i - 1/K span the (K-1)-dim subspace orthogonal to 1; their
     # coordinates in an orthonormal basis B of that subspace are the simplex in R^(K-1).
     centred = torch.eye(K, dtype=torch.float64) - 1.0 / K

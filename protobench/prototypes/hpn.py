@@ -6,13 +6,12 @@ Minimise mean_i max_{j != i} cos(p_i, p_j), the cosine of each prototype to its 
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from protobench.prototypes.base import GenerationInfo, register_generator
-from protobench.prototypes.degeneracy import min_angle_deg
-from protobench.prototypes.solver import random_unit_rows, sphere_minimise
+
+if TYPE_CHECKING:
+    import torch
 
 #: Sharpness schedule of the smooth surrogate: (1/beta) logsumexp_j(beta cos_ij) -> max_j cos_ij.
 HPN_BETAS: tuple[float, ...] = (5.0, 15.0, 50.0, 150.0, 500.0, 1500.0, 5000.0, 15000.0)
@@ -27,6 +26,11 @@ def build_hpn(
     K: int, d: int, seed: int, dev: torch.device, params: dict[str, Any]
 ) -> tuple[torch.Tensor, GenerationInfo]:
     """Minimise the mean nearest-neighbour cosine through a sharpening smooth surrogate."""
+    import torch
+
+    from protobench.prototypes.degeneracy import min_angle_deg
+    from protobench.prototypes.solver import random_unit_rows, sphere_minimise
+
     eye = torch.eye(K, dtype=torch.bool, device=dev)
     X = random_unit_rows(K, d, seed, dev)
     total, converged = 0, True

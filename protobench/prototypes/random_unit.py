@@ -6,12 +6,12 @@ what the optimisation of the prototypes' spread buys (docs/ablations.md).
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from protobench.prototypes.base import GenerationInfo, register_generator
-from protobench.prototypes.solver import random_unit_rows
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_generator("random", defaults={}, summary="seeded random unit vectors, not spread (ablation baseline)")
@@ -19,4 +19,6 @@ def build_random(
     K: int, d: int, seed: int, dev: torch.device, params: dict[str, Any]
 ) -> tuple[torch.Tensor, GenerationInfo]:
     """Gaussian rows normalised to unit length, drawn on the CPU from ``seed``."""
+    from protobench.prototypes.solver import random_unit_rows
+
     return random_unit_rows(K, d, seed, dev), GenerationInfo("random", K, d, seed, dict(params), 0, True)

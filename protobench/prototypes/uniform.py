@@ -7,16 +7,18 @@ regular simplex.
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from protobench.prototypes.base import GenerationInfo, register_generator
-from protobench.prototypes.solver import random_unit_rows, sphere_minimise
+
+if TYPE_CHECKING:
+    import torch
 
 
 def uniform_energy(cos: torch.Tensor, t: float) -> torch.Tensor:
     """log(mean_{i<j} exp(-t ||p_i - p_j||^2)) from the cosine matrix of unit rows."""
+    import torch
+
     K = cos.shape[0]
     logits = (-t * (2.0 - 2.0 * cos)).masked_fill(torch.eye(K, dtype=torch.bool, device=cos.device), -math.inf)
     # Each unordered pair appears twice among the K(K-1) ordered ones; the mean is unchanged.
@@ -32,6 +34,10 @@ def build_uniform(
     K: int, d: int, seed: int, dev: torch.device, params: dict[str, Any]
 ) -> tuple[torch.Tensor, GenerationInfo]:
     """Minimise the energy: float32 descent, then a float64 polish to a tight gradient."""
+    import torch
+
+    from protobench.prototypes.solver import random_unit_rows, sphere_minimise
+
     t = params["t"]
     eye = torch.eye(K, dtype=torch.bool, device=dev)
 

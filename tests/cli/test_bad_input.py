@@ -263,7 +263,7 @@ def nothing_escaped(inputs: Inputs, out: str) -> None:
 
 def nan_scores_in_eval(monkeypatch: pytest.MonkeyPatch, inputs: Inputs) -> None:
     """softmax's scores are NaN in eval mode only: training goes well, every evaluation does not."""
-    from protobench.methods.softmax import Softmax
+    from protobench.heads.softmax import Softmax
 
     real = Softmax.scores
     monkeypatch.setattr(Softmax, "scores", lambda self, h: real(self, h) * (float("nan") if not self.training else 1))

@@ -147,7 +147,7 @@ def test_two_runs_on_one_results_directory_train_every_cell_exactly_once(tmp_pat
 def test_a_diverging_cell_is_recorded_failed_the_grid_goes_on_and_the_exit_code_is_1(
     run_cli, tmp_path, fmnist_dir, monkeypatch
 ):
-    from protobench.methods.softmax import Softmax
+    from protobench.heads.softmax import Softmax
 
     real = Softmax.loss
     monkeypatch.setattr(Softmax, "loss", lambda self, h, y: real(self, h, y) * (float("nan") if self.dim == 2 else 1))
@@ -164,7 +164,7 @@ def test_an_out_of_memory_cell_is_recorded_failed_and_the_grid_goes_on(run_cli, 
                                                                           where, gpu):  # fmt: skip
     # On CUDA a real one: the d = 2 cell asks the caching allocator for 4 PiB in its first step (outside
     # any graph: the first steps are eager). On the CPU the same error is raised.
-    from protobench.methods.softmax import Softmax
+    from protobench.heads.softmax import Softmax
 
     device = device_of(where, gpu)
     real = Softmax.loss

@@ -12,7 +12,8 @@ import yaml
 
 from protobench.cli.suites import recipe_data
 from protobench.grid import cell_spec, expand
-from protobench.methods import create_method, head_options
+from protobench.heads import create_method
+from protobench.methods import head_options
 from protobench.suites import load_suite
 from tests.conftest import tiny_suite
 

@@ -9,8 +9,8 @@ import pytest
 
 from protobench.errors import UserError
 from protobench.grid import Cell, cell_config
-from protobench.methods import METHODS, create_method
-from protobench.methods.base import LOSS_FAMILIES, check_loss_family, check_options, resolved_options
+from protobench.heads import create_method, head_of
+from protobench.methods import LOSS_FAMILIES, METHODS, check_loss_family, check_options, resolved_options
 from protobench.results import config_hash
 from protobench.suites import load_suite
 
@@ -20,7 +20,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "results" / "fashion-mnist"
 
 def test_registration_names_the_class() -> None:
     for name in METHODS:
-        assert METHODS.get(name).method_name == name
+        assert METHODS.get(name).name == name and head_of(METHODS.get(name)).card is METHODS.get(name)
 
 
 def test_check_loss_family() -> None:

@@ -10,8 +10,8 @@ import torch
 
 from protobench.assignment import hungarian
 from protobench.errors import UserError
-from protobench.methods import create_method
-from protobench.methods.dl2pa import DL2PA, DL2PAStatic
+from protobench.heads import create_method
+from protobench.heads.dl2pa import DL2PA, DL2PAStatic
 from protobench.prototypes import generate
 
 
@@ -37,7 +37,7 @@ def test_defaults_and_hyperparameters() -> None:
     later = {
         "loss": "sq-cos", "tau": 0.1, "match_every_steps": 0, "match_steps_until_epoch": 1, "prototype_kind": "uniform"
     }  # fmt: skip
-    assert DL2PA.defaults == {"t": 2.0, "momentum": 0.9} and DL2PA.later_defaults == later
+    assert DL2PA.card.defaults == {"t": 2.0, "momentum": 0.9} and DL2PA.card.later_defaults == later
     assert method.hyperparameters() == {"t": 2.0, "momentum": 0.9, **later}
     assert create_method("dl2pa", 4, 3, seed=0, t=5.0, momentum=0.5).hyperparameters() == {
         "t": 5.0,

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from protobench.methods import create_method
-from protobench.methods.dnc import DNC
+from protobench.heads import create_method
+from protobench.heads.dnc import DNC
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,7 +27,7 @@ def test_defaults_and_layout() -> None:
     method = create_method("dnc", 5, 3, seed=0)
     assert (
         method.hyperparameters()
-        == DNC.defaults
+        == DNC.card.defaults
         == {
             "sub_centroids": 4,
             "temperature": 0.1,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from protobench.methods import create_method
-from protobench.methods.ebv import EBV
+from protobench.heads import create_method
+from protobench.heads.ebv import EBV
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -19,7 +19,7 @@ def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 def test_defaults_and_vectors() -> None:
-    assert EBV.defaults == {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
+    assert EBV.card.defaults == {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
     method = create_method("ebv", 4, 8, seed=0)
     assert method.hyperparameters() == {"temperature": 0.07, "label_smoothing": 0.1, "tau": None}
     cos = method.prototypes @ method.prototypes.T

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from protobench.methods import NotApplicable, create_method
+from protobench.heads import create_method
+from protobench.methods import NotApplicable
 
 
 @pytest.fixture(autouse=True, scope="module")

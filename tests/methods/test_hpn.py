@@ -9,8 +9,8 @@ import torch
 
 from protobench.assignment import hungarian
 from protobench.errors import UserError
-from protobench.methods import create_method
-from protobench.methods.hpn import HPN, HPNDynamic
+from protobench.heads import create_method
+from protobench.heads.hpn import HPN, HPNDynamic
 from protobench.prototypes import generate
 
 
@@ -26,7 +26,7 @@ def test_hpn_prototypes_and_static_assignment() -> None:
     assert isinstance(method, HPN)
     assert torch.equal(method.prototypes, generate("hpn", 6, 3, 1))
     assert method.assignment.tolist() == list(range(6))
-    assert HPN.defaults == {} and method.hyperparameters() == {"loss": "sq-cos", "tau": 0.1}
+    assert HPN.card.defaults == {} and method.hyperparameters() == {"loss": "sq-cos", "tau": 0.1}
     before = method.assignment.clone()
     method.after_step(torch.randn(12, 3), torch.arange(12) % 6)
     assert method.after_epoch() == {}
@@ -80,7 +80,7 @@ def test_hpn_prediction_is_nearest_prototype() -> None:
 def test_hpn_dynamic_matches_on_hpn_prototypes() -> None:
     method = create_method("hpn-dynamic", 5, 3, seed=2)
     assert isinstance(method, HPNDynamic)
-    assert HPNDynamic.defaults == {"momentum": 0.9}
+    assert HPNDynamic.card.defaults == {"momentum": 0.9}
     assert method.hyperparameters() == {
         "momentum": 0.9, "loss": "sq-cos", "tau": 0.1, "match_every_steps": 0, "match_steps_until_epoch": 1
     }  # fmt: skip

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from protobench.methods.losses import (
+from protobench.heads.losses import (
     _SquaredCosine,
     _UnitRows,
     class_counts,

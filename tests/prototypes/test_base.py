@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from protobench import prototypes
@@ -23,6 +26,34 @@ def test_registry_lists_the_five_generators_with_their_defaults():
     for name in prototypes.GENERATORS:
         generator = prototypes.get_generator(name)
         assert generator.name == name and callable(generator.build) and generator.summary
+
+
+def test_registry_needs_no_torch():
+    # Read-only commands read the registry (names, defaults, summaries, versions, dimension checks) and
+    # the set digest; none of it may import torch (protobench/prototypes/__init__.py).
+    code = (
+        "import sys\n"
+        "from protobench.prototypes import GENERATORS, get_generator, etf_dimension_problem, resolve_params\n"
+        "from protobench.prototypes.digest import set_digest\n"
+        "gens = [get_generator(g) for g in GENERATORS]\n"
+        "print([(g.name, dict(g.defaults), g.version) for g in gens], etf_dimension_problem(5, 3))\n"
+        "print(resolve_params('ebv', 4, 4, 0, {}), set_digest([[1.0, 0.0], [0.0, 1.0]])[:8])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr == "" and out.stdout.splitlines()[-1] == "[]", out.stdout + out.stderr
+    assert "ETF needs d >= K-1 (K=5, d=3)" in out.stdout.splitlines()[0]
+
+
+def test_torch_names_resolve_on_first_use():
+    from protobench.prototypes.generation import generate
+    from protobench.prototypes.geometry import PrototypeMetrics
+
+    assert prototypes.generate is generate and prototypes.PrototypeMetrics is PrototypeMetrics
+    assert all(hasattr(prototypes, name) for name in prototypes.__all__)
+    assert prototypes.solver.sphere_minimise and "generate" in dir(prototypes)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        prototypes.nothing  # noqa: B018
 
 
 def test_defaults_are_read_only_and_names_unique():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import protobench.prototypes.uniform as uniform_module
+import protobench.prototypes.solver as solver_module
 from protobench import prototypes
 from protobench.paths import cache_dir
 
@@ -22,7 +22,8 @@ def test_cache_hit_does_not_recompute(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("recomputed despite the cache")
 
-    monkeypatch.setattr(uniform_module, "sphere_minimise", boom)
+    # The builder imports the solver when it runs, so patching the solver module reaches it.
+    monkeypatch.setattr(solver_module, "sphere_minimise", boom)
     second, info = prototypes.generate_with_info("uniform", 12, 5, seed=1)
     assert info.cached and torch.equal(first, second)
     # A different key (t) is a miss, so it does reach the (now broken) optimiser.

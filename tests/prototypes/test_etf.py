@@ -7,7 +7,8 @@ import torch
 
 from protobench import prototypes
 from protobench.errors import UserError
-from protobench.methods import NotApplicable, create_method
+from protobench.heads import create_method
+from protobench.methods import NotApplicable
 from protobench.prototypes import etf_dimension_problem
 from tests.prototypes.helpers import generate_cpu
 
@@ -29,10 +30,10 @@ def test_dimension_rule():
 
 
 def test_generator_and_method_both_apply_the_rule():
-    import protobench.methods.etf as etf_method
+    from protobench.methods import METHODS
 
     assert prototypes.get_generator("etf").dimension_problem is etf_dimension_problem
-    assert etf_method.etf_dimension_problem is etf_dimension_problem
+    assert METHODS.get("etf").dimension_problem(10, 8) == etf_dimension_problem(10, 8) is not None
     with pytest.raises(UserError, match=r"^ETF needs d >= K-1 \(K=10, d=8\)$"):
         prototypes.generate("etf", 10, 8)
     with pytest.raises(NotApplicable, match=r"^ETF needs d >= K-1 \(K=10, d=8\)$"):
