@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protobench.version import __version__
+from protobench.core.version import __version__
 
 __all__ = ["__version__", "compare", "export", "load_results", "report"]
 #: The API's functions, found in protobench/api.py on first use.

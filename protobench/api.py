@@ -1,6 +1,6 @@
 """The Python API (docs/api.md): a results store as pandas DataFrames, for notebooks and scripts.
 
-``load_results`` is the store as one tidy table (protobench/record_tables.py); ``report`` and ``compare`` return
+``load_results`` is the store as one tidy table (protobench/reporting/export.py); ``report`` and ``compare`` return
 what ``protobench report`` and ``protobench compare`` print, without the formatting. The commands call
 these same functions, so a number read here is the number the command shows. ``import protobench as pb``
 reaches each as ``pb.load_results``, ``pb.report`` and ``pb.compare``.
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from protobench.errors import UserError, did_you_mean
+from protobench.core.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
-    from protobench.comparison import Row
-    from protobench.suites import Suite
-    from protobench.tables import Table
+    from protobench.reporting.comparison import Row
+    from protobench.reporting.table import Table
+    from protobench.suite.definition import Suite
 
 Warner = Callable[[Path, str], None]
 TableName = Literal["records", "classes", "history"]
@@ -65,7 +65,7 @@ def load_results(
     ``"history"``: one row per record and epoch. ``columns`` keeps only those columns, in that order.
     The store is only read.
     """
-    from protobench import record_tables as tidy
+    from protobench.reporting import export as tidy
 
     store, names = store_suites(results, suite)
     entries = tidy.read_store(store, names)
@@ -101,7 +101,7 @@ def export(
     inside the store: an export never changes it."""
     import sys
 
-    from protobench.record_tables import WRITERS
+    from protobench.reporting.export import WRITERS
 
     if fmt not in FORMATS:
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
@@ -133,7 +133,7 @@ def export(
 def suite_argument(name_or_path: str) -> tuple[str, Suite | None]:
     """(the name its records are stored under, its suite file) of a SUITE argument: a suite file's path (records
     under its ``name:``, as ``run`` writes them) or a name (its shipped file when there is one, else None)."""
-    from protobench.suites import available_suites, load_suite
+    from protobench.suite.definition import available_suites, load_suite
 
     looks_like_path = Path(name_or_path).suffix in (".yaml", ".yml") or "/" in name_or_path or os.sep in name_or_path
     if looks_like_path or name_or_path in available_suites():
@@ -166,10 +166,10 @@ def report_tables(
     store), of the ``metric`` names ``--metric`` takes (default: final and val-selected), only records whose
     device contains ``device``, each cell marked against method ``vs`` with the p-values of a table corrected
     together by ``correction`` (docs/compare.md). UserError when nothing is finished."""
-    from protobench.comparison import check_correction
-    from protobench.report_tables import build_tables, resolve_metrics
-    from protobench.results import iter_records
-    from protobench.suites import available_suites, load_suite
+    from protobench.reporting.comparison import check_correction
+    from protobench.reporting.report import build_tables, resolve_metrics
+    from protobench.store.records import iter_records
+    from protobench.suite.definition import available_suites, load_suite
 
     check_correction(correction)
     given = dict(suite_argument(name) for name in ([suite] if isinstance(suite, str) else list(suite or [])))
@@ -256,9 +256,9 @@ def comparison(
     ``correction`` over the tests (docs/compare.md). ``seeds`` keeps only the records of those seeds;
     ``without_reused`` leaves out, in each suite, every seed at which one of its records was copied from another
     suite (``reused_from``): the analysis on the seeds that suite ran itself."""
-    from protobench.comparison import check_correction, check_margin, metric_key, rows_caption
-    from protobench.results import iter_records
-    from protobench.suites import load_suite
+    from protobench.reporting.comparison import check_correction, check_margin, metric_key, rows_caption
+    from protobench.store.records import iter_records
+    from protobench.suite.definition import load_suite
 
     key = metric_key(metric)
     check_correction(correction)
@@ -269,7 +269,7 @@ def comparison(
         raise UserError("give methods A and B (protobench compare SUITE A B), or --family for the suite's family")
     request = {"metric": metric, "metric_key": key, "correction": correction, "margin": margin}
     if family:
-        from protobench.comparison import family_comparison
+        from protobench.reporting.comparison import family_comparison
 
         declared = load_suite(suite)
         records = only_seeds(list(iter_records(Path(results), declared.family_suites, on_unreadable)), seeds)
@@ -279,7 +279,7 @@ def comparison(
         title = f"{declared.name}: the declared family ({size} tests), {metric} test accuracy (%)"
         request = {"suite": declared.name, "family": True, **request}
     else:
-        from protobench.comparison import comparison as compare_rows
+        from protobench.reporting.comparison import comparison as compare_rows
 
         bs = [m.strip() for m in b.split(",")] if isinstance(b, str) else list(b or [])
         bs = list(dict.fromkeys(m for m in bs if m))

@@ -30,12 +30,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N` (make test): one torc
 #: `pytest -n 2` the workers end together on short tests rather than one waiting for the other's last long one.
 LONG_FIRST = (
     "tests/cli/test_long_runs.py",
-    "tests/test_distributed.py",
-    "tests/test_runner.py",
-    "tests/test_shipped_suites.py",
-    "tests/test_plots.py",
+    "tests/engine/test_distributed.py",
+    "tests/running/test_runner.py",
+    "tests/suite/test_shipped_suites.py",
+    "tests/reporting/test_plots.py",
     "tests/cli/test_bench_cli.py",
-    "tests/test_loggers.py",
+    "tests/running/test_loggers.py",
 )
 
 
@@ -70,7 +70,7 @@ def fmnist_dir(tmp_path) -> Path:
 
 
 def minimal_record(**overrides) -> dict:
-    """The smallest record the store's schema accepts (protobench/record_schema.py): a finished cell."""
+    """The smallest record the store's schema accepts (protobench/store/schema.py): a finished cell."""
     record = {
         "suite": "s",
         "method": "softmax",

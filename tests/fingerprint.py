@@ -1,7 +1,7 @@
 """The numerics fingerprint (docs/engine.md, "Numerics versions"): tiny deterministic CPU cells per
 method and per path a shipped suite takes (``path_of``; tests/test_fingerprint_coverage.py checks that
 every one is tried), a small set per prototype generator and a forward pass per backbone, in float64 on
-one thread, with the numerics versions of HEAD they were made with. tests/test_numerics.py compares
+one thread, with the numerics versions of HEAD they were made with. tests/store/test_versions.py compares
 HEAD's outcome with tests/expected/fingerprint.json.
 
     python -m tests.fingerprint            # re-make it after bumping the version of the part you changed
@@ -115,8 +115,8 @@ def cell_spec(name: str, folder: Path) -> Any:
     """The fp64 spec of fingerprint cell ``name`` (a tiny suite written into ``folder``)."""
     import dataclasses
 
-    from protobench.grid import spec_for
-    from protobench.suites import load_suite
+    from protobench.running.grid import spec_for
+    from protobench.suite.definition import load_suite
     from tests.conftest import tiny_suite
 
     cell = CELLS[name]
@@ -138,8 +138,8 @@ def cell_spec(name: str, folder: Path) -> Any:
 def train(name: str, folder: Path, data_dir: Path) -> dict[str, Any]:
     """One cell's outcome: per-epoch figures and checksums of the final backbone and head state."""
     from protobench.data.prepare import prepare_cell_data
-    from protobench.engine import train_cell
-    from protobench.numerics import versions_for
+    from protobench.engine.loop import train_cell
+    from protobench.store.versions import versions_for
 
     spec = cell_spec(name, folder)
     settings = load_settings(folder / f"{name}.yaml")
@@ -187,7 +187,7 @@ def write_image_tree(root: Path, classes: int = 4, train: int = 12, test: int = 
 
 
 def load_settings(path: Path) -> Any:
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     return load_suite(str(path)).data_settings
 

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from protobench.registry import Registry
+from protobench.core.registry import Registry
 
 
 def plant(monkeypatch, folder: Path, package: str, registry: Registry, filename: str, source: str) -> Path:

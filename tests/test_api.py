@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import protobench as pb
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from protobench.api import drop_reused_seeds
-from protobench.comparison import compare, family_comparison
-from protobench.report_tables import build_tables, render
-from protobench.results import iter_records
-from protobench.suites import load_suite
+from protobench.reporting.comparison import compare, family_comparison
+from protobench.reporting.report import build_tables, render
+from protobench.store.records import iter_records
+from protobench.suite.definition import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = yaml.safe_load((ROOT / "results" / "claims.yaml").read_text())
@@ -119,7 +119,7 @@ def committed_suites() -> list[tuple[str, str]]:
 
 @functools.cache
 def _shipped() -> frozenset[str]:
-    from protobench.suites import available_suites
+    from protobench.suite.definition import available_suites
 
     return frozenset(available_suites())
 
@@ -131,7 +131,7 @@ def test_run_at_head_trains_nothing_the_store_holds(store, name) -> None:
     # trains nothing.
     import torch
 
-    from protobench.grid import plan_suite
+    from protobench.running.grid import plan_suite
 
     mine = [r for r in records(store) if r["suite"] == name]
     suite = pinned_suite(store, name).with_overrides(

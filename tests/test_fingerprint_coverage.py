@@ -26,8 +26,8 @@ SHOWN = 4
 @functools.cache
 def shipped_paths() -> dict[tuple[str, str], set[str]]:
     """(dimension, value) -> the ``suite: row`` of every shipped cell that takes it (n/a cells train nothing)."""
-    from protobench.grid import cell_spec, expand, not_applicable
-    from protobench.suites import load_suite
+    from protobench.running.grid import cell_spec, expand, not_applicable
+    from protobench.suite.definition import load_suite
 
     taken: dict[tuple[str, str], set[str]] = {}
     for path in SUITES:

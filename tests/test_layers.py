@@ -12,25 +12,24 @@ import protobench
 
 PACKAGE = Path(protobench.__file__).resolve().parent
 
-#: The layers, lowest first; a module may import its own layer and the ones below. A name ending in
-#: ".*" is a package and every module in it.
+#: The layers, lowest first: each is a set of the package's folders (docs/engine.md, "Module map"); a module
+#: may import its own layer and the ones below. A module's folder is its layer; the only modules outside
+#: every folder are FACE's, the package's face, each named as a layer of its own.
 LAYERS: list[set[str]] = [
-    {"version", "errors", "paths", "registry", "typed_values", "interrupts", "stats", "progress", "recipe",
-     "record_schema", "assignment", "checkpoints", "sharding", "suite_files", "loggers", "code_identity"},
-    {"device", "spec", "host"},
-    {"prototypes.*", "backbones.*", "data.*"},
-    {"methods.*"},
-    {"heads.*"},
-    {"step", "cell_state", "evaluation", "diagnostics", "distributed"},
+    {"core"},
+    {"methods", "data", "prototypes", "backbones"},
+    {"suite"},
+    {"store"},
+    {"heads"},
     {"engine"},
-    {"numerics", "results", "suites", "locks", "audit", "grid", "prototype_audit"},
-    {"runner", "tuning"},
-    {"tables", "report_formats", "comparison", "comparison_table", "report_tables", "plot_base", "class_plots", "plots",
-     "record_tables", "prototype_plots"},
+    {"running"},
+    {"reporting"},
     {"api"},
-    {"bench.*"},
-    {"cli.*", "__main__", "__init__"},
-]  # fmt: skip
+    {"bench"},
+    {"cli", "__main__", "__init__"},
+]
+#: The modules directly in protobench/: the package itself, ``python -m protobench`` and the Python API.
+FACE = {"__init__", "__main__", "api"}
 
 
 def module_name(path: Path) -> str:
@@ -70,23 +69,24 @@ GRAPH = {name: imported(path) for name, path in MODULES.items()}
 
 
 def layer_index(name: str) -> int | None:
-    """The index in LAYERS of module ``name``'s layer; None when no layer names it."""
-    for index, layer in enumerate(LAYERS):
-        if name in layer or any(entry.endswith(".*") and name.split(".")[0] == entry[:-2] for entry in layer):
-            return index
-    return None
+    """The index in LAYERS of module ``name``'s layer (its folder's, or its own for a module of FACE); None
+    for a module directly in protobench/ that is not one of FACE, or in a folder no layer names."""
+    folder = name.split(".")[0]
+    if "." not in name and not (PACKAGE / folder).is_dir() and name not in FACE:
+        return None
+    return next((index for index, layer in enumerate(LAYERS) if folder in layer), None)
 
 
 def layer_of(name: str) -> int:
     index = layer_index(name)
     if index is None:
-        raise AssertionError(f"module {name} is in no layer of tests/test_layers.py: add it where it belongs")
+        raise AssertionError(f"module {name} is in no layer folder: move it into the folder of its layer")
     return index
 
 
 def test_every_module_has_a_layer() -> None:
     unplaced = sorted(name for name in MODULES if layer_index(name) is None)
-    assert unplaced == [], f"modules in no layer of tests/test_layers.py (add each where it belongs): {unplaced}"
+    assert unplaced == [], f"modules in no layer folder (move each into the folder of its layer): {unplaced}"
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
@@ -134,12 +134,18 @@ def test_the_import_graph_has_no_circle() -> None:
 
 
 def test_the_checks_find_a_planted_circle_and_upward_import() -> None:
-    assert "comparison" in GRAPH["report_tables"] and "suites" in GRAPH["grid"]  # the graph is read from the code
-    planted = circles({**GRAPH, "tables": GRAPH["tables"] | {"report_tables"}})
-    assert planted and all("tables -> report_tables" in circle for circle in planted)
-    assert upward_imports({**GRAPH, "engine": GRAPH["engine"] | {"suites"}}) == [
-        "engine (layer 6) imports suites (layer 7)"
+    # the graph is read from the code
+    assert "reporting.comparison" in GRAPH["reporting.report"] and "suite.definition" in GRAPH["running.grid"]
+    planted = circles({**GRAPH, "reporting.table": GRAPH["reporting.table"] | {"reporting.report"}})
+    assert planted and all("reporting.table -> reporting.report" in circle for circle in planted)
+    assert upward_imports({**GRAPH, "store.records": GRAPH["store.records"] | {"engine.loop"}}) == [
+        "store.records (layer 3) imports engine.loop (layer 5)"
     ]
+
+
+def test_a_module_outside_every_layer_folder_has_no_layer() -> None:
+    assert layer_index("api") == 8 and layer_index("engine.loop") == 5 and layer_index("running.grid") == 6
+    assert layer_index("helpers") is None and layer_index("newfolder.module") is None
 
 
 def test_modules_stay_readable_and_cite_only_the_repository() -> None:
@@ -151,10 +157,9 @@ def test_modules_stay_readable_and_cite_only_the_repository() -> None:
         assert not cited, f"{path.relative_to(PACKAGE)} cites outside docs: {cited}"
 
 
-#: The engine and the modules that run it, whose loops read top to bottom as short sequences of named
-#: phases (docs/engine.md, "One cell: `train_cell`" and "Running a grid").
-LOOP_MODULES = ["engine", "evaluation", "step", "cell_state", "runner", "grid", "sharding", "locks", "checkpoints",
-                "interrupts", "tuning"]  # fmt: skip
+#: The engine and running layers, whose loops read top to bottom as short sequences of named phases
+#: (docs/engine.md, "One cell: `train_cell`" and "Running a grid").
+LOOP_MODULES = sorted(name for name in MODULES if name.split(".")[0] in {"engine", "running"})
 #: The most lines a function or method of LOOP_MODULES may have, decorators, docstring and nested functions included.
 MAX_FUNCTION_LINES = 60
 
@@ -191,7 +196,7 @@ def test_loops_read_top_to_bottom() -> None:
 
 def test_the_check_finds_a_planted_long_function() -> None:
     planted = "\n\nclass Planted:\n    @staticmethod\n    def phase() -> None:\n" + "        pass\n" * 59
-    assert long_functions({**LOOP_SOURCES, "runner": LOOP_SOURCES["runner"] + planted}) == [
-        "runner.Planted.phase (61 lines)"
+    assert long_functions({**LOOP_SOURCES, "running.runner": LOOP_SOURCES["running.runner"] + planted}) == [
+        "running.runner.Planted.phase (61 lines)"
     ]
-    assert long_functions({"engine": "def short() -> None:\n" + "    pass\n" * 59}) == []
+    assert long_functions({"engine.loop": "def short() -> None:\n" + "    pass\n" * 59}) == []

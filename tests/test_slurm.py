@@ -223,9 +223,9 @@ def log_of(folder: Path, job: str, task: int) -> str:
 def test_a_grid_array_survives_a_time_limit_and_a_requeue_on_a_real_slurm(slurm, tmp_path, request):
     import torch
 
-    from protobench.grid import planned_cells
-    from protobench.sharding import Shard, take
-    from protobench.suites import load_suite
+    from protobench.running.grid import planned_cells
+    from protobench.running.sharding import Shard, take
+    from protobench.suite.definition import load_suite
 
     started = time.monotonic()
     data = write_fashion_mnist(tmp_path / "fmnist", n_train=4000, n_test=200)

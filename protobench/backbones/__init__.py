@@ -12,8 +12,8 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from protobench.errors import UserError
-from protobench.registry import Registry
+from protobench.core.errors import UserError
+from protobench.core.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 # name -> "module:function"; add a benchmark by adding a line.
 BENCHMARKS: dict[str, str] = {

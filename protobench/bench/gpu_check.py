@@ -35,7 +35,7 @@ from typing import Any
 
 from protobench.bench.options import write_json
 from protobench.bench.pipeline import ArgumentParser
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 #: A GPU node's goals (docs/bench.md): the engine at least 3x the DataLoader loop and 0.8x the model
 #: alone at CIFAR shape, and the cifar100 paper grid in at most 2 hours on one GPU.
@@ -96,7 +96,7 @@ def write_synthetic_cifar100(root: Path, train: int, test: int, seed: int = 0) -
 
 def grid_suite(plan: Plan) -> Any:
     """The cifar100 suite cut to the check's short grid (its ResNet-32, recipe and augmentation)."""
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     suite = load_suite("cifar100").with_overrides(
         methods=list(plan.methods), dims=[plan.dim], seeds=list(plan.seeds), epochs=plan.epochs
@@ -107,8 +107,8 @@ def grid_suite(plan: Plan) -> Any:
 
 def time_grid(plan: Plan, data_dir: Path, device: Any, jobs: int) -> dict[str, Any]:
     """Train the short grid once with ``jobs`` worker processes into a fresh results folder."""
-    from protobench.progress import PlainReporter
-    from protobench.runner import RunOptions, run_suite
+    from protobench.core.progress import PlainReporter
+    from protobench.running.runner import RunOptions, run_suite
 
     suite = grid_suite(plan)
     with tempfile.TemporaryDirectory(prefix="gpu-check-results-") as results:
@@ -126,7 +126,7 @@ def time_grid(plan: Plan, data_dir: Path, device: Any, jobs: int) -> dict[str, A
 def project_paper_grid(rate: float, jobs: int) -> dict[str, Any]:
     """Wall time of the cifar100 suite's grid at ``rate`` training images/s (cells that cannot exist left out)."""
     from protobench.prototypes import etf_dimension_problem
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     suite = load_suite("cifar100")
     cells = list(itertools.product(suite.imbalance_ratios, suite.dims, suite.methods, suite.seeds))
@@ -181,7 +181,7 @@ def check_device(spec: str, quick: bool) -> Any:
     """The device to check: CUDA (refused in one line where there is none), or the CPU for ``--quick`` only."""
     import torch
 
-    from protobench.device import resolve_device
+    from protobench.core.device import resolve_device
 
     if spec == "cpu":
         if not quick:
@@ -201,7 +201,7 @@ def gpu_check(
     import torch
 
     from protobench.bench.pipeline import benchmark
-    from protobench.device import device_name
+    from protobench.core.device import device_name
 
     device = check_device(device_spec, quick)
     cuts = {k: v for k, v in (cuts or {}).items() if v is not None}

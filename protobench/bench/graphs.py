@@ -43,10 +43,10 @@ def compare(
 ) -> dict[str, tuple[list[str], list[float]] | str]:
     """Per method of ``suite``: (differences, [eager, graphed] images/s of the last epoch), or the
     reason it is not applicable at ``dim``. Seed 0, deterministic kernels."""
-    from protobench.device import resolve_precision
-    from protobench.engine import train_cell
-    from protobench.grid import spec_for
+    from protobench.core.device import resolve_precision
+    from protobench.engine.loop import train_cell
     from protobench.methods import NotApplicable
+    from protobench.running.grid import spec_for
 
     precision = resolve_precision(suite.train.precision, device)
     outcome: dict[str, tuple[list[str], list[float]] | str] = {}
@@ -78,10 +78,10 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--ratio", type=float, default=None, help="imbalance ratio of a long-tailed suite")
     args = parser.parse_args(argv)
 
+    from protobench.core.device import device_name, resolve_device
+    from protobench.core.errors import UserError
     from protobench.data.prepare import prepare_cell_data
-    from protobench.device import device_name, resolve_device
-    from protobench.errors import UserError
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     methods = args.methods.split(",") if args.methods else None
     suite = load_suite(args.suite).with_overrides(methods=methods, dims=[args.dim], epochs=args.epochs)

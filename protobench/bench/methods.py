@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from protobench.bench.options import add_setting_options, keep_first_training_images
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 GOAL = 0.95  # every prototype method within 5% of softmax
 
@@ -115,10 +115,10 @@ def kernels_per_step(suite: Any, data: Any, method: str, dim: int, device: Any) 
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from protobench.device import resolve_precision
-    from protobench.engine import build_learner, cell_loaders
-    from protobench.grid import spec_for
-    from protobench.step import Mixup, train_step
+    from protobench.core.device import resolve_precision
+    from protobench.engine.loop import build_learner, cell_loaders
+    from protobench.engine.step import Mixup, train_step
+    from protobench.running.grid import spec_for
 
     class KernelCounter(TorchDispatchMode):
         def __init__(self) -> None:
@@ -151,9 +151,9 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
     """images/s of each method, ``rounds`` times, interleaved (whole cells, or blocks of ``paired_steps``
     steps); and kernels per step. No rounds: kernels only."""
 
+    from protobench.core.device import resolve_device
     from protobench.data.prepare import prepare_cell_data
-    from protobench.device import resolve_device
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     suite = load_suite(suite_name)
     names = methods or [m for m in suite.methods]
@@ -187,9 +187,9 @@ def measure(suite_name: str, dim: int, methods: list[str] | None, rounds: int, e
 def time_cells(suite: Any, data: Any, names: list[str], dim: int, device: Any, rounds: int,
                cuda_graphs: bool) -> dict[str, list[float]]:  # fmt: skip
     """images/s of each method's whole training cell (``train_cell``, every epoch but the first), per round."""
-    from protobench.device import resolve_precision
-    from protobench.engine import train_cell
-    from protobench.grid import spec_for
+    from protobench.core.device import resolve_precision
+    from protobench.engine.loop import train_cell
+    from protobench.running.grid import spec_for
 
     precision = resolve_precision(suite.train.precision, device)
     speeds: dict[str, list[float]] = {m: [] for m in names}
@@ -227,10 +227,10 @@ def time_step_blocks(suite: Any, data: Any, names: list[str], dim: int, device: 
 
     import numpy as np
 
-    from protobench.device import resolve_precision, seed_everything, synchronize
-    from protobench.engine import build_learner, cell_loaders
-    from protobench.grid import spec_for
-    from protobench.step import Mixup, step_function
+    from protobench.core.device import resolve_precision, seed_everything, synchronize
+    from protobench.engine.loop import build_learner, cell_loaders
+    from protobench.engine.step import Mixup, step_function
+    from protobench.running.grid import spec_for
 
     seed_everything(0)
     precision = resolve_precision(suite.train.precision, device)
@@ -296,7 +296,7 @@ def run(argv: list[str] | None = None) -> None:
         raise UserError(f"--paired-steps is {args.paired_steps}; use --paired-steps >= 1 (steps per timed block)")
     import torch
 
-    from protobench.device import device_name, resolve_device
+    from protobench.core.device import device_name, resolve_device
 
     methods = args.methods.split(",") if args.methods else None
     speeds, kernels = measure(args.suite, args.dim, methods, args.rounds, args.epochs, args.device, args.data_dir,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 
 def add_setting_options(parser: argparse.ArgumentParser, *, suite: str, device: str, device_help: str) -> None:

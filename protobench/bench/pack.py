@@ -38,7 +38,7 @@ import torch
 from protobench.bench.options import write_json
 from protobench.bench.packing import LR_SPREAD, MOMENTUM, SHAPES, STRATEGIES, Packed, Setting, Unavailable, cell_lrs
 from protobench.bench.pipeline import ArgumentParser
-from protobench.errors import UserError, did_you_mean
+from protobench.core.errors import UserError, did_you_mean
 
 DEFAULT_N = (1, 2, 4, 8, 16, 32)
 QUICK_N = (1, 2)
@@ -70,7 +70,7 @@ def cudnn_autotuning(device: torch.device) -> Iterator[None]:
 
 def time_steps(packed: Packed, device: torch.device, steps: int, warmup: int) -> float:
     """Seconds for ``steps`` steps after ``warmup`` untimed ones, the device synchronised at both ends."""
-    from protobench.device import synchronize
+    from protobench.core.device import synchronize
 
     for _ in range(warmup):
         packed.step()
@@ -154,7 +154,7 @@ def benchmark(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Measure every (shape, strategy, N) and return the JSON-ready result."""
-    from protobench.device import device_name, resolve_device, torch_threads
+    from protobench.core.device import device_name, resolve_device, torch_threads
 
     check_names("--shapes", shapes, SHAPES)
     check_names("--strategies", strategies, STRATEGIES)

@@ -17,7 +17,7 @@ MOMENTUM = 0.9
 #: Per-cell learning rates are the shape's lr times these, in turn: packed cells need not share one
 #: (a tuning grid's cells differ in lr), and the fused optimiser must honour each.
 LR_SPREAD = (1.0, 0.5, 0.25)
-#: Eager steps on a side stream before a step is captured as a CUDA graph (as protobench/step.py does).
+#: Eager steps on a side stream before a step is captured as a CUDA graph (as protobench/engine/step.py does).
 GRAPH_WARMUP = 3
 
 
@@ -64,7 +64,7 @@ class Setting:
 
     @property
     def memory_format(self) -> torch.memory_format:
-        """channels-last on CUDA, as the engine trains (protobench/engine.py)."""
+        """channels-last on CUDA, as the engine trains (protobench/engine/loop.py)."""
         return torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
 
     def autocast_context(self) -> Any:

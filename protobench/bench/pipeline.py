@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from protobench.bench.methods import median_interval
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 PATHS = ("engine", "dataloader", "model_only")
 #: The issue's goals for engine / other, per other path.
@@ -60,9 +60,9 @@ class Setting:
 def prepare(suite_name: str, backbone: str | None, batch: int | None, dim: int | None, device_spec: str,
             data_dir: Path | None, workers: int) -> Setting:  # fmt: skip
     """Load the suite and its real data through the normal preparation, with the overrides applied."""
+    from protobench.core.device import resolve_device, resolve_precision
     from protobench.data.prepare import prepare_cell_data
-    from protobench.device import resolve_device, resolve_precision
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     suite = load_suite(suite_name)
     if backbone is not None:
@@ -97,9 +97,9 @@ class EnginePath(TrainingPath):
         import numpy as np
         import torch
 
-        from protobench.engine import build_learner, cell_loaders
-        from protobench.grid import spec_for
-        from protobench.step import step_function
+        from protobench.engine.loop import build_learner, cell_loaders
+        from protobench.engine.step import step_function
+        from protobench.running.grid import spec_for
 
         self.setting = s
         self.learner = build_learner(spec_for(s.suite, "softmax", s.dim, precision=s.precision), s.data, s.device)
@@ -119,8 +119,8 @@ class EnginePath(TrainingPath):
 
     def run(self, steps: int) -> int:
         """Train ``steps`` batches; returns the number of images."""
-        from protobench.engine import lr_factor
-        from protobench.step import Mixup
+        from protobench.engine.loop import lr_factor
+        from protobench.engine.step import Mixup
 
         recipe, images_seen = self.setting.recipe, 0
         for _ in range(steps):
@@ -170,8 +170,8 @@ class DataLoaderPath(TrainingPath):
         import torch
         from torch.utils.data import DataLoader
 
-        from protobench.engine import build_learner
-        from protobench.grid import spec_for
+        from protobench.engine.loop import build_learner
+        from protobench.running.grid import spec_for
 
         self.device = s.device
         self.learner = build_learner(spec_for(s.suite, "softmax", s.dim, precision="fp32"), s.data, s.device)
@@ -217,9 +217,9 @@ class ModelOnlyPath(TrainingPath):
     def __init__(self, s: Setting) -> None:
         import numpy as np
 
-        from protobench.engine import build_learner, cell_loaders
-        from protobench.grid import spec_for
-        from protobench.step import Mixup, step_function
+        from protobench.engine.loop import build_learner, cell_loaders
+        from protobench.engine.step import Mixup, step_function
+        from protobench.running.grid import spec_for
 
         self.learner = build_learner(spec_for(s.suite, "softmax", s.dim, precision=s.precision), s.data, s.device)
         self.step_fn = step_function(self.learner, s.device, cuda_graphs=True)
@@ -244,7 +244,7 @@ def turn_warmup(workers: int) -> int:
 def measure(s: Setting, rounds: int, steps: int, warmup: int | None = None) -> dict[str, list[float]]:
     """images/s of each path per round, interleaved, the order rotating by one path a round; each turn
     first runs ``warmup`` untimed steps (default ``turn_warmup``)."""
-    from protobench.device import seed_everything, synchronize
+    from protobench.core.device import seed_everything, synchronize
 
     seed_everything(0)
     warmup = turn_warmup(s.workers) if warmup is None else warmup
@@ -297,7 +297,7 @@ def benchmark(suite: str = "fashion-mnist", *, backbone: str | None = None, batc
     """Run the benchmark and return its JSON-ready result (what ``--json`` prints)."""
     import torch
 
-    from protobench.device import device_name
+    from protobench.core.device import device_name
 
     workers = default_workers() if workers is None else workers
     for flag, value, least in (("--rounds", rounds, 1), ("--steps", steps, 1), ("--workers", workers, 0),

@@ -10,7 +10,8 @@ import time
 
 import torch
 
-from protobench import assignment, prototypes
+from protobench import prototypes
+from protobench.heads import assignment
 
 # (K, d, goal in seconds) for uniform prototypes; (K, goal in ms) for matching.
 UNIFORM_CASES: tuple[tuple[int, int, float], ...] = ((100, 50, 2.0), (1000, 512, 30.0))

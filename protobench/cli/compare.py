@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from protobench.comparison import Row
+    from protobench.reporting.comparison import Row
 
 
 def compare_command(
@@ -61,7 +61,7 @@ def compare_command(
                        seeds=parse_list(seeds, int, "--seeds"), without_reused=without_reused,
                        on_unreadable=record_warner())  # fmt: skip
     if as_json:
-        from protobench.comparison import ALPHA
+        from protobench.reporting.comparison import ALPHA
 
         answer = {**found.request, "family_size": found.size, "alpha": ALPHA, "caption": found.caption}
         typer.echo(json.dumps({**answer, "rows": [r.as_dict() for r in found.rows], "notes": found.notes}, indent=1))
@@ -74,7 +74,7 @@ def print_rows(rows: list[Row], title: str, lines: list[str], footnote: str, mar
     from rich.table import Table
 
     from protobench.cli.flags import page_console
-    from protobench.comparison_table import table as comparison_table
+    from protobench.reporting.comparison_table import table as comparison_table
 
     headers, cells = comparison_table(rows, margin)
     table = Table(title=title, caption=footnote)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from protobench.errors import UserError, did_you_mean
+from protobench.core.errors import UserError, did_you_mean
 
 app = typer.Typer(help="Find, verify and prepare datasets; show per-class counts of a suite.", no_args_is_help=True)
 
@@ -92,8 +92,8 @@ def prepare(
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: min(8, CPUs)).")] = None,
 ) -> None:
     """Build the compact ImageNet-200 file (uint8, size x size) from an ImageNet-1K tree."""
+    from protobench.core.paths import user_data_dir
     from protobench.data import imagenet200
-    from protobench.paths import user_data_dir
 
     if name not in PREPARABLE:
         hint = did_you_mean(name, PREPARABLE)
@@ -117,7 +117,7 @@ def stats(
     """Per-class train/val/test counts of a suite after its long-tail subsampling and validation split,
     each class by its name where the dataset names its classes."""
     from protobench.data.prepare import prepare_cell_data
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     loaded = load_suite(suite)
     cells = []

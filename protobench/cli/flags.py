@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 
 def page_console() -> Any:

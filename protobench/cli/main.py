@@ -20,8 +20,8 @@ from protobench.cli.flags import (
     with_grid_flags,
 )
 from protobench.cli.next_steps import QUICKSTART, next_steps
-from protobench.errors import UserError
-from protobench.version import __version__
+from protobench.core.errors import UserError
+from protobench.core.version import __version__
 
 app = typer.Typer(
     help="Benchmark hyperspherical prototype classifiers: DL2PA against PSC, ETF, HPN, EBV and DNC.",
@@ -155,13 +155,13 @@ def run_command(
     ] = None,
 ) -> None:
     """Run a suite's grid (method x dim x seed), skipping finished cells, then print its table."""
-    from protobench.cli.progress import PlainReporter, make_reporter
-    from protobench.device import resolve_device, usable_cpus
-    from protobench.distributed import environment_world_size, joined
-    from protobench.loggers import parse_logs
-    from protobench.runner import RunOptions, run_suite
-    from protobench.sharding import Shard
-    from protobench.suites import load_suite
+    from protobench.cli.live_display import PlainReporter, make_reporter
+    from protobench.core.device import resolve_device, usable_cpus
+    from protobench.engine.distributed import environment_world_size, joined
+    from protobench.running.loggers import parse_logs
+    from protobench.running.runner import RunOptions, run_suite
+    from protobench.running.sharding import Shard
+    from protobench.suite.definition import load_suite
 
     loaded = with_grid_flags(load_suite(suite), methods, dims, seeds, epochs)
     check_run_flags(jobs, data_dir, results)

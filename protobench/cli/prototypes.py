@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from protobench.errors import UserError
-from protobench.paths import check_writable
+from protobench.core.errors import UserError
+from protobench.core.paths import check_writable
 
 app = typer.Typer(help="Generate, measure and plot prototype sets.", no_args_is_help=True)
 
@@ -138,7 +138,7 @@ def show_command(
     _warn_if_degenerate(P, str(file) if file is not None else f"{method} prototypes")
     values = prototypes.metrics(P).as_dict()
     if plot is not None:
-        from protobench.prototype_plots import plot_prototypes
+        from protobench.reporting.prototype_plots import plot_prototypes
 
         try:
             plot_prototypes(P, plot, title)

@@ -1,5 +1,5 @@
-"""`protobench report`: paper-style tables of a results store (protobench/report_tables.py), as Markdown, CSV,
-LaTeX or HTML, with plots (protobench/plots.py); `run` prints its suite's table the same way."""
+"""`protobench report`: paper-style tables of a results store (protobench/reporting/report.py), as Markdown, CSV,
+LaTeX or HTML, with plots (protobench/reporting/plots.py); `run` prints its suite's table the same way."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from protobench.cli.flags import check_output_flags, check_results_flag, record_warner
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 
 def print_report(
@@ -28,7 +28,7 @@ def print_report(
     named as ``--metric`` takes them, and marked against method ``vs`` under ``correction``) and print or write them;
     with ``plots``, write every plot of each suite there too (inlined in an html page)."""
     from protobench.api import report_tables
-    from protobench.report_tables import render
+    from protobench.reporting.report import render
 
     built = report_tables(names, results, metric=metrics, vs=vs, device=device, known=known,
                           on_unreadable=record_warner(), correction=correction)  # fmt: skip
@@ -36,7 +36,7 @@ def print_report(
     names = list(suites)
     images: list[Path] = []
     if plots is not None:
-        from protobench.plots import make_plots
+        from protobench.reporting.plots import make_plots
 
         try:
             for name in names:
@@ -98,14 +98,14 @@ def report_command(
     ] = None,
 ) -> None:
     """Tables of finished results: rows = methods, columns = dims, cells = mean +- std over seeds (n)."""
-    from protobench.tables import FORMATS
+    from protobench.reporting.table import FORMATS
 
     if fmt not in FORMATS:
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}")
     check_results_flag(results, must_exist=True)
     check_output_flags(out, plots)
     if correction is not None:
-        from protobench.comparison import check_correction
+        from protobench.reporting.comparison import check_correction
 
         check_correction(correction)
         if vs is None:

@@ -1,4 +1,4 @@
-"""`protobench results`: what is wrong in a results store, and removing stale records (protobench/audit.py)."""
+"""`protobench results`: what is wrong in a results store, and removing stale records (protobench/store/audit.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 app = typer.Typer(
     help="Check a results store (stale, failed, dirty, unknown-code, mixed-host, unreadable records; --deep: "
@@ -37,13 +37,13 @@ def check(
 ) -> None:
     """List stale, failed, dirty, unknown-code, mislabelled, mixed-host and unreadable records with their paths
     (--deep: and those whose prototype set differs from HEAD's); exit 1 if any is stale or (--deep) differs."""
-    from protobench.audit import KINDS, check
+    from protobench.store.audit import KINDS, check
 
     chosen = _existing(results, suites)
     notes: list[str] = []
     findings = check(results, chosen, notes)
     if deep:
-        from protobench.prototype_audit import deep_check
+        from protobench.store.prototype_audit import deep_check
 
         report = deep_check(results, chosen, on_progress=lambda line: typer.echo(line, err=True))
         findings += report.findings
@@ -68,7 +68,7 @@ def prune(
     stale: Annotated[bool, typer.Option("--stale", help="Remove the records made by older code (required).")] = False,
 ) -> None:
     """Remove stale records (with their embedding samples and kept checkpoints) and say which."""
-    from protobench.audit import prune_stale
+    from protobench.store.audit import prune_stale
 
     if not stale:
         raise UserError("results prune removes stale records only: say so with --stale")

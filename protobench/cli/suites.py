@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from protobench.cli.flags import check_results_flag, page_console, with_grid_flags
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 if TYPE_CHECKING:
     import torch
 
-    from protobench.grid import Cell, GridPlan
-    from protobench.sharding import Shard
-    from protobench.spec import CellSpec
-    from protobench.suites import Suite
+    from protobench.running.grid import Cell, GridPlan
+    from protobench.running.sharding import Shard
+    from protobench.suite.definition import Suite
+    from protobench.suite.spec import CellSpec
 
 app = typer.Typer(
     help="List every suite; `suites show SUITE` prints a suite's cells and each method's resolved recipe.",
@@ -50,7 +50,7 @@ def suites_command(
     """List every suite: dataset, balance, classes, dims, methods, backbone, epochs, seeds."""
     if ctx.invoked_subcommand is not None:
         return
-    from protobench.suites import available_suites, load_suite
+    from protobench.suite.definition import available_suites, load_suite
 
     rows = [suite_row(load_suite(name), recipes=as_json) for name in available_suites()]
     if as_json:
@@ -100,7 +100,7 @@ def suite_row(suite: Suite, recipes: bool) -> dict[str, Any]:
 
 def suite_recipes(suite: Suite) -> dict[str, dict[str, Any]]:
     """Row -> its resolved recipe as JSON-ready data (``recipe_data``)."""
-    from protobench.grid import row_specs
+    from protobench.running.grid import row_specs
 
     return {row: recipe_data(spec) for row, spec in row_specs(suite).items()}
 
@@ -120,7 +120,7 @@ def recipe_cells(spec: CellSpec, all_options: bool) -> dict[str, str]:
     """A row's recipe as the text of the table's COLUMNS. ``all_options``: every option of the head;
     otherwise only those set away from the method's defaults (docs/recipes.md's table)."""
     from protobench.methods import METHODS, head_options
-    from protobench.recipe import TrainRecipe
+    from protobench.suite.recipe import TrainRecipe
 
     t = spec.train
     optimizer = t.optimizer
@@ -204,7 +204,7 @@ class GridCount:
 def grid_count(suite: Suite, cells: list[Cell], plan: GridPlan | None) -> GridCount:
     """The ``GridCount`` of ``cells`` (the grid, or a shard of it), with ``plan`` (``grid.plan_suite`` of the
     same cells) counted against its results store."""
-    from protobench.grid import not_applicable
+    from protobench.running.grid import not_applicable
 
     sizes = [(len(suite.methods), "methods"), (len(suite.dims), "dims"), (len(suite.seeds), "seeds")]
     if suite.long_tailed:
@@ -226,7 +226,7 @@ def print_suite(suite: Suite, lines: list[str]) -> None:
     from rich.table import Table
 
     from protobench.data import DATASETS
-    from protobench.grid import row_specs
+    from protobench.running.grid import row_specs
 
     classes = DATASETS.get(suite.dataset).num_classes
     where = f" ({suite.path})" if suite.path else ""
@@ -255,8 +255,8 @@ def print_dry_run(
 ) -> None:
     """`run --dry-run`: what ``run`` with the same flags would train, counted as it plans its cells (for
     the device, the results store and the shard); nothing is trained or written."""
-    from protobench import sharding
-    from protobench.grid import plan_suite, planned_cells
+    from protobench.running import sharding
+    from protobench.running.grid import plan_suite, planned_cells
 
     every = planned_cells(suite, results, deterministic=deterministic, device=device)
     cells = [p.cell for p in sharding.take(every, shard)]
@@ -294,7 +294,7 @@ def show_command(
     ] = False,
 ) -> None:
     """Print a suite's cells and each method's resolved recipe (lr, weight decay, schedule, epochs, loss, ...)."""
-    from protobench.suites import available_suites, load_suite
+    from protobench.suite.definition import available_suites, load_suite
 
     if every and suites:
         raise UserError("suites show: give suite names or --all, not both")
@@ -322,12 +322,12 @@ def show_command(
 
 def show_count(suite: Suite, results: Path | None, device: str) -> GridCount:
     """``grid_count`` of the whole grid; with ``results``, counted as a run on ``device`` would plan it."""
-    from protobench.grid import expand
+    from protobench.running.grid import expand
 
     plan = None
     if results is not None:
-        from protobench.device import resolve_device
-        from protobench.grid import plan_suite
+        from protobench.core.device import resolve_device
+        from protobench.running.grid import plan_suite
 
         plan = plan_suite(suite, results, deterministic=False, device=resolve_device(device))
     return grid_count(suite, expand(suite), plan)
@@ -336,7 +336,7 @@ def show_count(suite: Suite, results: Path | None, device: str) -> GridCount:
 def recipes_markdown(suites: list[Suite]) -> str:
     """One Markdown table of every suite's rows and recipes; within a suite, rows with the same recipe
     share a line, and options are those set away from the method's defaults (`protobench methods`)."""
-    from protobench.grid import row_specs
+    from protobench.running.grid import row_specs
 
     lines = ["| suite | methods | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for suite in suites:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 if TYPE_CHECKING:
-    from protobench.suites import Suite
-    from protobench.tuning import TuneResult
+    from protobench.running.tuning import TuneResult
+    from protobench.suite.definition import Suite
 
 
 def tune_command(
@@ -41,11 +41,11 @@ def tune_command(
 ) -> None:
     """Choose each method's lr (and weight decay) on the validation split, never on test."""
     from protobench.cli.flags import check_run_flags, parse_list, with_grid_flags
-    from protobench.cli.progress import PlainReporter, make_reporter
-    from protobench.device import resolve_device, usable_cpus
-    from protobench.runner import RunOptions
-    from protobench.suites import load_suite
-    from protobench.tuning import check_tunable, grid_points, tune, tuned_suite_yaml
+    from protobench.cli.live_display import PlainReporter, make_reporter
+    from protobench.core.device import resolve_device, usable_cpus
+    from protobench.running.runner import RunOptions
+    from protobench.running.tuning import check_tunable, grid_points, tune, tuned_suite_yaml
+    from protobench.suite.definition import load_suite
 
     base = load_suite(suite)
     check_tunable(base)  # before any flag is looked at: the one refusal that matters most
@@ -84,7 +84,7 @@ def tune_command(
 
 def next_step(out: Path) -> str:
     """What ``protobench run OUT`` will train, read back from the suite just written."""
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     written = load_suite(str(out))
     cells = f"d = {','.join(map(str, written.dims))}, seeds {','.join(map(str, written.seeds))}"

@@ -2,7 +2,7 @@
 
 Importing this package imports (and so registers) every module in it, in sorted order: a new dataset is one
 file here with a ``@register_dataset("name", ...)`` builder, listed nowhere (docs/adding-a-dataset.md). A module
-that fails to import is left out with one warning line (``Registry.discover`` in protobench/registry.py).
+that fails to import is left out with one warning line (``Registry.discover`` in protobench/core/registry.py).
 
 None of these modules imports torch, torchvision or PIL at the top (each imports them inside the functions
 that read, hold or batch images): importing the package and asking the registry about a dataset (its names,

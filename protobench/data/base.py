@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from protobench.errors import UserError
-from protobench.paths import user_data_dir
-from protobench.registry import Registry
+from protobench.core.errors import UserError
+from protobench.core.paths import user_data_dir
+from protobench.core.registry import Registry
 
 if TYPE_CHECKING:
     import torch

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from protobench.core.errors import UserError
 from protobench.data.base import (
     DataRequest,
     DatasetBuilder,
@@ -27,7 +28,6 @@ from protobench.data.base import (
     register_dataset,
     search_dirs,
 )
-from protobench.errors import UserError
 
 # Everything below (folder names, file names, MD5s) is what torchvision's CIFAR10/CIFAR100 publish.
 SPECS: dict[str, dict[str, Any]] = {

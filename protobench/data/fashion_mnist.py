@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protobench.core.errors import UserError
 from protobench.data.base import (
     DataRequest,
     ImageSplit,
@@ -17,7 +18,6 @@ from protobench.data.base import (
     register_dataset,
     search_dirs,
 )
-from protobench.errors import UserError
 
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from protobench.core.errors import UserError, did_you_mean
 from protobench.data.base import Augment, holdout_indices
-from protobench.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +34,7 @@ FileSplit = tuple[list[str], list[int]]
 def default_workers() -> int:
     """Loader/decoder processes when no option says: min(8, the CPUs this process may use). OMP_NUM_THREADS
     caps each process's threads, not how many processes: it does not count here (docs/slurm/README.md)."""
-    from protobench.device import cpu_limits
+    from protobench.core.device import cpu_limits
 
     return min(8, *(n for source, n in cpu_limits().items() if source != "OMP_NUM_THREADS"))
 
@@ -215,7 +215,7 @@ class StreamingLoader:
         except UserError as error:
             # A worker's UserError arrives wrapped with its traceback: keep the one line that matters.
             line = str(error).strip().splitlines()[-1]
-            raise UserError(line.removeprefix("protobench.errors.UserError: ")) from None
+            raise UserError(line.removeprefix("protobench.core.errors.UserError: ")) from None
 
 
 class FolderStreamingDataset:

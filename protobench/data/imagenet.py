@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from protobench.core.errors import UserError
 from protobench.data.base import DataRequest, missing_data, register_dataset, search_dirs
 from protobench.data.folders import FileSplit, FolderStreamingDataset, class_dirs, hold_out_files, scan_image_folder
-from protobench.errors import UserError
 
 LAYOUTS = ("imagenet", "")
 # ImageNet-LT (Liu et al., CVPR 2019): val is drawn from ImageNet train, test is the ILSVRC-12 val set.

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from protobench.core.errors import UserError
+from protobench.core.paths import atomic_write
 from protobench.data.base import DataRequest, ImageSplit, InMemoryDataset, missing_data, register_dataset, search_dirs
 from protobench.data.folders import MEAN, STD, default_workers, scan_image_folder
 from protobench.data.imagenet import find_root
-from protobench.errors import UserError
-from protobench.paths import atomic_write
 
 FILE_NAME = "imagenet200_{size}.pt"
 DEFAULT_SIZE = 64

@@ -10,8 +10,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from protobench.core.errors import UserError
 from protobench.data.base import ImageSplit
-from protobench.errors import UserError
 
 if TYPE_CHECKING:
     import torch

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protobench.core.errors import UserError
 from protobench.data.base import (
     DATASETS,
     Augment,
@@ -21,7 +22,6 @@ from protobench.data.base import (
     holdout_indices,
 )
 from protobench.data.loader import DeviceLoader
-from protobench.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -106,7 +106,7 @@ class CellData:
         part: Callable[[int], slice] | None = None,
     ) -> tuple[BatchLoader, BatchLoader | None, BatchLoader]:
         """(train, validation or None, test) loaders on ``device``; with ``part``, each batch is this
-        data-parallel rank's rows of the global batch (protobench.distributed)."""
+        data-parallel rank's rows of the global batch (protobench.engine.distributed)."""
         ds = self.dataset
         if isinstance(ds, InMemoryDataset):
             assert self.train is not None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protobench.core.errors import UserError
 from protobench.data.base import (
     DataRequest,
     ImageSplit,
@@ -16,7 +17,6 @@ from protobench.data.base import (
     register_dataset,
     search_dirs,
 )
-from protobench.errors import UserError
 
 FOLDER = "stl10_binary"
 # The labelled files and their MD5s as torchvision's STL10 publishes them (unlabeled_X.bin is not used).

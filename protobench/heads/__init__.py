@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from protobench.heads.base import Method, StepMemo
 from protobench.methods import METHODS, MethodCard, head_options
 

@@ -2,7 +2,7 @@
 protobench/methods/card.py, says what it is).
 
 A method sits between the backbone's d-dim embedding and the class scores. The engine calls,
-per training step (protobench/step.py, docs/engine.md)::
+per training step (protobench/engine/step.py, docs/engine.md)::
 
     h = method(z)                            # head features (may apply BatchNorm / L2, may be z itself)
     loss, memo = method.step_loss(h, y)      # with mixup twice: lam * own labels + (1 - lam) * partner's

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from protobench.device import at_least_fp32
+from protobench.core.device import at_least_fp32
 from protobench.heads.base import Method
 from protobench.heads.losses import unit_rows
 from protobench.methods.card import MethodCard, check_loss_family

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from protobench.device import at_least_fp32
+from protobench.core.device import at_least_fp32
 from protobench.heads.base import Method
 from protobench.heads.losses import dot_regression_loss, unit_rows
 from protobench.methods.card import MethodCard, NotApplicable, check_loss_family

@@ -13,7 +13,7 @@ import hashlib
 import torch
 import torch.nn.functional as F
 
-from protobench.device import at_least_fp32
+from protobench.core.device import at_least_fp32
 
 #: Guard for divisions by a feature norm; a feature of exactly zero length gets a finite loss.
 _EPS = 1e-8

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from protobench.assignment import hungarian, match
-from protobench.device import at_least_fp32
-from protobench.errors import UserError
+from protobench.core.device import at_least_fp32
+from protobench.core.errors import UserError
+from protobench.heads.assignment import hungarian, match
 from protobench.heads.base import Method, StepMemo
 from protobench.heads.losses import dot_regression_loss, random_unit_rows, squared_cosine_loss, unit_rows
 from protobench.methods.card import check_loss_family

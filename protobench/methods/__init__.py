@@ -4,7 +4,7 @@ module in it, and imports no torch.
 A new method is a card here with a ``@register_method("name", head="module.Class")`` class and its head
 in protobench/heads/ (docs/adding-a-method.md): modules are imported in sorted order, which is the order
 ``protobench methods`` lists them in. A module that fails to import is left out with one warning line
-(``Registry.discover`` in protobench/registry.py).
+(``Registry.discover`` in protobench/core/registry.py).
 """
 
 from protobench.methods.card import (

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from protobench.errors import UserError
-from protobench.registry import Registry
+from protobench.core.errors import UserError
+from protobench.core.registry import Registry
 
 #: The training regimes: HPN's squared cosine on balanced data, the dot-regression loss on long-tailed
 #: data (docs/methods.md, "Loss families").

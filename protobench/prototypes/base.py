@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from protobench.errors import UserError
-from protobench.registry import Registry
+from protobench.core.errors import UserError
+from protobench.core.registry import Registry
 
 if TYPE_CHECKING:
     import torch

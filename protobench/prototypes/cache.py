@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from protobench.paths import atomic_write, cache_dir
+from protobench.core.paths import atomic_write, cache_dir
 from protobench.prototypes.base import GenerationInfo
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 #: How far a row's norm may be from 1 before the file is refused; accepted rows are renormalised.
 UNIT_TOLERANCE = 1e-3

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from protobench.device import resolve_device
+from protobench.core.device import resolve_device
 from protobench.prototypes.base import GenerationInfo, get_generator, resolve_params
 from protobench.prototypes.cache import cache_path, load_cached, save_cached
 

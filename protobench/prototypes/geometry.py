@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from protobench.prototypes.uniform import uniform_energy
 
 

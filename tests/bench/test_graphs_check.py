@@ -7,9 +7,9 @@ import torch
 
 from protobench.bench.graphs import compare, differences
 from protobench.data.prepare import prepare_cell_data
-from protobench.engine import train_cell
-from protobench.grid import spec_for
-from protobench.suites import load_suite
+from protobench.engine.loop import train_cell
+from protobench.running.grid import spec_for
+from protobench.suite.definition import load_suite
 from tests.conftest import tiny_suite
 
 

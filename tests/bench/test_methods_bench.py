@@ -9,7 +9,7 @@ import torch
 
 from protobench.bench.methods import compare_to_softmax, kernels_per_step, launches_kernel, median_interval, run
 from protobench.data.prepare import prepare_cell_data
-from protobench.suites import load_suite
+from protobench.suite.definition import load_suite
 from tests.conftest import tiny_suite
 
 

@@ -10,7 +10,7 @@ import torch
 
 from protobench.bench import methods, pipeline
 from protobench.bench.gpu_check import project_paper_grid, write_synthetic_cifar100
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from tests.conftest import tiny_suite
 
 TINY = ["--device", "cpu", "--steps", "2", "--rounds", "2", "--warmup", "1", "--threads", "1", "--workers", "1"]
@@ -36,8 +36,8 @@ def test_json_has_every_key_and_positive_figures(tmp_path, fmnist_dir, capsys) -
 
 
 def test_engine_path_steps_through_the_engine_step_function(tmp_path, fmnist_dir, monkeypatch) -> None:
-    from protobench import step
     from protobench.data.loader import DeviceLoader
+    from protobench.engine import step
 
     calls = []
     real = step.train_step
@@ -74,7 +74,7 @@ def test_ratios_use_the_methods_benchmarks_interval() -> None:
 
 
 def test_research_transform_matches_the_device_loaders_normalisation() -> None:
-    from protobench.suites import TrainRecipe
+    from protobench.suite.definition import TrainRecipe
 
     plain = pipeline.research_transform(TrainRecipe(), (0.5,), (0.25,), (4, 4))
     image = torch.full((1, 4, 4), 255, dtype=torch.uint8)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import pytest
 
-from protobench.results import cell_path, write_record
+from protobench.store.records import cell_path, write_record
 from tests.conftest import tiny_suite
 
 STORE_SUITE = "toy"  # the suite of the fake store's records; not a shipped suite
@@ -134,9 +134,9 @@ class Inputs:
         """A tiny suite whose one cell has a checkpoint, under its own file name, made for another config."""
         import torch
 
-        from protobench.checkpoints import CellCheckpoints
-        from protobench.grid import planned_cells
-        from protobench.suites import load_suite
+        from protobench.running.checkpoints import CellCheckpoints
+        from protobench.running.grid import planned_cells
+        from protobench.suite.definition import load_suite
         from tests.data.fakefiles import write_fashion_mnist
 
         write_fashion_mnist(self.tmp / "fmnist")

@@ -51,7 +51,7 @@ def test_gpu_check_quick_on_cpu_writes_the_json(run_cli, tmp_path, monkeypatch) 
     from protobench.bench import gpu_check
 
     assert gpu_check.QUICK.jobs == (1, 2)
-    # One job here: --jobs 2 starts worker processes, the runner's own path (tests/test_runner.py),
+    # One job here: --jobs 2 starts worker processes, the runner's own path (tests/running/test_runner.py),
     # which takes longer than this test should on a busy 2-core machine.
     monkeypatch.setattr(gpu_check, "QUICK", dataclasses.replace(gpu_check.QUICK, jobs=(1,)))
     out_file = tmp_path / "check" / "gpu-check.json"

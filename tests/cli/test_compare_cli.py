@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from protobench.results import cell_path, write_record
+from protobench.store.records import cell_path, write_record
 from tests.conftest import tiny_suite
 
 SUITE = "cmp-s"  # not a shipped suite: columns come from the records

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from protobench.cli.data import app as data_app
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from tests.data import fakefiles
 
 root = typer.Typer()
@@ -118,7 +118,7 @@ def test_stats_counts_after_long_tail(tmp_path, monkeypatch):
     suite.write_text(
         "name: tiny-lt\ndataset: cifar10\ndims: [8]\nmethods: [softmax]\nval_size: 10\nimbalance_ratios: [10]\n"
     )
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     load_suite(str(suite))  # a schema error here fails the test (it used to turn into a skip)
     code, output, _ = invoke("stats", str(suite), "--data-dir", str(tmp_path / "d"), "--json")

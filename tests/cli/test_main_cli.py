@@ -1,6 +1,6 @@
 import json
 
-from protobench.version import __version__
+from protobench.core.version import __version__
 from tests.conftest import tiny_suite
 
 

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from protobench.cli.prototypes import app as prototypes_app
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 root = typer.Typer()
 root.add_typer(prototypes_app, name="prototypes")
@@ -95,7 +95,7 @@ def test_generate_non_integer_classes_is_usage_error(tmp_path):
 
 
 def test_show_plot_writes_png(tmp_path):
-    """The figures themselves: tests/test_prototype_plots.py."""
+    """The figures themselves: tests/reporting/test_prototype_plots.py."""
     png = tmp_path / "plot.png"
     code, output, _ = invoke("show", "--classes", 7, "--dim", 2, "--method", "hpn", "--plot", png)
     assert code == 0, output

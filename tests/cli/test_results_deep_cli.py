@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from protobench import results
-from protobench.code_identity import running_digest
 from protobench.prototypes import generate
 from protobench.prototypes.digest import set_digest
-from protobench.runner import RunOptions, run_suite
-from protobench.suites import load_suite
+from protobench.running.runner import RunOptions, run_suite
+from protobench.store import records as results
+from protobench.store.code_identity import running_digest
+from protobench.suite.definition import load_suite
 from tests.conftest import tiny_suite
 
 

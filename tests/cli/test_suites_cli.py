@@ -11,10 +11,10 @@ from pathlib import Path
 import yaml
 
 from protobench.cli.suites import recipe_data
-from protobench.grid import cell_spec, expand
 from protobench.heads import create_method
 from protobench.methods import head_options
-from protobench.suites import load_suite
+from protobench.running.grid import cell_spec, expand
+from protobench.suite.definition import load_suite
 from tests.conftest import tiny_suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_suites_json_gives_every_rows_recipe_as_every_cell_trains_it(run_cli) ->
 
 
 def test_run_dry_run_trains_nothing_and_writes_nothing(run_cli, tmp_path, fmnist_dir, monkeypatch) -> None:
-    import protobench.runner
+    import protobench.running.runner
 
     suite = tiny_suite(tmp_path / "dry.yaml", methods=["softmax", "etf"], dims=[2, 9], train={"epochs": 1})
     common = ["--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", "cpu"]
@@ -85,7 +85,7 @@ def test_run_dry_run_trains_nothing_and_writes_nothing(run_cli, tmp_path, fmnist
     def no_training(*args, **kwargs):
         raise AssertionError("a dry run trained")
 
-    monkeypatch.setattr(protobench.runner, "run_suite", no_training)
+    monkeypatch.setattr(protobench.running.runner, "run_suite", no_training)
     code, out, err = run_cli("run", suite, *common, "--dry-run")
     assert code == 0, err
     assert f"finished in {tmp_path / 'res'}: 2\n" in out and "to train: 1\n" in out

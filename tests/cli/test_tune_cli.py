@@ -4,8 +4,8 @@ import json
 
 import yaml
 
-from protobench.results import iter_records
-from protobench.suites import load_suite
+from protobench.store.records import iter_records
+from protobench.suite.definition import load_suite
 from tests.conftest import tiny_suite
 
 

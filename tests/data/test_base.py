@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
+from protobench.core.errors import UserError
 from protobench.data import DATASETS, DataRequest, DatasetSpec, holdout_indices, register_dataset
-from protobench.errors import UserError
 from tests.data import fakefiles
 
 EXPECTED = {"cifar10", "cifar100", "fashion-mnist", "svhn", "stl10", "imagenet", "imagenet-lt", "imagenet200"}

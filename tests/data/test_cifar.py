@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from protobench.core.errors import UserError
 from protobench.data import DATASETS, DataRequest, cifar
-from protobench.errors import UserError
 from tests.data import fakefiles
 
 

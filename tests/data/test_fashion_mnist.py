@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from protobench.core.errors import UserError
 from protobench.data import DATASETS, DataRequest
 from protobench.data import fashion_mnist as fm
-from protobench.errors import UserError
 from tests.data.fakefiles import write_fashion_mnist
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from protobench.core.errors import UserError
 from protobench.data import Augment
 from protobench.data import folders as fo
-from protobench.errors import UserError
 from tests.data import fakefiles
 
 CPU = torch.device("cpu")

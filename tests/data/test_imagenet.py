@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
+from protobench.core.errors import UserError
 from protobench.data import DATASETS, Augment, DataRequest
 from protobench.data import imagenet as inet
-from protobench.errors import UserError
 from tests.data import fakefiles
 
 CPU = torch.device("cpu")

@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
+from protobench.core.errors import UserError
 from protobench.data import DATASETS, DataRequest
 from protobench.data import imagenet200 as i200
-from protobench.errors import UserError
 from tests.data import fakefiles
 
 

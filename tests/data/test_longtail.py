@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from protobench.core.errors import UserError
 from protobench.data import ImageSplit
 from protobench.data.longtail import (
     group_accuracy,
@@ -15,7 +16,6 @@ from protobench.data.longtail import (
     long_tail_subsample,
     shot_groups,
 )
-from protobench.errors import UserError
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from protobench.core.errors import UserError
 from protobench.data import DataRequest, ImageSplit, holdout_indices, prepare
 from protobench.data import imagenet as inet
 from protobench.data.folders import hold_out_files
-from protobench.errors import UserError
 from tests.data import fakefiles
 
 
@@ -60,7 +60,7 @@ def test_settings_name_the_source_in_errors(tmp_path):
 
 
 def test_suite_hands_over_its_data_settings(tmp_path):
-    from protobench.suites import load_suite
+    from protobench.suite.definition import load_suite
 
     suite = load_suite("fashion-mnist-lt")
     settings = suite.data_settings
@@ -78,7 +78,7 @@ def test_data_never_imports_suites():
     folder = pathlib.Path(protobench.data.__file__).parent
     for module in folder.glob("*.py"):
         text = module.read_text()
-        assert "protobench.suites" not in text and "import suites" not in text, module.name
+        assert "protobench.suite.definition" not in text and "import suites" not in text, module.name
 
 
 def test_a_cells_record_data_names_its_classes_where_the_dataset_does(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.io import loadmat
 
+from protobench.core.errors import UserError
 from protobench.data import DATASETS, DataRequest, svhn
-from protobench.errors import UserError
 from tests.data import fakefiles
 
 

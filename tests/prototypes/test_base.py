@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from protobench import prototypes
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from protobench.prototypes.base import register_generator
 
 

@@ -7,7 +7,7 @@ import torch
 
 import protobench.prototypes.solver as solver_module
 from protobench import prototypes
-from protobench.paths import cache_dir
+from protobench.core.paths import cache_dir
 
 
 def _cached_files() -> list:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from protobench import prototypes
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from protobench.heads import create_method
 from protobench.methods import NotApplicable
 from protobench.prototypes import etf_dimension_problem

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from protobench.prototypes.files import load_prototype_file
 
 

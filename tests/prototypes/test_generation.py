@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from protobench import prototypes
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 from tests.prototypes.helpers import generate_cpu
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from protobench import prototypes
-from protobench.errors import UserError
+from protobench.core.errors import UserError
 
 
 def test_metrics_values():

@@ -1,0 +1,2 @@
+"""The bottom layer (docs/engine.md, "Module map"): what every other layer may import and which imports no
+other layer: errors, paths, the registry, the version, the device and where training reports progress."""
