@@ -26,8 +26,8 @@ from torch import nn
 from protobench.backbones import BACKBONES
 from protobench.core.progress import SilentProgress
 from protobench.data.prepare import prepare_cell_data
-from protobench.engine.distributed import SINGLE_PROCESS, DataParallel
 from protobench.engine import loop as engine
+from protobench.engine.distributed import SINGLE_PROCESS, DataParallel
 from protobench.engine.loop import train_cell
 from protobench.running.grid import spec_for
 from protobench.suite.definition import load_suite

@@ -104,3 +104,66 @@ def test_an_option_out_of_its_range_is_one_error_naming_the_range(method, option
     assert str(refused.value).startswith("s.yaml: key 'method_options': ") and message in str(refused.value)
     with pytest.raises(UserError, match="use |allowed: "):
         create_method(method, 10, 16, **options)  # the same check where a head is built
+
+
+PLANTED_METHOD = """\
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from protobench.heads.base import Method
+    from protobench.methods.card import POSITIVE, MethodCard, register_method
+
+
+    @register_method("planted-cosine", head="protobench.methods.plantedcosine.PlantedCosine")
+    class PlantedCosineCard(MethodCard):
+        \"\"\"A learned cosine classifier, planted by a test.\"\"\"
+
+        defaults = {"scale": 10.0}
+        option_ranges = {"scale": POSITIVE}
+
+
+    class PlantedCosine(Method):
+        card = PlantedCosineCard
+
+        def __init__(self, num_classes, dim, *, scale, **base):
+            super().__init__(num_classes, dim, **base)
+            self.scale = scale
+            self.weight = nn.Parameter(torch.randn(num_classes, dim))
+
+        def scores(self, h):
+            return self.scale * F.normalize(h, dim=1) @ F.normalize(self.weight, dim=1).T
+
+        def loss(self, h, y):
+            return F.cross_entropy(self.scores(h), y)
+    """
+
+
+def test_a_method_registers_from_a_new_module(monkeypatch, tmp_path, run_cli) -> None:
+    """A card and its head in one new file of protobench/methods/ (here a temporary folder added to the
+    package's path): found by discovery, listed, checked and built with no list edited."""
+    from tests.planted import plant
+
+    plant(monkeypatch, tmp_path / "methods", "protobench.methods", METHODS, "plantedcosine.py", PLANTED_METHOD)
+    assert "planted-cosine" in METHODS
+    code, out, _ = run_cli("methods", "--json")
+    listed = {row["name"]: row for row in json.loads(out)}
+    assert code == 0 and listed["planted-cosine"]["defaults"] == {"scale": 10.0}
+    assert listed["planted-cosine"]["summary"] == "A learned cosine classifier, planted by a test."
+    with pytest.raises(UserError, match=r"^method 'planted-cosine': scale is -1; use scale > 0$"):
+        check_options("planted-cosine", {"scale": -1})
+    head = create_method("planted-cosine", 3, 4, scale=5.0)
+    assert head.method_name == "planted-cosine" and head.hyperparameters() == {"scale": 5.0}
+    import torch
+
+    h, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    assert head.scores(h).shape == (6, 3) and float(head.loss(h, y).detach()) > 0
+
+
+def test_a_card_naming_a_head_of_another_card_is_one_error() -> None:
+    card = type("LostCard", (METHODS.get("softmax"),), {"name": "lost", "head": "protobench.heads.softmax.Softmax"})
+    with pytest.raises(UserError, match=r"^method 'lost': its head protobench.heads.softmax.Softmax has card = "):
+        head_of(card)
+    card.head = "protobench.heads.softmax.NoSuchHead"
+    with pytest.raises(UserError, match=r"^method 'lost': its head 'protobench.heads.softmax.NoSuchHead' cannot be"):
+        head_of(card)
