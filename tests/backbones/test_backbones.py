@@ -1,6 +1,4 @@
 import inspect
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -8,6 +6,7 @@ import torch
 from protobench import backbones
 from protobench.backbones import BACKBONES, create_backbone
 from protobench.core.errors import UserError
+from tests.fresh import run_fresh
 
 
 @pytest.mark.parametrize("dim", [2, 512])
@@ -47,14 +46,11 @@ def test_bad_options_are_user_errors():
 def test_registry_needs_no_torch():
     # Read-only commands list the backbones and read their numerics versions without torch
     # (protobench/backbones/__init__.py).
-    code = (
-        "import sys; from protobench.backbones import BACKBONES, numerics_version\n"
-        "print(BACKBONES.names(), 'resnet32' in BACKBONES, [numerics_version(b) for b in BACKBONES.names()])\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))"
+    printed, heavy = run_fresh(
+        "from protobench.backbones import BACKBONES, numerics_version\n"
+        "print(BACKBONES.names(), 'resnet32' in BACKBONES, [numerics_version(b) for b in BACKBONES.names()])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stderr == "" and out.stdout.splitlines()[-1] == "[]", out.stdout + out.stderr
-    assert out.stdout.splitlines()[0] == "['smallcnn', 'resnet32', 'resnet18', 'resnet50'] True [1, 1, 1, 1]"
+    assert heavy == [] and printed[0] == "['smallcnn', 'resnet32', 'resnet18', 'resnet50'] True [1, 1, 1, 1]"
 
 
 def test_builders_keep_their_signatures_and_networks_resolve():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,6 +10,7 @@ import torch
 from protobench.core.errors import UserError
 from protobench.data import DATASETS, DataRequest, DatasetSpec, holdout_indices, register_dataset
 from tests.data import fakefiles
+from tests.fresh import run_fresh
 
 EXPECTED = {"cifar10", "cifar100", "fashion-mnist", "svhn", "stl10", "imagenet", "imagenet-lt", "imagenet200"}
 
@@ -24,15 +23,12 @@ def _isolate(monkeypatch, tmp_path):
 def test_dataset_metadata_needs_no_torch():
     # Read-only commands (names, num_classes, image_shape...) import the package and every dataset module:
     # none of them may import torch, torchvision or PIL at the top (the docstring of protobench/data/__init__.py).
-    code = (
-        "import sys; import protobench.data as d, protobench.data.prepare as p, protobench.data.longtail as lt\n"
+    printed, heavy = run_fresh(
+        "import protobench.data as d, protobench.data.prepare as p, protobench.data.longtail as lt\n"
         "specs = [d.DATASETS.get(n) for n in d.DATASETS.names()]\n"
-        "print(len(specs), sum(s.num_classes for s in specs), p.NUMERICS_VERSION, lt.index_range_groups(10)['few'])\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'PIL'}))"
+        "print(len(specs), sum(s.num_classes for s in specs), p.NUMERICS_VERSION, lt.index_range_groups(10)['few'])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stderr == "" and out.stdout.splitlines()[-1] == "[]", out.stdout + out.stderr
-    assert out.stdout.splitlines()[0].startswith(f"{len(EXPECTED)} ")
+    assert heavy == [] and printed[0].startswith(f"{len(EXPECTED)} ")
 
 
 def test_every_dataset_describes_itself(tmp_path):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from protobench import prototypes
 from protobench.core.errors import UserError
 from protobench.prototypes.base import register_generator
+from tests.fresh import run_fresh
 
 
 def test_registry_lists_the_five_generators_with_their_defaults():
@@ -31,18 +29,14 @@ def test_registry_lists_the_five_generators_with_their_defaults():
 def test_registry_needs_no_torch():
     # Read-only commands read the registry (names, defaults, summaries, versions, dimension checks) and
     # the set digest; none of it may import torch (protobench/prototypes/__init__.py).
-    code = (
-        "import sys\n"
+    printed, heavy = run_fresh(
         "from protobench.prototypes import GENERATORS, get_generator, etf_dimension_problem, resolve_params\n"
         "from protobench.prototypes.digest import set_digest\n"
         "gens = [get_generator(g) for g in GENERATORS]\n"
         "print([(g.name, dict(g.defaults), g.version) for g in gens], etf_dimension_problem(5, 3))\n"
-        "print(resolve_params('ebv', 4, 4, 0, {}), set_digest([[1.0, 0.0], [0.0, 1.0]])[:8])\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision'}))"
+        "print(resolve_params('ebv', 4, 4, 0, {}), set_digest([[1.0, 0.0], [0.0, 1.0]])[:8])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stderr == "" and out.stdout.splitlines()[-1] == "[]", out.stdout + out.stderr
-    assert "ETF needs d >= K-1 (K=5, d=3)" in out.stdout.splitlines()[0]
+    assert heavy == [] and "ETF needs d >= K-1 (K=5, d=3)" in printed[0]
 
 
 def test_torch_names_resolve_on_first_use():
