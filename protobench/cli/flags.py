@@ -58,6 +58,17 @@ def check_run_flags(jobs: int, data_dir: Path | None, results: Path | None = Non
         check_results_flag(results, must_exist=False)
 
 
+def check_pack_flag(pack: int, world_size: int, logs: int) -> None:
+    """--pack: 1 or more cells trained together; one process per cell under torchrun, and --log's curves
+    follow one cell at a time (docs/engine.md, "Packed cells")."""
+    if pack < 1:
+        raise UserError(f"--pack {pack}: use 1 or more (cells trained together in one process), e.g. --pack 4")
+    if pack > 1 and world_size > 1:
+        raise UserError(f"--pack {pack} under torchrun: each cell already uses every rank; drop --pack")
+    if pack > 1 and logs:
+        raise UserError(f"--pack {pack} with --log: live curves follow one cell at a time; drop one of them")
+
+
 def check_results_flag(results: Path, must_exist: bool) -> None:
     """--results must be a folder: one that exists when reading (report, compare), or one that exists
     or can be created when training (run, tune)."""

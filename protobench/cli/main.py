@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from protobench.cli.flags import (
+    check_pack_flag,
     check_run_flags,
     page_console,
     with_grid_flags,
@@ -131,6 +132,13 @@ def run_command(
         int,
         typer.Option(help="Cells run at once in worker processes sharing the device (small models, big GPU)."),
     ] = 1,
+    pack: Annotated[
+        int,
+        typer.Option(
+            help="Cells trained together in one process, taking turns step by step, each its own "
+            "numbers (docs/engine.md, 'Packed cells'); with --jobs, per worker."
+        ),
+    ] = 1,
     cuda_graphs: Annotated[
         bool,
         typer.Option(help="On CUDA, replay each training step from a CUDA graph (fewer kernel launches)."),
@@ -179,12 +187,13 @@ def run_command(
         return
     if environment_world_size() > 1 and jobs > 1:
         raise UserError(f"--jobs {jobs} under torchrun: each cell already uses every rank; drop --jobs")
+    check_pack_flag(pack, environment_world_size(), len(logs))
     with joined(resolve_device(device)) as (collective, run_device):  # torchrun: the ranks, for this run only
         options = RunOptions(
             data_dir=data_dir, device=run_device, deterministic=deterministic, keep_checkpoints=keep_checkpoints,
             cuda_graphs=cuda_graphs, checkpoint_minutes=checkpoint_minutes, restart=restart, wait=wait,
             shard=parts, collective=collective, reuse=reuse, keep_stale=keep_stale,
-            threads=threads or usable_cpus(), log=logs,
+            threads=threads or usable_cpus(), log=logs, pack=pack,
         )  # fmt: skip
         reporter = make_reporter() if jobs == 1 else PlainReporter()
         if not collective.is_main:

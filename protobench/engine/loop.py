@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +40,7 @@ from protobench.heads import create_method
 from protobench.suite.recipe import TrainRecipe
 from protobench.suite.spec import CellSpec
 
-# The numerics version of this loop, the step and the evaluation is ``versions.ENGINE_VERSION`` (the store
-# reads it without importing the engine): bump it with any change here that moves a cell's numbers.
+# Its numerics version (and the step's, the evaluation's) is store/versions.py's ENGINE_VERSION: bump it there.
 
 # ---------------------------------------------------------------- optimiser and schedule
 
@@ -165,11 +164,22 @@ def train_cell(
     The phases are docs/engine.md's steps of "One cell: `train_cell`", in order.
     """
     cell = set_up_cell(spec, data, device, cuda_graphs, progress or SilentProgress(), checkpointing, collective)
+    steps = cell_steps(cell)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def cell_steps(cell: CellTraining) -> Generator[None, None, CellOutcome]:
+    """Train ``cell`` (set up), pausing after every optimiser step; returns its outcome. ``train_cell``
+    runs it straight through; a pack (protobench/engine/pack.py) advances several in turn."""
     cell.resume_from_checkpoint()
     cell.start_clock()
     try:
-        while cell.loop.epoch < spec.train.epochs:
-            epoch_seconds = cell.train_epoch()
+        while cell.loop.epoch < cell.spec.train.epochs:
+            epoch_seconds = yield from cell.train_epoch()
             row = cell.gather_epoch(epoch_seconds)
             cell.evaluate_epoch(row)
             cell.end_epoch(row)
@@ -244,8 +254,9 @@ class CellTraining:
         self.start, self.wall_before = time.perf_counter(), self.loop.wall_seconds
         self.last_save = time.monotonic()
 
-    def train_epoch(self) -> float:
-        """One pass over the training loader, from the batch the loop is at; returns its training seconds."""
+    def train_epoch(self) -> Generator[None, None, float]:
+        """One pass over the training loader, from the batch the loop is at, pausing after each step;
+        returns its training seconds."""
         loop, device = self.loop, self.device
         self.step_learner.backbone.train()
         self.learner.method.train()
@@ -259,6 +270,7 @@ class CellTraining:
             self.progress.batch(loop.epoch, index)
             if self.checkpointing is not None:
                 self.checkpoint_inside_epoch(self.checkpointing, resumed_seconds, epoch_start)
+            yield
         synchronize(device)
         return resumed_seconds + time.perf_counter() - epoch_start
 

@@ -3,57 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from protobench.core.device import device_name, torch_threads
 from protobench.core.progress import PlainReporter, RunReporter, RunSummary
-from protobench.engine.distributed import SINGLE_PROCESS, Collective
 from protobench.methods import NotApplicable
 from protobench.running import locks
-from protobench.running.checkpoints import CellCheckpoints, describe_position
+from protobench.running.cell_job import CellJob, DataCache
 from protobench.running.grid import PlannedCell, plan_suite, planned_cells
 from protobench.running.interrupts import StopOnSignal, signals_held
-from protobench.running.loggers import CellLogs, LogSpec
-from protobench.running.sharding import Shard
-from protobench.store import records as results
+from protobench.running.loggers import CellLogs
+from protobench.running.options import RunOptions as RunOptions  # the run's options, re-exported
+from protobench.running.packs import PackTrainer
 from protobench.store.records import provenance
 from protobench.suite.definition import Suite
-
-if TYPE_CHECKING:
-    from protobench.data.prepare import CellData
-    from protobench.engine.loop import CellOutcome
-    from protobench.suite.spec import CellSpec
-
-#: A saved training state and the checkpoint file it came from (``CellCheckpoints.load``).
-Loaded = tuple[dict[str, Any], Path]
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunOptions:
-    """How cells run: where the data is, on which (resolved) device, how they checkpoint (docs/long-runs.md),
-    what they do about cells another process holds and about records made by older code."""
-
-    data_dir: Path | None
-    device: torch.device
-    deterministic: bool = False
-    keep_checkpoints: bool = False  # keep the final checkpoint beside the record as <record stem>.pt
-    cuda_graphs: bool = True
-    checkpoint_minutes: float = 10.0  # inside an epoch; every epoch's end is checkpointed anyway
-    restart: bool = False  # discard unfinished cells' checkpoints instead of resuming them
-    wait: bool = True  # wait for cells locked by another process (else skip them)
-    reuse: bool = True  # copy a finished record of the same config and numerics from elsewhere in the store
-    keep_stale: bool = False  # count records made by older numerics as finished (docs/engine.md)
-    shard: Shard | None = None  # this job's part of the grid (--shard I/N)
-    collective: Collective = SINGLE_PROCESS  # this process's rank under torchrun (docs/distributed.md)
-    log: tuple[LogSpec, ...] = ()  # --log: live curves, each process its own loggers (docs/live-curves.md)
-    lock_stale_after: float = locks.STALE_AFTER_S
-    # torch threads of the run, split between --jobs workers; None keeps torch's own count. The CLI passes
-    # the CPUs the process may use (device.usable_cpus, docs/slurm/README.md, "Threads") or --threads.
-    threads: int | None = None
 
 
 def run_suite(
@@ -164,33 +130,6 @@ def follow(options: RunOptions, stop: StopOnSignal) -> None:
                               checkpointing=checkpointing, collective=group)  # fmt: skip
 
 
-class DataCache:
-    """Each imbalance ratio's prepared data, loaded once per process (the cells of one run share a dataset)."""
-
-    def __init__(self, data_dir: Path | None) -> None:
-        self.data_dir = data_dir
-        self.prepared: dict[float | None, CellData] = {}
-
-    def of(self, spec: CellSpec) -> CellData:
-        from protobench.data.prepare import DataSettings, prepare_cell_data
-
-        if spec.imbalance_ratio not in self.prepared:
-            settings = DataSettings(dataset=spec.dataset, dataset_options=dict(spec.dataset_options),
-                                    val_size=spec.val_size, data_seed=spec.data_seed,
-                                    imbalance_profile=spec.imbalance_profile, source=spec.data_source)  # fmt: skip
-            self.prepared[spec.imbalance_ratio] = prepare_cell_data(settings, self.data_dir, spec.imbalance_ratio)
-        return self.prepared[spec.imbalance_ratio]
-
-
-def release_device_memory(device: torch.device) -> None:
-    """Free what a failed cell left behind (after a CUDA out-of-memory error the next cell needs it)."""
-    import gc
-
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def run_cells(
     plan: list[PlannedCell],
     options: RunOptions,
@@ -199,19 +138,21 @@ def run_cells(
     summary: RunSummary,
     stop: StopOnSignal | None = None,
 ) -> None:
-    """Train the planned cells one after another, writing each record as soon as it is finished.
-
-    ``run`` is the provenance every record of this process shares (``results.provenance``). Each cell
-    is trained under its lock (protobench/running/locks.py): a cell another process holds is put off until
-    the others are done, then waited for (``options.wait``) or skipped. A cell that cannot run at its
-    setting is recorded as n/a; one that raises is recorded as failed and the grid goes on; missing
-    data (a UserError) stops the run before any cell claims to have failed; a stop request ends the
-    run after the cell in training has saved its checkpoint.
+    """Train the planned cells one after another (in packs of ``options.pack``: protobench/running/packs.py),
+    writing each record as soon as it is finished. ``run`` is the provenance the records share. Each cell
+    trains under its lock (protobench/running/locks.py): one another process holds is put off, then waited
+    for (``options.wait``) or skipped. A cell that cannot run is recorded n/a, one that raises failed (the
+    grid goes on); missing data (a UserError) stops the run before any cell claims to have failed; a stop
+    request ends the run once the cells in training have saved their checkpoints.
     """
     job = CellJob(options, run, reporter, summary, stop, DataCache(options.data_dir),
                   logs=CellLogs(options.log, reporter.warn))  # fmt: skip
 
+    packs = PackTrainer(job, options.pack, len(plan)) if options.pack > 1 else None
+
     def train(index: int, planned: PlannedCell, held: locks.CellLock) -> bool:
+        if packs is not None:  # held until its pack trains, with the rest of the pack
+            return packs.add(index, planned, held)
         with held:
             return job.run(planned, (index, len(plan)))
 
@@ -223,6 +164,8 @@ def run_cells(
             continue
         if not train(index, planned, held):
             return
+    if packs is not None and not packs.flush():  # the last pack of the cells not held elsewhere
+        return
     for index, planned in deferred:
         label = planned.cell.label()
         if not options.wait:
@@ -244,155 +187,5 @@ def run_cells(
             continue
         if not train(index, planned, held):
             return
-
-
-@dataclass
-class CellJob:
-    """What one process needs to train the cells it holds the locks of: the run's options and
-    provenance, where it reports and counts, how it is stopped, its prepared data, and the
-    degenerate-prototype warnings it gave already (each set is checked: sets depend on the seed)."""
-
-    options: RunOptions
-    provenance: dict[str, Any]
-    reporter: RunReporter
-    summary: RunSummary
-    stop: StopOnSignal | None
-    data: DataCache
-    warned: set[str] = field(default_factory=set)
-    logs: CellLogs = field(default_factory=CellLogs)  # --log's loggers (protobench/running/loggers.py)
-
-    def run(self, planned: PlannedCell, position: tuple[int, int]) -> bool:
-        """Train one cell whose lock this process holds, resuming its checkpoint (or copy a twin's
-        record); False when stopped. ``position`` is the cell's (i, n) in this process's plan."""
-        label = f"[{position[0]}/{position[1]}] {planned.cell.label()}"
-        if self.finished_elsewhere(planned, label):
-            return True
-        checkpoints, loaded = self.load_checkpoint(planned, label)
-        data, record = self.start_cell(planned, position, loaded)
-        if not self.train(planned, data, record, checkpoints, loaded, label):
-            return False
-        self.write_record(planned, record, checkpoints)
-        return True
-
-    def finished_elsewhere(self, planned: PlannedCell, label: str) -> bool:
-        """Whether another process finished the cell or a twin's record (same config and numerics) was copied."""
-        options, reporter, summary = self.options, self.reporter, self.summary
-        if results.is_finished(planned.path, keep_stale=options.keep_stale):  # another process finished it
-            reporter.note(f"{label} finished by another process")
-            summary.skipped += 1
-            return True
-        root = planned.path.parents[2]  # <store>/<suite>/<row>/<record>
-        if options.reuse and (twin := results.find_twin(root, planned.digest, planned.path)) is not None:
-            results.reuse(root, twin, planned.path, suite=planned.suite, column=planned.column, row=planned.cell.method)
-            reporter.note(f"{label} reused {twin.relative_to(root).as_posix()} (the same config and numerics)")
-            summary.reused += 1
-            return True
-        return False
-
-    def load_checkpoint(self, planned: PlannedCell, label: str) -> tuple[CellCheckpoints, Loaded | None]:
-        """The cell's checkpoints (discarded first with ``--restart``) and the saved state to resume, if any."""
-        checkpoints = CellCheckpoints(planned.path, planned.digest, planned.config)
-        if self.options.restart:
-            checkpoints.discard()
-        loaded = checkpoints.load(self.options.device, self.reporter.warn)
-        if loaded is not None:
-            where = describe_position(loaded[0], planned.spec.train.epochs)
-            self.reporter.note(f"{label} resuming from {where} ({loaded[1].name})")
-            self.summary.resumed += 1
-        return checkpoints, loaded
-
-    def start_cell(
-        self, planned: PlannedCell, position: tuple[int, int], loaded: Loaded | None
-    ) -> tuple[CellData, dict[str, Any]]:
-        """Prepare the data, report the start, make the new record, and start the other ranks and the loggers."""
-        cell, spec = planned.cell, planned.spec
-        data = self.data.of(spec)
-        warn_degenerate_prototypes(spec, cell.method, data.num_classes, self.reporter, self.warned)
-        self.reporter.start_cell(*position, cell.label())
-        record = results.new_record(suite=planned.suite, column=planned.column, spec=spec, digest=planned.digest,
-                                    data=data.record_data(), provenance=self.provenance,
-                                    row=cell.method)  # fmt: skip
-        group = self.options.collective
-        group.broadcast(("train", planned, str(loaded[1]) if loaded else None))  # the other ranks train it too
-        root = planned.path.parents[2]  # <store>/<suite>/<row>/<record>
-        self.logs.start_cell(planned.path.relative_to(root).with_suffix("").as_posix(), planned.suite, planned.config)
-        return data, record
-
-    def train(self, planned: PlannedCell, data: CellData, record: dict[str, Any], checkpoints: CellCheckpoints,
-              loaded: Loaded | None, label: str) -> bool:  # fmt: skip
-        """Train the cell into its record (ok, n/a or failed); False when stopped, its checkpoint saved."""
-        from protobench.engine import loop as engine
-
-        options, summary = self.options, self.summary
-        checkpointing = engine.Checkpointing(
-            save=checkpoints.save,
-            every_seconds=options.checkpoint_minutes * 60,
-            resume=loaded[0] if loaded else None,
-            should_stop=self.stop.requested if self.stop else (lambda: False),
-        )
-        try:
-            outcome = engine.train_cell(planned.spec, data, device=options.device, cuda_graphs=options.cuda_graphs,
-                                        progress=self.logs.progress(self.reporter), checkpointing=checkpointing,
-                                        collective=options.collective)  # fmt: skip
-        except NotApplicable as reason:
-            results.not_applicable(record, str(reason))
-            summary.not_applicable += 1
-        except engine.Interrupted as where:
-            self.reporter.note(f"{label} {where}; checkpoint saved")
-            return False
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as error:
-            # A failed cell is recorded with its reason (and epoch, when it failed while training) and
-            # the grid goes on; the error's frames hold the cell's tensors: drop them before the next cell.
-            if isinstance(error, engine.TrainingFailed):
-                results.failed(record, error.cause, epoch=error.epoch)
-            else:
-                results.failed(record, error)
-            summary.failed += 1
-            del error
-            release_device_memory(options.device)
-        else:
-            self.complete(planned, record, outcome, checkpoints)
-        finally:
-            self.logs.end_cell()
-        return True
-
-    def complete(
-        self, planned: PlannedCell, record: dict[str, Any], outcome: CellOutcome, checkpoints: CellCheckpoints
-    ) -> None:
-        """Save the cell's embeddings and (``keep_checkpoints``) its final checkpoint, then complete its record."""
-        embeddings = (
-            results.save_embeddings(results.embeddings_path(planned.path), outcome.embeddings)
-            if outcome.embeddings is not None
-            else None
-        )
-        # Kept before the record is written: a record on disk always has its checkpoint beside it.
-        checkpoint = checkpoints.keep_final() if self.options.keep_checkpoints else None
-        results.complete(record, outcome, checkpoint, embeddings)
-        self.summary.trained += 1
-
-    def write_record(self, planned: PlannedCell, record: dict[str, Any], checkpoints: CellCheckpoints) -> None:
-        """Write the record, discard the checkpoints unless the cell failed, and report the cell's end."""
-        results.write_record(planned.path, record)
-        if record["status"] != "error":  # a failed cell is retried from its last checkpoint
-            checkpoints.discard()
-        self.reporter.end_cell(record)
-
-
-def warn_degenerate_prototypes(spec: CellSpec, row: str, K: int, reporter: RunReporter, warned: set[str]) -> None:
-    """Warn when the fixed prototypes of the cell ``spec`` (table row ``row``) are degenerate
-    (protobench.prototypes.degeneracy), unless the same warning was given already (a seed-independent
-    set, another imbalance ratio)."""
-    from protobench.methods import prototype_request
-    from protobench.prototypes import generate
-    from protobench.prototypes.degeneracy import degeneracy_warning
-
-    request = prototype_request(spec.method, spec.method_options)
-    if request is None:
-        return
-    kind, params = request
-    text = degeneracy_warning(generate(kind, K, spec.dim, spec.seed, **params), f"{row} ({kind} prototypes)")
-    if text is not None and text not in warned:
-        warned.add(text)
-        reporter.warn(text)
+    if packs is not None:
+        packs.flush()

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from protobench.core.errors import UserError
-from protobench.engine.loop import CellOutcome
 from protobench.engine import loop as engine
+from protobench.engine.loop import CellOutcome
 from protobench.methods import NotApplicable
 from protobench.running import tuning
 from protobench.running.runner import RunOptions
