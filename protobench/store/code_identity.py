@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # protobench/ (this module is in protobench/store/)
 #: The shipped suites beside the package in a checkout (absent from an installed wheel: then not digested).
 SUITES = PACKAGE.parent / "suites"
 

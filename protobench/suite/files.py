@@ -20,7 +20,7 @@ def suites_dirs() -> list[Path]:
     if env := os.environ.get("PROTOBENCH_SUITES"):
         dirs.append(Path(env))
     dirs.append(Path.cwd() / "suites")
-    dirs.append(Path(__file__).resolve().parent.parent / "suites")
+    dirs.append(Path(__file__).resolve().parents[2] / "suites")  # beside protobench/ (this is protobench/suite/)
     seen: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [s.resolve() for s in seen]:

@@ -73,3 +73,16 @@ def test_results_check_names_records_whose_code_is_no_commit_or_another_one(tmp_
         ("mislabelled", "first"): f"made by commit {first[-1][:12]}'s code, claims abc5678",
     }
     assert notes == ["1 record(s) predate code digests: only their git_commit names their code"]
+
+
+def test_the_running_digest_covers_every_module_of_the_package_and_the_shipped_suites() -> None:
+    # The digest's files are found from code_identity's own place in the package: a module moved into
+    # another folder must still digest all of protobench/, not its own folder.
+    import protobench
+
+    package = Path(protobench.__file__).resolve().parent
+    covered = {path for path, _ in tree_files()}
+    modules = {f"protobench/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")
+               if "__pycache__" not in p.parts}  # fmt: skip
+    assert {p for p in covered if p.startswith("protobench/")} == modules
+    assert {"protobench/engine/loop.py", "protobench/cli/main.py", "suites/quickstart.yaml"} <= covered

@@ -237,3 +237,12 @@ def test_plain_names_pass_the_name_check():
 
     for name in ("cifar10-lt", "dl2pa-t10", "a.b_c+d", "R2"):
         check_path_part(name, "s.yaml: key 'name'")
+
+
+def test_the_shipped_suites_are_found_from_any_working_folder(tmp_path, monkeypatch) -> None:
+    # suites_dirs finds suites/ from its own place in the package, wherever the command runs.
+    from protobench.suite.definition import available_suites
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROTOBENCH_SUITES", raising=False)
+    assert {"quickstart", "fashion-mnist-tuned"} <= set(available_suites())
