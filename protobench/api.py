@@ -250,12 +250,15 @@ def comparison(
     seeds: Sequence[int] | None = None,
     without_reused: bool = False,
     on_unreadable: Warner | None = warn_unreadable,
+    b_results: str | Path | None = None,
 ) -> Comparison:
     """Method ``a`` against each ``b`` at every column of ``suite`` (a name, or a suite file whose ``name:`` the
     records are stored under; or, with ``family``, the suite file's declared family), corrected by
     ``correction`` over the tests (docs/compare.md). ``seeds`` keeps only the records of those seeds;
     ``without_reused`` leaves out, in each suite, every seed at which one of its records was copied from another
-    suite (``reused_from``): the analysis on the seeds that suite ran itself."""
+    suite (``reused_from``): the analysis on the seeds that suite ran itself. ``b_results``: B's records come
+    from that store and A's from ``results``, so one method can be set against itself in two stores (packed
+    against solo, GPU against CPU); each B is then named ``B (STORE)``."""
     from protobench.reporting.comparison import check_correction, check_margin, metric_key, rows_caption
     from protobench.store.records import iter_records
     from protobench.suite.definition import load_suite
@@ -267,6 +270,8 @@ def comparison(
         raise UserError("--family takes A and B from the suite's 'family' key; give only SUITE")
     if not family and (a is None or b is None):
         raise UserError("give methods A and B (protobench compare SUITE A B), or --family for the suite's family")
+    if family and b_results is not None:
+        raise UserError("--b-results reads method B's records from another store; it takes A and B, not --family")
     request = {"metric": metric, "metric_key": key, "correction": correction, "margin": margin}
     if family:
         from protobench.reporting.comparison import family_comparison
@@ -285,11 +290,15 @@ def comparison(
         bs = list(dict.fromkeys(m for m in bs if m))
         name, known = suite_argument(suite)
         records = only_seeds(list(iter_records(Path(results), [name], on_unreadable)), seeds)
+        if b_results is not None:
+            records, bs = from_two_stores(records, a, bs, Path(b_results), name, seeds, on_unreadable)
         records = drop_reused_seeds(records) if without_reused else records
-        check_request(records, name, a, bs, str(results))
+        check_request(records, name, a, bs, str(results) if b_results is None else f"{results} and {b_results}")
         rows, lines, size = compare_rows(records, name, a, bs, metric, known, correction, margin)
         title = f"{name}: A = {a} vs B = {', '.join(bs)}, {metric} test accuracy (%)"
         request = {"suite": name, "a": a, "b": bs, "family": False, **request}
+        if b_results is not None:
+            request["b_results"] = str(b_results)
     if seeds is not None:
         title += f", seeds {','.join(map(str, seeds))} only"
         request["seeds"] = list(seeds)
@@ -313,14 +322,31 @@ def compare(
     margin: float | None = None,
     seeds: Sequence[int] | None = None,
     without_reused: bool = False,
+    b_results: str | Path | None = None,
 ) -> pd.DataFrame:
     """``protobench compare``'s rows as a DataFrame (one row per B and column: means, diff, CI, p, corrected p,
     sign-flip p, detectable difference, test, verdict); ``attrs`` holds the notes, caption and family size."""
     found = comparison(suite, a, b, results, family=family, metric=metric, correction=correction, margin=margin,
-                       seeds=seeds, without_reused=without_reused)  # fmt: skip
+                       seeds=seeds, without_reused=without_reused, b_results=b_results)  # fmt: skip
     frame = pd.DataFrame([row.as_dict() for row in found.rows])
     frame.attrs.update(notes=found.notes, caption=found.caption, family_size=found.size, title=found.title)
     return frame
+
+
+def from_two_stores(
+    records: list[dict[str, Any]], a: str, bs: list[str], b_results: Path, suite: str,
+    seeds: Sequence[int] | None, on_unreadable: Warner | None,
+) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+    """A's records (of ``records``) with each B's from the store ``b_results``, renamed ``B (STORE)``, and
+    those names: the rows of one comparison, wherever their records are."""
+    from protobench.store.records import iter_records
+
+    if not b_results.is_dir():
+        raise UserError(f"--b-results {b_results} is not a folder; point it at the results store holding B's records")
+    label = {b: f"{b} ({b_results})" for b in bs}
+    theirs = only_seeds(list(iter_records(b_results, [suite], on_unreadable)), seeds)
+    moved = [{**r, "method": label[r["method"]]} for r in theirs if r.get("method") in label]
+    return [r for r in records if r.get("method") == a] + moved, list(label.values())
 
 
 def only_seeds(records: list[dict[str, Any]], seeds: Sequence[int] | None) -> list[dict[str, Any]]:

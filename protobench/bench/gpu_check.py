@@ -6,9 +6,10 @@ no download is needed and no accuracy means anything. Steps (docs/bench.md):
 
 1. the pipeline benchmark (``bench pipeline``) for the cifar100 suite's ResNet-32 at 32 x 32;
 2. a short ResNet-32 grid (softmax and dl2pa x 4 seeds, 2 epochs) through the real runner
-   (``run_suite``, a temporary results folder) with 1, 4 and 8 jobs: aggregate training images/s,
-   i.e. images trained over the run's wall time (process start, data loading and evaluation included);
-3. the projected wall time of the cifar100 paper grid from the best of those rates;
+   (``run_suite``, a temporary results folder) with 1, 4 and 8 jobs, then packed (``--pack`` 4 and 8, one
+   process): aggregate training images/s, i.e. images trained over the run's wall time (process start,
+   data loading and evaluation included);
+3. the projected wall time of the cifar100 paper grid from the best of those rates, naming its jobs and pack;
 4. with two or more GPUs, a 2-rank data-parallel cell launched with torchrun (docs/distributed.md):
    whether it ran and its wall time; "skipped: one GPU" otherwise.
 
@@ -56,15 +57,16 @@ class Plan:
     steps: int
     warmup: int | None
     batch: int | None  # None: the suite's
-    jobs: tuple[int, ...]  # runner grid
+    jobs: tuple[int, ...]  # runner grid, unpacked
+    packs: tuple[int, ...]  # runner grid, one process packing this many cells
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     epochs: int
     dim: int
 
 
-FULL = Plan(50_000, 10_000, 5, 50, None, None, (1, 4, 8), ("softmax", "dl2pa"), (0, 1, 2, 3), 2, 50)
-QUICK = Plan(32, 16, 1, 2, 1, 8, (1, 2), ("softmax", "dl2pa"), (0,), 1, 10)
+FULL = Plan(50_000, 10_000, 5, 50, None, None, (1, 4, 8), (4, 8), ("softmax", "dl2pa"), (0, 1, 2, 3), 2, 50)
+QUICK = Plan(32, 16, 1, 2, 1, 8, (1, 2), (2,), ("softmax", "dl2pa"), (0,), 1, 10)
 
 
 def write_synthetic_cifar100(root: Path, train: int, test: int, seed: int = 0) -> Path:
@@ -105,25 +107,27 @@ def grid_suite(plan: Plan) -> Any:
     return dataclasses.replace(suite, name="gpu-check", train=train, val_size=0)
 
 
-def time_grid(plan: Plan, data_dir: Path, device: Any, jobs: int) -> dict[str, Any]:
-    """Train the short grid once with ``jobs`` worker processes into a fresh results folder."""
+def time_grid(plan: Plan, data_dir: Path, device: Any, jobs: int, pack: int = 1) -> dict[str, Any]:
+    """Train the short grid once with ``jobs`` worker processes, each packing ``pack`` cells, into a fresh
+    results folder."""
     from protobench.core.progress import PlainReporter
     from protobench.running.runner import RunOptions, run_suite
 
     suite = grid_suite(plan)
     with tempfile.TemporaryDirectory(prefix="gpu-check-results-") as results:
         start = time.perf_counter()
-        summary = run_suite(suite, results_dir=Path(results), options=RunOptions(data_dir=data_dir, device=device),
+        options = RunOptions(data_dir=data_dir, device=device, pack=pack)
+        summary = run_suite(suite, results_dir=Path(results), options=options,
                             reporter=PlainReporter(stream=sys.stderr), jobs=jobs)  # fmt: skip
         wall = time.perf_counter() - start
     images = summary.trained * plan.epochs * plan.train_images
     return {
-        "jobs": jobs, "cells": summary.total, "trained": summary.trained, "failed": summary.failed,
+        "jobs": jobs, "pack": pack, "cells": summary.total, "trained": summary.trained, "failed": summary.failed,
         "epochs": plan.epochs, "images": images, "wall_s": wall, "aggregate_images_per_s": images / wall,
     }  # fmt: skip
 
 
-def project_paper_grid(rate: float, jobs: int) -> dict[str, Any]:
+def project_paper_grid(rate: float, jobs: int, pack: int = 1) -> dict[str, Any]:
     """Wall time of the cifar100 suite's grid at ``rate`` training images/s (cells that cannot exist left out)."""
     from protobench.prototypes import etf_dimension_problem
     from protobench.suite.definition import load_suite
@@ -136,7 +140,7 @@ def project_paper_grid(rate: float, jobs: int) -> dict[str, Any]:
     seconds = images / rate
     return {
         "suite": suite.name, "cells": len(cells), "cells_trained": len(trained), "images": images,
-        "images_per_s": rate, "jobs": jobs, "seconds": seconds, "hours": seconds / 3600,
+        "images_per_s": rate, "jobs": jobs, "pack": pack, "seconds": seconds, "hours": seconds / 3600,
     }  # fmt: skip
 
 
@@ -197,7 +201,7 @@ def gpu_check(
     device_spec: str = "cuda", *, quick: bool = False, workers: int | None = None, cuts: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Run the four steps and return the result (what ``--out`` holds). ``cuts`` replaces fields of the
-    plan (``rounds``, ``steps``, ``jobs``, ``epochs``) to fit a short GPU slot; the JSON names them."""
+    plan (``rounds``, ``steps``, ``jobs``, ``packs``, ``epochs``) to fit a short GPU slot; the JSON names them."""
     import torch
 
     from protobench.bench.pipeline import benchmark
@@ -217,12 +221,13 @@ def gpu_check(
             pipeline = benchmark("cifar100", batch=plan.batch, device=str(device), rounds=plan.rounds,
                                  steps=plan.steps, workers=workers, warmup=plan.warmup, data_dir=root)  # fmt: skip
             grid = [time_grid(plan, root, device, jobs) for jobs in plan.jobs]
+            grid += [time_grid(plan, root, device, 1, pack) for pack in plan.packs]
             ddp = ddp_check(root, device)
         name = device_name(device)
     finally:
         torch.set_num_threads(threads)
     best = max(grid, key=lambda run: run["aggregate_images_per_s"])
-    projection = project_paper_grid(best["aggregate_images_per_s"], best["jobs"])
+    projection = project_paper_grid(best["aggregate_images_per_s"], best["jobs"], best["pack"])
     return {
         "data": {"note": SYNTHETIC, "train_images": plan.train_images, "test_images": plan.test_images},
         "device": str(device), "device_name": name, "gpus": torch.cuda.device_count(),
@@ -273,18 +278,23 @@ def print_table(result: dict[str, Any]) -> None:
         table.add_row("", f"{what} ({interval})", f"{ratio['median']:.2f} {goal['verdict']}")
     for run in result["grid"]:
         failed = f", {run['failed']} FAILED" if run["failed"] else ""
-        table.add_row("2 runner grid", f"--jobs {run['jobs']}: {run['trained']} cells x {run['epochs']} epochs, "
+        table.add_row("2 runner grid", f"{packing(run)}: {run['trained']} cells x {run['epochs']} epochs, "
                       f"{run['images']:,} images in {run['wall_s']:.1f} s{failed}",
                       f"{run['aggregate_images_per_s']:,.0f} images/s")  # fmt: skip
     not_applicable = projection["cells"] - projection["cells_trained"]
     table.add_row("3 projection", f"{projection['suite']} paper grid: {projection['cells_trained']} cells "
                   f"({not_applicable} n/a left out), {projection['images']:,} training images at "
-                  f"{projection['images_per_s']:,.0f} images/s (--jobs {projection['jobs']}), goal <= "
+                  f"{projection['images_per_s']:,.0f} images/s ({packing(projection)}), goal <= "
                   f"{GRID_HOURS_GOAL:g} h",
                   f"{projection['hours']:.2f} h {result['goals']['paper_grid_hours']['verdict']}")  # fmt: skip
     ddp = result["ddp"]
     table.add_row("4 DDP, 2 ranks", ddp.get("command", "(needs 2 GPUs)"), ddp["status"])
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def packing(run: dict[str, Any]) -> str:
+    """How a grid run or the projection trained its cells: ``--jobs 4`` or ``--pack 8``."""
+    return f"--pack {run['pack']}" if run.get("pack", 1) > 1 else f"--jobs {run['jobs']}"
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -300,11 +310,13 @@ def run(argv: list[str] | None = None) -> None:
     cut.add_argument("--steps", type=positive, default=None, help=f"timed steps a turn (default {FULL.steps})")
     cut.add_argument("--jobs", type=job_levels, default=None,
                      help="runner grid --jobs levels, comma-separated (default 1,4,8)")  # fmt: skip
+    cut.add_argument("--packs", type=job_levels, default=None,
+                     help="runner grid --pack levels (one process), comma-separated (default 4,8)")  # fmt: skip
     cut.add_argument("--epochs", type=positive, default=None, help=f"epochs a grid cell (default {FULL.epochs})")
     args = parser.parse_args(argv)
     if args.out.is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name, e.g. --out {args.out / 'gpu-check.json'}")
-    cuts = {"rounds": args.rounds, "steps": args.steps, "jobs": args.jobs, "epochs": args.epochs}
+    cuts = {"rounds": args.rounds, "steps": args.steps, "jobs": args.jobs, "packs": args.packs, "epochs": args.epochs}
     result = gpu_check(args.device, quick=args.quick, workers=args.workers, cuts=cuts)
     print_table(result)
     write_json(args.out, result, "--out")

@@ -37,6 +37,14 @@ def compare_command(
         typer.Option(help="Equivalence margin in points: also test |A - B| < M (TOST at 0.05).", show_default=False),
     ] = None,
     results: Annotated[Path, typer.Option(help="The results store to read.")] = Path("results"),
+    b_results: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read B's records from this store (A's from --results): a method against itself in two "
+            "stores, e.g. packed against solo, GPU against CPU.",
+            show_default=False,
+        ),
+    ] = None,
     metric: Annotated[
         str, typer.Option(help="final (last-epoch test accuracy) or val-selected (at the best validation epoch).")
     ] = "final",
@@ -59,7 +67,7 @@ def compare_command(
     check_results_flag(results, must_exist=True)
     found = comparison(suite, a, b, results, family=family, metric=metric, correction=correction, margin=margin,
                        seeds=parse_list(seeds, int, "--seeds"), without_reused=without_reused,
-                       on_unreadable=record_warner())  # fmt: skip
+                       on_unreadable=record_warner(), b_results=b_results)  # fmt: skip
     if as_json:
         from protobench.reporting.comparison import ALPHA
 

@@ -50,7 +50,7 @@ def test_gpu_check_refuses_without_cuda_in_one_line(run_cli) -> None:
 def test_gpu_check_quick_on_cpu_writes_the_json(run_cli, tmp_path, monkeypatch) -> None:
     from protobench.bench import gpu_check
 
-    assert gpu_check.QUICK.jobs == (1, 2)
+    assert gpu_check.QUICK.jobs == (1, 2) and gpu_check.QUICK.packs == (2,)
     # One job here: --jobs 2 starts worker processes, the runner's own path (tests/running/test_runner.py),
     # which takes longer than this test should on a busy 2-core machine.
     monkeypatch.setattr(gpu_check, "QUICK", dataclasses.replace(gpu_check.QUICK, jobs=(1,)))
@@ -60,7 +60,9 @@ def test_gpu_check_quick_on_cpu_writes_the_json(run_cli, tmp_path, monkeypatch) 
     result = json.loads(out_file.read_text())
     assert result["quick"] and "synthetic" in result["data"]["note"]
     assert result["pipeline"]["backbone"] == "resnet32" and result["pipeline"]["engine_images_per_s"] > 0
-    assert [run["jobs"] for run in result["grid"]] == [1] and result["grid"][0]["trained"] == 2
+    assert [(run["jobs"], run["pack"]) for run in result["grid"]] == [(1, 1), (1, 2)]
+    assert [run["trained"] for run in result["grid"]] == [2, 2] and result["projection"]["pack"] in (1, 2)
+    assert "--pack 2: 2 cells x 1 epochs" in out
     assert result["projection"]["suite"] == "cifar100" and result["projection"]["seconds"] > 0
     assert result["ddp"]["status"].startswith("skipped")
     assert set(result["goals"]) == {"engine_vs_dataloader", "engine_vs_model_only", "paper_grid_hours"}

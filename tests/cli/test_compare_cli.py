@@ -184,3 +184,27 @@ def test_seeds_and_without_reused_restrict_the_records_compared(run_cli):
     code, _, err = run_cli("compare", "confirm-matching", "dl2pa-lr003", "dl2pa-static-lr003", "--results", store,
                            "--seeds", ",")  # fmt: skip
     assert code == 2 and err == "error: --seeds is empty; give a comma-separated list, e.g. --seeds 0,1,2\n"
+
+
+def test_b_results_sets_a_method_against_itself_in_another_store(run_cli, store, tmp_path):
+    # The same method in two stores (packed against solo, GPU against CPU): B's records from --b-results.
+    other = tmp_path / "other"
+    for seed, b in enumerate(B_VALUES):
+        write(other, "dl2pa", seed, b + 0.5 + 0.01 * (seed % 2) + (0.02 if seed % 2 else -0.02))  # A +- 0.02
+    code, out, err = run_cli("compare", SUITE, "dl2pa", "dl2pa", "--results", store, "--b-results", other,
+                             "--margin", "0.5", "--json")  # fmt: skip
+    assert code == 0, err
+    answer = json.loads(out)
+    rows = {(r["b"], r["column"]): r for r in answer["rows"]}
+    label = f"dl2pa ({other})"
+    assert answer["b"] == [label] and answer["b_results"] == str(other) and set(rows) == {(label, "2"), (label, "4")}
+    assert rows[label, "2"]["verdict"] == "equivalent within +-0.5" and rows[label, "2"]["test"].startswith("paired")
+    assert rows[label, "4"]["verdict"] == f"{label}: missing"  # the other store has no d = 4
+    code, _, err = run_cli("compare", SUITE, "dl2pa", "dl2pa", "--results", store)
+    assert code == 2 and "also among B" in err  # without --b-results, one store: refused
+    code, _, err = run_cli("compare", SUITE, "dl2pa", "dl2pa", "--results", store, "--b-results", tmp_path / "none")
+    assert (
+        code == 2
+        and err.strip()
+        == f"error: --b-results {tmp_path / 'none'} is not a folder; point it at the results store holding B's records"
+    )
