@@ -78,3 +78,37 @@ def test_a_stopped_pack_saves_every_cell_and_resumes_to_the_uninterrupted_number
     resumed = train_pack([PackMember(spec, data, checkpointing=Checkpointing(lambda s: None, resume=states[-1]))
                           for spec, states in zip(specs(suite), saved, strict=True)], device=CPU)  # fmt: skip
     assert [comparable(outcome) for outcome in resumed] == reference
+
+
+@pytest.mark.gpu
+def test_packed_cells_give_their_solo_numbers_under_deterministic_kernels_on_the_gpu(pack_setting, gpu):
+    # On CUDA each cell steps on its own stream and replays its own CUDA graph; with deterministic kernels
+    # in float32 a packed cell's numbers must still be its solo numbers.
+    suite, data = pack_setting
+    cells = [spec_for(suite, method, dim, seed, precision="fp32", deterministic=True) for method, dim, seed in CELLS]
+    solo = [comparable(train_cell(spec, data, device=gpu)) for spec in cells]
+    packed = train_pack([PackMember(spec, data) for spec in cells], device=gpu)
+    assert [comparable(outcome) for outcome in packed] == solo
+
+
+@pytest.mark.gpu
+def test_an_out_of_memory_cell_of_a_pack_fails_alone_on_the_gpu(pack_setting, gpu, monkeypatch):
+    # A real CUDA out-of-memory error in one cell's first step (4 PiB asked of the caching allocator,
+    # outside any graph: the first steps are eager); on the CPU in a rehearsal, the same error raised.
+    from protobench.heads.softmax import Softmax
+
+    real = Softmax.loss
+
+    def loss(self, h, y):
+        if self.dim == 2:
+            if h.device.type != "cuda":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 PiB")
+            torch.empty(2**50, device=h.device)
+        return real(self, h, y)
+
+    monkeypatch.setattr(Softmax, "loss", loss)
+    suite, data = pack_setting
+    cells = [spec_for(suite, m, d, 0, precision="fp32") for m, d in (("softmax", 2), ("dl2pa", 3), ("softmax", 4))]
+    packed = train_pack([PackMember(spec, data) for spec in cells], device=gpu)
+    assert isinstance(packed[0], TrainingFailed) and isinstance(packed[0].cause, torch.cuda.OutOfMemoryError)
+    assert all(outcome.metrics["test_accuracy"] is not None for outcome in packed[1:])
