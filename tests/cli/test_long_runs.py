@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -47,6 +48,29 @@ def wait_for_checkpoint(results: Path, process: subprocess.Popen, timeout: float
     raise AssertionError("no checkpoint appeared")
 
 
+def kill_at_a_checkpoint(run: list[str], results: Path) -> None:
+    """Start ``run``, SIGKILL it once it wrote a checkpoint, and check it left no record."""
+    killed = start(run)
+    wait_for_checkpoint(results, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL and not list(results.rglob("*.json"))
+
+
+def out_of_memory_at_d2(real: Any) -> Any:
+    """A head loss that runs out of CUDA memory at d = 2 (really, asking the caching allocator for 4 PiB
+    outside any graph: the first steps are eager; on the CPU the same error is raised) and is ``real`` else."""
+
+    def loss(self: Any, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.dim == 2:
+            if h.device.type != "cuda":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 PiB")
+            torch.empty(2**50, device=h.device)
+        return real(self, h, y)
+
+    return loss
+
+
 def the_record(results: Path) -> dict:
     (path,) = results.rglob("*.json")
     return json.loads(path.read_text())
@@ -69,11 +93,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_record_of_an_uninterrupted_run(tm
     # Checkpoints inside epochs too (every 6 ms), so the kill leaves a mid-epoch one to resume from.
     run = command(suite, tmp_path / "res", fmnist_dir, "--deterministic", "--checkpoint-minutes", "0.0001",
                   device=device)  # fmt: skip
-    killed = start(run)
-    wait_for_checkpoint(tmp_path / "res", killed)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert killed.returncode == -signal.SIGKILL and not list((tmp_path / "res").rglob("*.json"))
+    kill_at_a_checkpoint(run, tmp_path / "res")
     # The resumed and the reference run go in this process (the same torch threads as the killed one's: a
     # subprocess here proves nothing more than the kill already did).
     code, out, err = run_cli(*run[3:])
@@ -162,21 +182,11 @@ def test_a_diverging_cell_is_recorded_failed_the_grid_goes_on_and_the_exit_code_
 @ON_CPU_AND_GPU
 def test_an_out_of_memory_cell_is_recorded_failed_and_the_grid_goes_on(run_cli, tmp_path, fmnist_dir, monkeypatch,
                                                                           where, gpu):  # fmt: skip
-    # On CUDA a real one: the d = 2 cell asks the caching allocator for 4 PiB in its first step (outside
-    # any graph: the first steps are eager). On the CPU the same error is raised.
+    # On CUDA a real one (out_of_memory_at_d2); on the CPU the same error is raised.
     from protobench.heads.softmax import Softmax
 
     device = device_of(where, gpu)
-    real = Softmax.loss
-
-    def loss(self, h, y):
-        if self.dim == 2:
-            if h.device.type != "cuda":
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 PiB")
-            torch.empty(2**50, device=h.device)
-        return real(self, h, y)
-
-    monkeypatch.setattr(Softmax, "loss", loss)
+    monkeypatch.setattr(Softmax, "loss", out_of_memory_at_d2(Softmax.loss))
     suite = tiny_suite(tmp_path / "m.yaml", dims=[2, 4])
     code, out, _ = run_cli("run", suite, "--results", tmp_path / "res", "--data-dir", fmnist_dir, "--device", device)
     assert code == 1, out

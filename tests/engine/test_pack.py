@@ -93,20 +93,11 @@ def test_packed_cells_give_their_solo_numbers_under_deterministic_kernels_on_the
 
 @pytest.mark.gpu
 def test_an_out_of_memory_cell_of_a_pack_fails_alone_on_the_gpu(pack_setting, gpu, monkeypatch):
-    # A real CUDA out-of-memory error in one cell's first step (4 PiB asked of the caching allocator,
-    # outside any graph: the first steps are eager); on the CPU in a rehearsal, the same error raised.
+    # A real CUDA out-of-memory error in one cell's first step; on the CPU in a rehearsal, the same error raised.
     from protobench.heads.softmax import Softmax
+    from tests.cli.test_long_runs import out_of_memory_at_d2
 
-    real = Softmax.loss
-
-    def loss(self, h, y):
-        if self.dim == 2:
-            if h.device.type != "cuda":
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 PiB")
-            torch.empty(2**50, device=h.device)
-        return real(self, h, y)
-
-    monkeypatch.setattr(Softmax, "loss", loss)
+    monkeypatch.setattr(Softmax, "loss", out_of_memory_at_d2(Softmax.loss))
     suite, data = pack_setting
     cells = [spec_for(suite, m, d, 0, precision="fp32") for m, d in (("softmax", 2), ("dl2pa", 3), ("softmax", 4))]
     packed = train_pack([PackMember(spec, data) for spec in cells], device=gpu)

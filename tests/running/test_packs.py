@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_long_runs import command, comparable, start, wait_for_checkpoint
+from tests.cli.test_long_runs import command, comparable, kill_at_a_checkpoint, start, wait_for_checkpoint
 from tests.conftest import tiny_suite
 
 TRAIN = {"epochs": 2, "batch_size": 32, "eval_batch_size": 64, "lr": 0.05, "mixup_alpha": 0.2, "flip": True}
@@ -64,11 +64,7 @@ def test_a_pack_killed_mid_epoch_resumes_every_cell_to_its_uninterrupted_record(
     suite = tiny_suite(tmp_path / "k.yaml", methods=["dl2pa", "softmax", "dnc"], dims=[3], train=TRAIN)
     run = command(suite, tmp_path / "res", fmnist_dir, "--deterministic", "--pack", "3", "--checkpoint-minutes",
                   "0.0001")  # fmt: skip
-    killed = start(run)
-    wait_for_checkpoint(tmp_path / "res", killed)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert killed.returncode == -signal.SIGKILL and not list((tmp_path / "res").rglob("*.json"))
+    kill_at_a_checkpoint(run, tmp_path / "res")
     code, out, err = run_cli(*run[3:])
     assert code == 0, err
     assert "resuming from" in out
