@@ -21,7 +21,7 @@ import torch
 from protobench.core.device import restore_rng, rng_state
 from protobench.core.progress import Progress, SilentProgress
 from protobench.data.prepare import CellData
-from protobench.engine.cell_state import Checkpointing, TrainingFailed
+from protobench.engine.cell_state import Checkpointing
 from protobench.engine.distributed import SINGLE_PROCESS
 from protobench.engine.loop import CellOutcome, cell_steps, set_up_cell
 from protobench.suite.spec import CellSpec
@@ -69,7 +69,10 @@ def _set_up(member: PackMember, device: torch.device, cuda_graphs: bool) -> _Tur
                            SINGLE_PROCESS)  # fmt: skip
     except Exception as error:  # NotApplicable, a bad option: this member's alone
         return _Turn(None, {}, result=error)
-    stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    stream = None
+    if device.type == "cuda":  # its own stream, after the work that built it (its data, its model)
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
     return _Turn(cell_steps(cell), rng_state(), stream)
 
 
@@ -90,6 +93,8 @@ def _advance(turn: _Turn) -> bool:
         turn.rng = rng_state()
         return False
     turn.steps = None
+    if turn.stream is not None:  # what it left (its outcome's state) is read on the caller's stream
+        torch.cuda.current_stream(turn.stream.device).wait_stream(turn.stream)
     return True
 
 
@@ -103,4 +108,4 @@ def _on(stream: Any) -> Iterator[None]:
         yield
 
 
-__all__ = ["PackMember", "TrainingFailed", "train_pack"]
+__all__ = ["PackMember", "train_pack"]
