@@ -37,10 +37,13 @@ def tune_command(
     results: Annotated[Path, typer.Option(help="Results store; tuning cells go under SUITE-tune.")] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets are looked for first.")] = None,
     jobs: Annotated[int, typer.Option(help="Cells run at once in worker processes sharing the device.")] = 1,
+    pack: Annotated[
+        int, typer.Option(help="Cells trained together in one process, each its own numbers (as run's --pack).")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the trials and choices as JSON for scripts.")] = False,
 ) -> None:
     """Choose each method's lr (and weight decay) on the validation split, never on test."""
-    from protobench.cli.flags import check_run_flags, parse_list, with_grid_flags
+    from protobench.cli.flags import check_pack_flag, check_run_flags, parse_list, with_grid_flags
     from protobench.cli.live_display import PlainReporter, make_reporter
     from protobench.core.device import resolve_device, usable_cpus
     from protobench.running.runner import RunOptions
@@ -52,10 +55,11 @@ def tune_command(
     grid = grid_points(parse_list(lr, float, "--lr"), parse_list(weight_decay, float, "--weight-decay"))
     tuned = with_grid_flags(base, methods, dims, seeds, epochs)
     check_run_flags(jobs, data_dir, results)
+    check_pack_flag(pack, 1, 0)
     if out is not None:
         check_out(out, base)
     # torch threads follow the allocation, as run's do without --threads (docs/slurm/README.md, "Threads")
-    options = RunOptions(data_dir=data_dir, device=resolve_device(device), threads=usable_cpus())
+    options = RunOptions(data_dir=data_dir, device=resolve_device(device), threads=usable_cpus(), pack=pack)
     if as_json:  # progress (the workers' too) goes to stderr; stdout holds only the JSON
         with stdout_to_stderr():
             result = tune(tuned, grid, results_dir=results, options=options, reporter=PlainReporter(), jobs=jobs)

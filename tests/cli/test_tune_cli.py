@@ -48,10 +48,12 @@ def test_tune_writes_a_suite_that_run_trains_with_the_chosen_lr(run_cli, tmp_pat
 
 
 def test_tune_prints_a_table_with_the_choice_marked(run_cli, tmp_path, fmnist_dir):
-    suite = tiny_suite(tmp_path / "s.yaml", dims=[2])
+    # Each grid point's two seeds packed: tuning cells are plain cells of the SUITE-tune suite.
+    suite = tiny_suite(tmp_path / "s.yaml", dims=[2], seeds=[0, 1])
     code, out, err = run_cli("tune", suite, "--lr", "0.001,0.05", "--epochs", "1", "--results", tmp_path / "res",
-                             "--data-dir", fmnist_dir, "--device", "cpu")  # fmt: skip
+                             "--data-dir", fmnist_dir, "--device", "cpu", "--pack", "2")  # fmt: skip
     assert code == 0, err
+    assert out.count("training 2 cells together") == 2
     assert "final-epoch validation accuracy" in out and "lr=0.001" in out and "lr=0.05" in out
     row = next(line for line in out.splitlines() if "softmax" in line and "+-" in line)  # the table's row
     assert row.count("*") == 1

@@ -4,11 +4,12 @@ by model, instruction-set level and thread count, CUDA ones by GPU, driver and c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 
 from protobench.store import audit
-from protobench.store.host import cpu_flags, cuda_driver, describe, host_key
+from protobench.store.host import cpu_flags, cpu_model, cuda_driver, describe, host_key
 from tests.conftest import minimal_record
 
 
@@ -50,3 +51,11 @@ def test_results_check_lists_the_records_of_the_less_common_instruction_set(tmp_
     mixed = [f for f in audit.check(tmp_path) if f.kind == "mixed-host"]
     assert [f.path.name for f in mixed] == ["d2_s2.json"]
     assert "AVX512, 1 threads; suite s holds cpu: AMD EPYC, AVX2, 1 threads (2)" in mixed[0].detail
+
+
+def test_cpu_model_names_this_host() -> None:
+    name = cpu_model()
+    assert name and name != "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "model name" in cpuinfo.read_text():
+        assert name in cpuinfo.read_text()
