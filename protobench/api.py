@@ -285,6 +285,7 @@ def comparison(
         request = {"suite": declared.name, "family": True, **request}
     else:
         from protobench.reporting.comparison import comparison as compare_rows
+        from protobench.reporting.comparison import setting_differences
 
         bs = [m.strip() for m in b.split(",")] if isinstance(b, str) else list(b or [])
         bs = list(dict.fromkeys(m for m in bs if m))
@@ -299,6 +300,7 @@ def comparison(
         request = {"suite": name, "a": a, "b": bs, "family": False, **request}
         if b_results is not None:
             request["b_results"] = str(b_results)
+            lines += setting_differences(records, a, bs)
     if seeds is not None:
         title += f", seeds {','.join(map(str, seeds))} only"
         request["seeds"] = list(seeds)

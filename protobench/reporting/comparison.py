@@ -372,3 +372,21 @@ def caption(correction: str, size: int, margin: float | None, family: bool, test
 def rows_caption(rows: list[Row], correction: str, size: int, margin: float | None, family: bool) -> str:
     """The caption of the table of ``rows``: ``caption`` with the number of them that had a test."""
     return caption(correction, size, margin, family, sum(row.tested for row in rows))
+
+
+def setting_differences(records: list[dict[str, Any]], a: str, bs: list[str]) -> list[str]:
+    """One note per B whose newest setting differs from A's at some column (``compare --b-results``: the
+    same method in two stores compares the same cells only where their setting hashes agree)."""
+
+    def newest(method: str, column: str) -> str | None:
+        mine = [r for r in records if r.get("method") == method and r.get("column") == column]
+        return latest_setting(mine)[0].get("setting_hash") if mine else None
+
+    columns = sorted({str(r.get("column")) for r in records}, key=lambda c: (len(c), c))
+    notes = []
+    for b in bs:
+        differ = [c for c in columns if None not in (newest(a, c), newest(b, c)) and newest(a, c) != newest(b, c)]
+        if differ:
+            notes.append(f"other settings: {b} at {', '.join(differ)} holds another setting than {a} (its setting "
+                         f"hash differs), so these are not the same cells trained twice")  # fmt: skip
+    return notes

@@ -200,6 +200,16 @@ def test_b_results_sets_a_method_against_itself_in_another_store(run_cli, store,
     assert answer["b"] == [label] and answer["b_results"] == str(other) and set(rows) == {(label, "2"), (label, "4")}
     assert rows[label, "2"]["verdict"] == "equivalent within +-0.5" and rows[label, "2"]["test"].startswith("paired")
     assert rows[label, "4"]["verdict"] == f"{label}: missing"  # the other store has no d = 4
+    assert not any(note.startswith("other settings") for note in answer["notes"])  # the same cells
+    changed = tmp_path / "changed"
+    for seed, b in enumerate(B_VALUES):
+        write(changed, "dl2pa", seed, b, setting_hash="s2")  # another recipe, say
+    code, out, err = run_cli("compare", SUITE, "dl2pa", "dl2pa", "--results", store, "--b-results", changed)
+    assert code == 0, err
+    assert (
+        f"other settings: dl2pa ({changed}) at 2 holds another setting than dl2pa (its setting hash differs), "
+        "so these are not the same cells trained twice"
+    ) in " ".join(out.split())
     code, _, err = run_cli("compare", SUITE, "dl2pa", "dl2pa", "--results", store)
     assert code == 2 and "also among B" in err  # without --b-results, one store: refused
     code, _, err = run_cli("compare", SUITE, "dl2pa", "dl2pa", "--results", store, "--b-results", tmp_path / "none")
