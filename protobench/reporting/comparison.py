@@ -383,9 +383,11 @@ def setting_differences(records: list[dict[str, Any]], a: str, bs: list[str]) ->
         return latest_setting(mine)[0].get("setting_hash") if mine else None
 
     columns = sorted({str(r.get("column")) for r in records}, key=lambda c: (len(c), c))
+    a_setting = {c: newest(a, c) for c in columns}
     notes = []
     for b in bs:
-        differ = [c for c in columns if None not in (newest(a, c), newest(b, c)) and newest(a, c) != newest(b, c)]
+        b_setting = {c: newest(b, c) for c in columns}
+        differ = [c for c in columns if None not in (a_setting[c], b_setting[c]) and a_setting[c] != b_setting[c]]
         if differ:
             notes.append(f"other settings: {b} at {', '.join(differ)} holds another setting than {a} (its setting "
                          f"hash differs), so these are not the same cells trained twice")  # fmt: skip

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protobench.core.progress import SilentProgress
 from protobench.running import locks
 from protobench.running.cell_job import CellJob
 from protobench.running.checkpoints import CellCheckpoints
 from protobench.running.grid import PlannedCell
+
+if TYPE_CHECKING:
+    from protobench.engine.pack import PackMember
 
 
 @dataclass
@@ -30,7 +33,7 @@ class _Started:
     label: str
     record: dict[str, Any]
     checkpoints: CellCheckpoints
-    member: Any  # engine.pack.PackMember
+    member: PackMember
 
 
 class PackTrainer:
